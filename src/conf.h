@@ -1,0 +1,90 @@
+/* conf: the INI configuration (libinih), its defaults, validation and the
+ * LCGATE_<SECTION>_<KEY> environment overrides. A struct conf is immutable
+ * once loaded; a reload builds a new one and swaps it in. */
+#ifndef LCGATE_CONF_H
+#define LCGATE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_kind { STORE_KIND_MEMORY, STORE_KIND_REDIS };
+
+/* A rate "N/s", "N/min" or "N/h": count requests per window seconds. */
+struct rate {
+    double count;
+    unsigned window_s;
+};
+
+struct conf_project {
+    char *id;
+    int has_rate, has_burst, has_upstream_rate, has_upstream_burst, has_ttl;
+    struct rate rate, upstream_rate;
+    unsigned burst, upstream_burst;
+    uint64_t ttl_ms;
+    char *api_key_file;
+    char *api_key;               /* read from api_key_file; a secret */
+};
+
+struct conf_client {
+    char *name;
+    uint8_t token_sha256[32];
+    int all_projects;            /* projects = * */
+    char **projects;
+    size_t nprojects;
+};
+
+struct conf {
+    char *path;                  /* the file it was read from */
+
+    /* [server] */
+    char *listen;
+    char *admin_listen;
+    uint64_t drain_timeout_ms;
+    size_t max_body;
+    char *log_level;             /* error, warn, info, debug */
+
+    /* [upstream] */
+    char *base_url;              /* without a trailing '/' */
+    char *api_key_file;
+    char *api_key;               /* file, else LLAMA_CLOUD_API_KEY, else NULL
+                                    (pass-through mode); a secret */
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+
+    /* [cache] */
+    enum store_kind store;
+    char *redis_url;
+    uint64_t redis_timeout_ms;
+    uint64_t ttl_ms;
+    uint64_t stale_while_revalidate_ms;
+    uint64_t stale_if_error_ms;
+    size_t memory_max;
+    int prefetch;
+
+    /* [ratelimit] */
+    struct rate rate, upstream_rate;
+    unsigned burst, upstream_burst;
+
+    struct conf_project *projects;
+    size_t nprojects;
+    struct conf_client *clients;
+    size_t nclients;
+};
+
+/* Load path, apply environment overrides, validate, read key files.
+ * Returns NULL and writes "FILE:LINE: reason" (or "VAR: reason") to err. */
+struct conf *conf_load(const char *path, char *err, size_t errlen);
+void conf_free(struct conf *c);
+
+const struct conf_project *conf_project(const struct conf *c, const char *id);
+/* The key injected for a request of project id (may be NULL): the
+ * project's own key, else the global one, else NULL (pass-through). */
+const char *conf_api_key(const struct conf *c, const char *project_id);
+
+/* Parsers shared with tests. Each returns 0, or -1 on a malformed value. */
+int conf_parse_duration_ms(const char *s, uint64_t *out);
+int conf_parse_size(const char *s, size_t *out);
+int conf_parse_rate(const char *s, struct rate *out);
+int conf_parse_bool(const char *s, int *out);
+
+#endif
