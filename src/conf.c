@@ -1,0 +1,732 @@
+#include "conf.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum vtype { V_STR, V_ADDR, V_URL, V_DURATION, V_SIZE, V_RATE, V_COUNT,
+             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL };
+
+struct keydef {
+    const char *section;
+    const char *key;
+    enum vtype type;
+    size_t off;
+};
+
+#define K(sec, name, type, field) {sec, name, type, offsetof(struct conf, field)}
+static const struct keydef keys[] = {
+    K("server", "listen", V_ADDR, listen),
+    K("server", "admin_listen", V_ADDR, admin_listen),
+    K("server", "drain_timeout", V_DURATION, drain_timeout_ms),
+    K("server", "max_body", V_SIZE, max_body),
+    K("server", "log_level", V_LEVEL, log_level),
+    K("upstream", "base_url", V_URL, base_url),
+    K("upstream", "api_key_file", V_STR, api_key_file),
+    K("upstream", "timeout", V_DURATION, timeout_ms),
+    K("upstream", "connect_timeout", V_DURATION, connect_timeout_ms),
+    K("cache", "store", V_STORE, store),
+    K("cache", "redis_url", V_REDIS_URL, redis_url),
+    K("cache", "redis_timeout", V_DURATION, redis_timeout_ms),
+    K("cache", "ttl", V_DURATION, ttl_ms),
+    K("cache", "stale_while_revalidate", V_DURATION, stale_while_revalidate_ms),
+    K("cache", "stale_if_error", V_DURATION, stale_if_error_ms),
+    K("cache", "memory_max", V_SIZE, memory_max),
+    K("cache", "prefetch", V_BOOL, prefetch),
+    K("ratelimit", "rate", V_RATE, rate),
+    K("ratelimit", "burst", V_COUNT, burst),
+    K("ratelimit", "upstream_rate", V_RATE, upstream_rate),
+    K("ratelimit", "upstream_burst", V_COUNT, upstream_burst),
+};
+#undef K
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+#define P(name, type, field, has) \
+    {name, type, offsetof(struct conf_project, field), offsetof(struct conf_project, has)}
+static const struct pkeydef {
+    const char *key;
+    enum vtype type;
+    size_t off, has_off;
+} pkeys[] = {
+    P("rate", V_RATE, rate, has_rate),
+    P("burst", V_COUNT, burst, has_burst),
+    P("upstream_rate", V_RATE, upstream_rate, has_upstream_rate),
+    P("upstream_burst", V_COUNT, upstream_burst, has_upstream_burst),
+    P("ttl", V_DURATION, ttl_ms, has_ttl),
+    P("api_key_file", V_STR, api_key_file, has_ttl), /* has_ unused for strings */
+};
+#undef P
+#define NPKEYS (sizeof(pkeys) / sizeof(pkeys[0]))
+
+int conf_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct { const char *unit; uint64_t ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+    };
+    char *end;
+    double v;
+    size_t i;
+
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    v = strtod(s, &end);
+    if (errno || end == s)
+        return -1;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            double ms = v * (double)units[i].ms;
+            if (ms > 1e15)
+                return -1;
+            *out = (uint64_t)(ms + 0.5);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int conf_parse_size(const char *s, size_t *out)
+{
+    static const struct { const char *unit; uint64_t mul; } units[] = {
+        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
+        {"GiB", 1024ULL * 1024 * 1024},
+    };
+    char *end;
+    unsigned long long v;
+    size_t i;
+
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (v > SIZE_MAX / units[i].mul)
+                return -1;
+            *out = (size_t)(v * units[i].mul);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int conf_parse_rate(const char *s, struct rate *out)
+{
+    static const struct { const char *unit; unsigned secs; } units[] = {
+        {"/s", 1}, {"/min", 60}, {"/h", 3600},
+    };
+    char *end;
+    double v;
+    size_t i;
+
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    v = strtod(s, &end);
+    if (errno || end == s || !(v > 0) || v > 1e9)
+        return -1;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            out->count = v;
+            out->window_s = units[i].secs;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int conf_parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static int parse_count(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < 1 || v > 1000000000UL)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* host:port, [v6]:port or unix:/path */
+static int valid_addr(const char *s)
+{
+    const char *colon;
+    char *end;
+    long port;
+
+    if (strncmp(s, "unix:/", 6) == 0)
+        return s[6] != '\0';
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return 0;
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || colon == s || memchr(s, ':', (size_t)(colon - s)))
+            return 0;
+    }
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    return !errno && *end == '\0' && end != colon + 1 && port >= 0 && port <= 65535;
+}
+
+struct loader {
+    struct conf *c;
+    const char *path;
+    int line;               /* of the line inih is handling */
+    FILE *f;
+    char *err;
+    size_t errlen;
+    int failed;
+    int key_lines[NKEYS];   /* where each key was set, for later checks */
+    int key_file_line;
+};
+
+static int fail(struct loader *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(struct loader *l, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (l->failed++)
+        return 0; /* the first error is the one reported */
+    n = snprintf(l->err, l->errlen, "%s:%d: ", l->path, l->line);
+    if (n < 0 || (size_t)n >= l->errlen)
+        return 0;
+    va_start(ap, fmt);
+    vsnprintf(l->err + n, l->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static const char *type_hint(enum vtype t)
+{
+    switch (t) {
+    case V_ADDR: return "host:port, [v6]:port or unix:/path";
+    case V_URL: return "an http:// or https:// URL";
+    case V_DURATION: return "a duration such as 250ms, 30s, 10m or 1h";
+    case V_SIZE: return "a size such as 4096, 512KiB, 64MiB or 1GiB";
+    case V_RATE: return "a rate such as 20/s, 600/min or 1000/h";
+    case V_COUNT: return "a whole number from 1 to 1000000000";
+    case V_BOOL: return "on or off";
+    case V_STORE: return "memory or redis";
+    case V_LEVEL: return "error, warn, info or debug";
+    case V_REDIS_URL: return "redis://[:password@]host[:port][/db] or unix:///path";
+    case V_STR: break;
+    }
+    return "a value";
+}
+
+/* Parse value of type t into the field at p; 0 or -1. */
+static int set_value(enum vtype t, void *p, const char *v)
+{
+    enum log_level lvl;
+
+    switch (t) {
+    case V_ADDR:
+        if (!valid_addr(v))
+            return -1;
+        break;
+    case V_URL:
+        if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+            return -1;
+        break;
+    case V_REDIS_URL:
+        if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:///", 8) != 0)
+            return -1;
+        break;
+    case V_LEVEL:
+        if (log_level_parse(v, &lvl) != 0)
+            return -1;
+        break;
+    case V_STR:
+        if (*v == '\0')
+            return -1;
+        break;
+    case V_DURATION:
+        return conf_parse_duration_ms(v, p);
+    case V_SIZE:
+        return conf_parse_size(v, p);
+    case V_RATE:
+        return conf_parse_rate(v, p);
+    case V_COUNT:
+        return parse_count(v, p);
+    case V_BOOL:
+        return conf_parse_bool(v, p);
+    case V_STORE:
+        if (strcmp(v, "memory") == 0)
+            *(enum store_kind *)p = STORE_KIND_MEMORY;
+        else if (strcmp(v, "redis") == 0)
+            *(enum store_kind *)p = STORE_KIND_REDIS;
+        else
+            return -1;
+        return 0;
+    }
+    {
+        char **sp = p, *dup = strdup(v);
+        if (dup == NULL)
+            return -1;
+        free(*sp);
+        *sp = dup;
+    }
+    if (t == V_URL) {
+        char *s = *(char **)p;
+        size_t n = strlen(s);
+        while (n > 8 && s[n - 1] == '/')
+            s[--n] = '\0';
+    }
+    return 0;
+}
+
+/* `project "id"` or `client "name"`: the quoted name, or NULL. */
+static const char *quoted(const char *section, const char *kind, char *buf, size_t len)
+{
+    size_t k = strlen(kind), n;
+
+    if (strncmp(section, kind, k) != 0 || section[k] != ' ')
+        return NULL;
+    section += k + 1;
+    while (*section == ' ')
+        section++;
+    n = strlen(section);
+    if (n < 3 || section[0] != '"' || section[n - 1] != '"' || n - 2 >= len)
+        return NULL;
+    memcpy(buf, section + 1, n - 2);
+    buf[n - 2] = '\0';
+    return strchr(buf, '"') ? NULL : buf;
+}
+
+static struct conf_project *project_get(struct loader *l, const char *id)
+{
+    struct conf *c = l->c;
+    struct conf_project *p;
+    size_t i;
+
+    for (i = 0; i < c->nprojects; i++)
+        if (strcmp(c->projects[i].id, id) == 0)
+            return &c->projects[i];
+    p = realloc(c->projects, (c->nprojects + 1) * sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    c->projects = p;
+    p = &c->projects[c->nprojects];
+    memset(p, 0, sizeof(*p));
+    if ((p->id = strdup(id)) == NULL)
+        return NULL;
+    c->nprojects++;
+    return p;
+}
+
+static struct conf_client *client_get(struct loader *l, const char *name)
+{
+    struct conf *c = l->c;
+    struct conf_client *cl;
+    size_t i;
+
+    for (i = 0; i < c->nclients; i++)
+        if (strcmp(c->clients[i].name, name) == 0)
+            return &c->clients[i];
+    cl = realloc(c->clients, (c->nclients + 1) * sizeof(*cl));
+    if (cl == NULL)
+        return NULL;
+    c->clients = cl;
+    cl = &c->clients[c->nclients];
+    memset(cl, 0, sizeof(*cl));
+    if ((cl->name = strdup(name)) == NULL)
+        return NULL;
+    cl->token_sha256[0] = 0;
+    c->nclients++;
+    return cl;
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = tolower(ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+static int client_key(struct loader *l, struct conf_client *cl, const char *key,
+                      const char *value)
+{
+    if (strcmp(key, "token_sha256") == 0) {
+        size_t i;
+        if (strlen(value) != 64)
+            return fail(l, "token_sha256 must be 64 hex digits (sha256sum of the token)");
+        for (i = 0; i < 32; i++) {
+            int hi = hexval(value[2 * i]), lo = hexval(value[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return fail(l, "token_sha256 must be 64 hex digits (sha256sum of the token)");
+            cl->token_sha256[i] = (uint8_t)(hi << 4 | lo);
+        }
+        return 1;
+    }
+    if (strcmp(key, "projects") == 0) {
+        char *copy = strdup(value), *tok, *save = NULL;
+        if (copy == NULL)
+            return fail(l, "out of memory");
+        if (strcmp(value, "*") == 0) {
+            cl->all_projects = 1;
+            free(copy);
+            return 1;
+        }
+        for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            char **np;
+            size_t n;
+            while (isspace((unsigned char)*tok))
+                tok++;
+            n = strlen(tok);
+            while (n && isspace((unsigned char)tok[n - 1]))
+                tok[--n] = '\0';
+            if (n == 0)
+                continue;
+            np = realloc(cl->projects, (cl->nprojects + 1) * sizeof(*np));
+            if (np == NULL || (np[cl->nprojects] = strdup(tok)) == NULL) {
+                if (np)
+                    cl->projects = np;
+                free(copy);
+                return fail(l, "out of memory");
+            }
+            cl->projects = np;
+            cl->nprojects++;
+        }
+        free(copy);
+        if (cl->nprojects == 0)
+            return fail(l, "projects must list project ids separated by commas, or *");
+        return 1;
+    }
+    return fail(l, "unknown key '%s' in [client] (expected token_sha256 or projects)", key);
+}
+
+static int project_key(struct loader *l, struct conf_project *p, const char *key,
+                       const char *value)
+{
+    size_t i;
+
+    for (i = 0; i < NPKEYS; i++) {
+        if (strcmp(pkeys[i].key, key) != 0)
+            continue;
+        if (set_value(pkeys[i].type, (char *)p + pkeys[i].off, value) != 0)
+            return fail(l, "%s: expected %s, got '%s'", key, type_hint(pkeys[i].type), value);
+        if (pkeys[i].type != V_STR)
+            *(int *)((char *)p + pkeys[i].has_off) = 1;
+        return 1;
+    }
+    return fail(l, "unknown key '%s' in [project] (expected rate, burst, upstream_rate, "
+                "upstream_burst, ttl or api_key_file)", key);
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    struct loader *l = user;
+    char name[256];
+    size_t i;
+    int known_section = 0;
+
+    if (key == NULL)
+        return 1; /* a section header on its own */
+    if (quoted(section, "project", name, sizeof(name))) {
+        struct conf_project *p = project_get(l, name);
+        return p ? project_key(l, p, key, value) : fail(l, "out of memory");
+    }
+    if (quoted(section, "client", name, sizeof(name))) {
+        struct conf_client *cl = client_get(l, name);
+        return cl ? client_key(l, cl, key, value) : fail(l, "out of memory");
+    }
+    for (i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) != 0)
+            continue;
+        known_section = 1;
+        if (strcmp(keys[i].key, key) != 0)
+            continue;
+        if (l->key_lines[i])
+            return fail(l, "%s is set twice (first on line %d)", key, l->key_lines[i]);
+        l->key_lines[i] = l->line;
+        if (set_value(keys[i].type, (char *)l->c + keys[i].off, value) != 0)
+            return fail(l, "%s: expected %s, got '%s'", key, type_hint(keys[i].type), value);
+        return 1;
+    }
+    if (!known_section)
+        return fail(l, "unknown section [%s] (expected server, upstream, cache, ratelimit, "
+                    "project \"id\" or client \"name\")", section);
+    return fail(l, "unknown key '%s' in [%s]", key, section);
+}
+
+static char *reader(char *str, int num, void *stream)
+{
+    struct loader *l = stream;
+    char *r = fgets(str, num, l->f);
+
+    if (r != NULL)
+        l->line++;
+    return r;
+}
+
+/* The key in path: the file without surrounding whitespace. */
+static char *read_key(const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    char buf[4096];
+    size_t n, start = 0;
+
+    if (f == NULL) {
+        snprintf(why, whylen, "cannot read api_key_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    if (!feof(f)) {
+        fclose(f);
+        snprintf(why, whylen, "api_key_file %s is larger than 4 KiB; is it the right file?", path);
+        return NULL;
+    }
+    fclose(f);
+    while (n && isspace((unsigned char)buf[n - 1]))
+        n--;
+    while (start < n && isspace((unsigned char)buf[start]))
+        start++;
+    if (start == n) {
+        snprintf(why, whylen, "api_key_file %s is empty", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return strdup(buf + start);
+}
+
+static void env_name(const struct keydef *k, char *out, size_t len)
+{
+    size_t i;
+
+    snprintf(out, len, "LCGATE_%s_%s", k->section, k->key);
+    for (i = 0; out[i]; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+static int apply_env(struct loader *l)
+{
+    char var[96];
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        const char *v;
+        env_name(&keys[i], var, sizeof(var));
+        v = getenv(var);
+        if (v == NULL)
+            continue;
+        if (set_value(keys[i].type, (char *)l->c + keys[i].off, v) != 0) {
+            snprintf(l->err, l->errlen, "%s: expected %s, got '%s'", var,
+                     type_hint(keys[i].type), v);
+            return -1;
+        }
+        l->key_lines[i] = -1;
+    }
+    return 0;
+}
+
+static int set_defaults(struct conf *c)
+{
+    static const struct { const char *key, *value; } defs[] = {
+        {"listen", "127.0.0.1:8080"}, {"admin_listen", "127.0.0.1:8081"},
+        {"drain_timeout", "10s"}, {"max_body", "1MiB"}, {"log_level", "info"},
+        {"base_url", "https://api.cloud.llamaindex.ai"},
+        {"timeout", "30s"}, {"connect_timeout", "5s"},
+        {"store", "memory"}, {"redis_url", "redis://127.0.0.1:6379/0"},
+        {"redis_timeout", "250ms"}, {"ttl", "30s"},
+        {"stale_while_revalidate", "30s"}, {"stale_if_error", "10m"},
+        {"memory_max", "64MiB"}, {"prefetch", "on"},
+        {"rate", "20/s"}, {"burst", "40"},
+        {"upstream_rate", "5/s"}, {"upstream_burst", "10"},
+    };
+    size_t i, j;
+
+    for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+        for (j = 0; j < NKEYS; j++)
+            if (strcmp(keys[j].key, defs[i].key) == 0 &&
+                set_value(keys[j].type, (char *)c + keys[j].off, defs[i].value) != 0)
+                return -1;
+    return 0;
+}
+
+static int key_index(const char *section, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+            return (int)i;
+    return 0;
+}
+
+/* Checks across keys, and reading the key files. */
+static int finish(struct loader *l)
+{
+    struct conf *c = l->c;
+    char why[512];
+    size_t i;
+
+    if (c->ttl_ms == 0) {
+        l->line = l->key_lines[key_index("cache", "ttl")];
+        return fail(l, "ttl must be more than 0"), -1;
+    }
+    if (c->memory_max < 64 * 1024) {
+        l->line = l->key_lines[key_index("cache", "memory_max")];
+        return fail(l, "memory_max must be at least 64KiB"), -1;
+    }
+    if (c->timeout_ms == 0 || c->connect_timeout_ms == 0) {
+        l->line = l->key_lines[key_index("upstream", c->timeout_ms ? "connect_timeout" : "timeout")];
+        return fail(l, "upstream timeouts must be more than 0"), -1;
+    }
+    if (c->redis_timeout_ms == 0) {
+        l->line = l->key_lines[key_index("cache", "redis_timeout")];
+        return fail(l, "redis_timeout must be more than 0"), -1;
+    }
+    for (i = 0; i < c->nclients; i++) {
+        static const uint8_t zero[32];
+        if (memcmp(c->clients[i].token_sha256, zero, 32) == 0 || c->clients[i].nprojects +
+            (size_t)c->clients[i].all_projects == 0) {
+            snprintf(l->err, l->errlen, "%s: [client \"%s\"] needs token_sha256 and projects",
+                     l->path, c->clients[i].name);
+            return -1;
+        }
+    }
+    if (c->api_key_file) {
+        if ((c->api_key = read_key(c->api_key_file, why, sizeof(why))) == NULL) {
+            l->line = l->key_lines[key_index("upstream", "api_key_file")];
+            return fail(l, "%s", why), -1;
+        }
+    } else {
+        const char *env = getenv("LLAMA_CLOUD_API_KEY");
+        size_t n;
+        while (env && isspace((unsigned char)*env))
+            env++;
+        n = env ? strlen(env) : 0;
+        while (n && isspace((unsigned char)env[n - 1]))
+            n--;
+        if (n && (c->api_key = strndup(env, n)) == NULL)
+            return -1;
+    }
+    for (i = 0; i < c->nprojects; i++) {
+        struct conf_project *p = &c->projects[i];
+        if (p->api_key_file && (p->api_key = read_key(p->api_key_file, why, sizeof(why))) == NULL) {
+            snprintf(l->err, l->errlen, "%s: [project \"%s\"] %s", l->path, p->id, why);
+            return -1;
+        }
+    }
+    if (l->line < 0)
+        l->line = 0;
+    return 0;
+}
+
+struct conf *conf_load(const char *path, char *err, size_t errlen)
+{
+    struct loader l;
+    int rc;
+
+    memset(&l, 0, sizeof(l));
+    l.path = path;
+    l.err = err;
+    l.errlen = errlen;
+    if ((l.c = calloc(1, sizeof(*l.c))) == NULL || (l.c->path = strdup(path)) == NULL ||
+        set_defaults(l.c) != 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        conf_free(l.c);
+        return NULL;
+    }
+    if ((l.f = fopen(path, "r")) == NULL) {
+        snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+        conf_free(l.c);
+        return NULL;
+    }
+    rc = ini_parse_stream(reader, &l, handler, &l);
+    fclose(l.f);
+    if (rc != 0 || l.failed) {
+        if (!l.failed) {
+            l.line = rc > 0 ? rc : 0;
+            fail(&l, "syntax error (expected [section] or key = value)");
+        }
+        conf_free(l.c);
+        return NULL;
+    }
+    if (apply_env(&l) != 0 || finish(&l) != 0) {
+        conf_free(l.c);
+        return NULL;
+    }
+    return l.c;
+}
+
+void conf_free(struct conf *c)
+{
+    size_t i, j;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < NKEYS; i++) {
+        enum vtype t = keys[i].type;
+        if (t == V_STR || t == V_ADDR || t == V_URL || t == V_LEVEL || t == V_REDIS_URL)
+            free(*(char **)((char *)c + keys[i].off));
+    }
+    for (i = 0; i < c->nprojects; i++) {
+        free(c->projects[i].id);
+        free(c->projects[i].api_key_file);
+        free(c->projects[i].api_key);
+    }
+    for (i = 0; i < c->nclients; i++) {
+        for (j = 0; j < c->clients[i].nprojects; j++)
+            free(c->clients[i].projects[j]);
+        free(c->clients[i].projects);
+        free(c->clients[i].name);
+    }
+    free(c->projects);
+    free(c->clients);
+    free(c->api_key);
+    free(c->path);
+    free(c);
+}
+
+const struct conf_project *conf_project(const struct conf *c, const char *id)
+{
+    size_t i;
+
+    if (id == NULL)
+        return NULL;
+    for (i = 0; i < c->nprojects; i++)
+        if (strcmp(c->projects[i].id, id) == 0)
+            return &c->projects[i];
+    return NULL;
+}
+
+const char *conf_api_key(const struct conf *c, const char *project_id)
+{
+    const struct conf_project *p = conf_project(c, project_id);
+
+    return p && p->api_key ? p->api_key : c->api_key;
+}

@@ -1,0 +1,714 @@
+#include "http_front.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+#include "cache_key.h"
+#include "cache_store.h"
+#include "clock.h"
+#include "conf.h"
+#include "config.h"
+#include "log.h"
+#include "query_norm.h"
+#include "upstream.h"
+
+#define MAX_QUERY_PARAMS 256
+#define MAX_RESPONSE (64u * 1024 * 1024)
+
+/* One client request from arrival to its single reply. */
+struct greq {
+    struct gw *gw;
+    struct greq *prev, *next;    /* gw->inflight */
+    struct evhttp_request *req;
+    int route;                   /* enum qn_route, or -1: pass-through */
+    char *key;                   /* cache key (cached routes) */
+    size_t klen;
+    char *url;                   /* what goes upstream */
+    char *project_id;
+    struct up_xfer *xfer;
+    int no_store, no_cache;
+    char rid[72];
+    int64_t t0_us;
+};
+
+static uint64_t rid_seed, rid_counter;
+
+static const char *const hop_by_hop[] = {
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+    "Proxy-Connection", "TE", "Trailer", "Trailers", "Transfer-Encoding",
+    "Upgrade", "Content-Length", "Host", "Expect", NULL,
+};
+
+static int in_list(const char *name, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcasecmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Is name listed in a Connection header value (which makes it hop-by-hop)? */
+static int named_by_connection(const char *name, const char *conn)
+{
+    size_t n = strlen(name);
+
+    while (conn && *conn) {
+        while (*conn == ' ' || *conn == ',' || *conn == '\t')
+            conn++;
+        if (strncasecmp(conn, name, n) == 0 &&
+            (conn[n] == '\0' || conn[n] == ',' || conn[n] == ' ' || conn[n] == '\t'))
+            return 1;
+        conn = strchr(conn, ',');
+    }
+    return 0;
+}
+
+static void greq_free(struct greq *g)
+{
+    struct gw *gw = g->gw;
+
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        gw->inflight = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    gw->ninflight--;
+    free(g->key);
+    free(g->url);
+    free(g->project_id);
+    free(g);
+}
+
+static void add_common_headers(struct greq *g)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+
+    evhttp_add_header(out, "X-Request-Id", g->rid);
+}
+
+/* Reply and free g: the one way a request ends. */
+static void finish(struct greq *g, int status, struct evbuffer *body)
+{
+    add_common_headers(g);
+    evhttp_send_reply(g->req, status, NULL, body);
+    log_debug("%s %s -> %d (%lld us)",
+              evhttp_request_get_command(g->req) == EVHTTP_REQ_GET ? "GET" : "other",
+              evhttp_request_get_uri(g->req), status, (long long)(mono_us() - g->t0_us));
+    greq_free(g);
+}
+
+static void reply_json(struct evhttp_request *req, int status, const char *json,
+                       size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    if (buf)
+        evbuffer_add(buf, json, len);
+    evhttp_send_reply(req, status, NULL, buf);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+/* {"detail":"<text>"} with text escaped as JSON. */
+static void reply_detail(struct evhttp_request *req, int status, const char *text)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    const unsigned char *out;
+    size_t len;
+
+    if (gen == NULL) {
+        reply_json(req, status, "{}", 2);
+        return;
+    }
+    yajl_gen_map_open(gen);
+    yajl_gen_string(gen, (const unsigned char *)"detail", 6);
+    yajl_gen_string(gen, (const unsigned char *)text, strlen(text));
+    yajl_gen_map_close(gen);
+    yajl_gen_get_buf(gen, &out, &len);
+    reply_json(req, status, (const char *)out, len);
+    yajl_gen_free(gen);
+}
+
+static void fail_greq(struct greq *g, int status, const char *text)
+{
+    add_common_headers(g);
+    reply_detail(g->req, status, text);
+    greq_free(g);
+}
+
+static void fail_upstream(struct greq *g, const struct up_resp *r)
+{
+    g->gw->upstream_errors++;
+    log_warn("upstream %s failed: %s (request %s)",
+             g->route >= 0 ? qn_routes[g->route].name : "pass-through", r->errmsg, g->rid);
+    if (r->err == UP_ETIMEOUT)
+        fail_greq(g, 504, "Upstream timed out");
+    else if (r->err == UP_EINVALID)
+        fail_greq(g, 502, "Upstream sent an invalid answer");
+    else
+        fail_greq(g, 502, "Upstream unreachable");
+}
+
+static int json_valid(const unsigned char *p, size_t n)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+    int ok;
+
+    if (h == NULL)
+        return 0;
+    ok = yajl_parse(h, p, n) == yajl_status_ok && yajl_complete_parse(h) == yajl_status_ok;
+    yajl_free(h);
+    return ok;
+}
+
+static void set_rid(struct greq *g)
+{
+    const char *in = evhttp_find_header(evhttp_request_get_input_headers(g->req),
+                                        "X-Request-Id");
+    size_t i, n = in ? strlen(in) : 0;
+
+    /* A client's id is kept when it is a plain token, so logs correlate. */
+    if (n > 0 && n < sizeof(g->rid)) {
+        for (i = 0; i < n; i++)
+            if (!isalnum((unsigned char)in[i]) && !strchr("-_.:", in[i]))
+                break;
+        if (i == n) {
+            memcpy(g->rid, in, n + 1);
+            return;
+        }
+    }
+    snprintf(g->rid, sizeof(g->rid), "%016llx%08llx", (unsigned long long)rid_seed,
+             (unsigned long long)++rid_counter);
+}
+
+static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
+{
+    char line[8192];
+    struct curl_slist *n;
+
+    snprintf(line, sizeof(line), "%s: %s", name, value);
+    n = curl_slist_append(l, line);
+    if (n == NULL)
+        curl_slist_free_all(l);
+    return n;
+}
+
+static struct up_opts up_opts(const struct conf *c)
+{
+    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE};
+    return o;
+}
+
+static char *join_url(const char *base, const char *path, const char *query)
+{
+    size_t n = strlen(base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
+    char *url = malloc(n);
+
+    if (url)
+        snprintf(url, n, "%s%s%s%s", base, path, query && *query ? "?" : "",
+                 query && *query ? query : "");
+    return url;
+}
+
+/* The credential that decides whose answer this is: the injected key, or
+ * the client's Authorization in pass-through mode. */
+static const char *credential(struct greq *g, const char **key)
+{
+    *key = conf_api_key(g->gw->conf, g->project_id);
+    if (*key)
+        return *key;
+    return evhttp_find_header(evhttp_request_get_input_headers(g->req), "Authorization");
+}
+
+/* ---- cached list routes ---- */
+
+static void unref_entry(const void *data, size_t len, void *arg)
+{
+    centry_decref(arg);
+}
+
+static void send_entry(struct greq *g, struct centry *e, const char *xcache,
+                       const char *cache_status)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+    struct evbuffer *buf = evbuffer_new();
+    int64_t age = (wall_ms() - e->stored_ms) / 1000;
+    char agebuf[24];
+
+    if (buf == NULL) {
+        fail_greq(g, 500, "Out of memory");
+        return;
+    }
+    snprintf(agebuf, sizeof(agebuf), "%lld", (long long)(age < 0 ? 0 : age));
+    if (e->ctype_len)
+        evhttp_add_header(out, "Content-Type", e->ctype);
+    evhttp_add_header(out, "Age", agebuf);
+    evhttp_add_header(out, "X-Cache", xcache);
+    evhttp_add_header(out, "Cache-Status", cache_status);
+    centry_incref(e);
+    /* The body goes to the socket from the entry itself, not a copy. */
+    if (evbuffer_add_reference(buf, e->body, e->body_len, unref_entry, e) != 0)
+        centry_decref(e);
+    finish(g, e->status, buf);
+    evbuffer_free(buf);
+}
+
+static const char *const retry_headers[] = {
+    "Retry-After", "retry-after-ms", "x-should-retry", "WWW-Authenticate", NULL,
+};
+
+static void on_list_upstream(void *arg, struct up_resp *r)
+{
+    struct greq *g = arg;
+    struct gw *gw = g->gw;
+    const char *fwd = g->no_cache ? "request" : g->no_store ? "bypass" : "uri-miss";
+    char status[160];
+    unsigned char *body;
+    size_t len, i;
+
+    g->xfer = NULL;
+    if (r->err != UP_OK) {
+        fail_upstream(g, r);
+        return;
+    }
+    len = evbuffer_get_length(r->body);
+    body = evbuffer_pullup(r->body, -1);
+    if (r->status == 200 && json_valid(body, len)) {
+        const char *ct = r->ctype ? r->ctype : "";
+        struct centry *e = centry_new(200, wall_ms(), ct, strlen(ct), body, len);
+        const struct conf *c = gw->conf;
+        uint64_t stale = c->stale_while_revalidate_ms > c->stale_if_error_ms
+                             ? c->stale_while_revalidate_ms : c->stale_if_error_ms;
+
+        if (e == NULL) {
+            fail_greq(g, 500, "Out of memory");
+            return;
+        }
+        if (!g->no_store)
+            store_set(gw->store, g->key, g->klen, e, c->ttl_ms + stale);
+        snprintf(status, sizeof(status), "lcgate; fwd=%s; fwd-status=200%s", fwd,
+                 g->no_store ? "" : "; stored");
+        gw->misses++;
+        send_entry(g, e, g->no_store ? "BYPASS" : "MISS", status);
+        centry_decref(e);
+        return;
+    }
+    /* Errors and odd answers pass through unchanged and are not stored. */
+    snprintf(status, sizeof(status), "lcgate; fwd=%s; fwd-status=%ld", fwd, r->status);
+    {
+        struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+        if (r->ctype)
+            evhttp_add_header(out, "Content-Type", r->ctype);
+        for (i = 0; i < r->nheaders; i++)
+            if (in_list(r->headers[i].name, retry_headers))
+                evhttp_add_header(out, r->headers[i].name, r->headers[i].value);
+        evhttp_add_header(out, "X-Cache", g->no_store ? "BYPASS" : "MISS");
+        evhttp_add_header(out, "Cache-Status", status);
+    }
+    gw->misses++;
+    finish(g, (int)r->status, r->body);
+}
+
+static void fetch_list(struct greq *g)
+{
+    struct curl_slist *h = NULL;
+    const char *key, *cred = credential(g, &key);
+    char bearer[4096 + 8];
+    struct up_opts opts;
+
+    if (key) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", key);
+        h = add_header(h, "Authorization", bearer);
+    } else if (cred) {
+        h = add_header(h, "Authorization", cred);
+    }
+    if ((key || cred) && h == NULL)
+        goto oom;
+    if ((h = add_header(h, "Accept", "application/json")) == NULL ||
+        (h = add_header(h, "X-Request-Id", g->rid)) == NULL ||
+        (h = add_header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL)
+        goto oom;
+    opts = up_opts(g->gw->conf);
+    g->xfer = up_start(g->gw->up, "GET", g->url, h, NULL, 0, &opts,
+                       on_list_upstream, g);
+    if (g->xfer == NULL)
+        fail_greq(g, 502, "Upstream request could not be started");
+    return;
+oom:
+    fail_greq(g, 500, "Out of memory");
+}
+
+static void on_store_get(void *arg, enum store_res res, struct centry *e)
+{
+    struct greq *g = arg;
+    struct gw *gw = g->gw;
+
+    if (gw->stopping && res != STORE_HIT) {
+        fail_greq(g, 503, "Shutting down");
+        return;
+    }
+    if (res == STORE_HIT) {
+        const struct conf_project *p = conf_project(gw->conf, g->project_id);
+        int64_t ttl = (int64_t)(p && p->has_ttl ? p->ttl_ms : gw->conf->ttl_ms);
+        int64_t age = wall_ms() - e->stored_ms;
+        if (age < ttl) {
+            char status[96];
+            snprintf(status, sizeof(status), "lcgate; hit; ttl=%lld",
+                     (long long)((ttl - age) / 1000));
+            gw->hits++;
+            send_entry(g, e, "HIT", status);
+            return;
+        }
+    }
+    fetch_list(g);
+}
+
+static int has_token(const char *value, const char *token)
+{
+    size_t n = strlen(token);
+
+    while (value && *value) {
+        while (*value == ' ' || *value == '\t' || *value == ',')
+            value++;
+        if (strncasecmp(value, token, n) == 0 &&
+            (value[n] == '\0' || value[n] == ',' || value[n] == ' ' || value[n] == '='))
+            return 1;
+        value = strchr(value, ',');
+    }
+    return 0;
+}
+
+static void handle_list(struct greq *g, const char *path, const char *query)
+{
+    struct qn_result qr;
+    const char *key, *cred, *cc;
+
+    if (qn_normalize((enum qn_route)g->route, query, MAX_QUERY_PARAMS, &qr) != 0) {
+        fail_greq(g, 500, "Out of memory");
+        return;
+    }
+    if (qr.status != QN_OK) {
+        /* The upstream's own 422 (or our 400), without asking it. */
+        add_common_headers(g);
+        reply_json(g->req, qr.status == QN_INVALID ? 422 : 400, qr.body, strlen(qr.body));
+        qn_result_free(&qr);
+        greq_free(g);
+        return;
+    }
+    g->project_id = qr.project_id;
+    qr.project_id = NULL;
+    cred = credential(g, &key);
+    g->key = ck_build((enum qn_route)g->route, cred, cred ? strlen(cred) : 0, qr.canonical);
+    g->url = join_url(g->gw->conf->base_url, path, qr.canonical);
+    qn_result_free(&qr);
+    if (g->key == NULL || g->url == NULL) {
+        fail_greq(g, 500, "Out of memory");
+        return;
+    }
+    g->klen = strlen(g->key);
+    cc = evhttp_find_header(evhttp_request_get_input_headers(g->req), "Cache-Control");
+    g->no_store = has_token(cc, "no-store");
+    g->no_cache = has_token(cc, "no-cache");
+    if (g->no_store || g->no_cache)
+        fetch_list(g);
+    else
+        store_get(g->gw->store, g->key, g->klen, on_store_get, g);
+}
+
+/* ---- pass-through ---- */
+
+static void on_pass_upstream(void *arg, struct up_resp *r)
+{
+    struct greq *g = arg;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+    const char *conn = NULL;
+    size_t i;
+
+    g->xfer = NULL;
+    if (r->err != UP_OK) {
+        fail_upstream(g, r);
+        return;
+    }
+    for (i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, "Connection") == 0)
+            conn = r->headers[i].value;
+    for (i = 0; i < r->nheaders; i++) {
+        const char *name = r->headers[i].name;
+        if (in_list(name, hop_by_hop) || named_by_connection(name, conn) ||
+            strcasecmp(name, "X-Request-Id") == 0)
+            continue;
+        evhttp_add_header(out, name, r->headers[i].value);
+    }
+    finish(g, (int)r->status, r->body);
+}
+
+static const char *method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return NULL;
+    }
+}
+
+/* project_id of a raw query, decoded, for per-project keys; NULL if none. */
+static char *query_project(const char *query)
+{
+    struct evkeyvalq params;
+    const char *v;
+    char *r = NULL;
+
+    if (query == NULL || evhttp_parse_query_str(query, &params) != 0)
+        return NULL;
+    if ((v = evhttp_find_header(&params, "project_id")) != NULL)
+        r = strdup(v);
+    evhttp_clear_headers(&params);
+    return r;
+}
+
+static void handle_pass(struct greq *g, const char *path, const char *query)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(g->req);
+    struct evbuffer *body = evhttp_request_get_input_buffer(g->req);
+    const char *method = method_name(evhttp_request_get_command(g->req));
+    const char *conn = evhttp_find_header(in, "Connection"), *key;
+    struct curl_slist *h = NULL;
+    struct evkeyval *kv;
+    size_t blen = evbuffer_get_length(body);
+    int has_ctype = 0;
+    char bearer[4096 + 8];
+    struct up_opts opts;
+
+    if (method == NULL) {
+        fail_greq(g, 405, "Method Not Allowed");
+        return;
+    }
+    g->project_id = query_project(query);
+    key = conf_api_key(g->gw->conf, g->project_id);
+    if ((g->url = join_url(g->gw->conf->base_url, path, query)) == NULL)
+        goto oom;
+    TAILQ_FOREACH(kv, in, next) {
+        if (in_list(kv->key, hop_by_hop) || named_by_connection(kv->key, conn) ||
+            strcasecmp(kv->key, "X-Request-Id") == 0 ||
+            (key && strcasecmp(kv->key, "Authorization") == 0))
+            continue;
+        if (strcasecmp(kv->key, "Content-Type") == 0)
+            has_ctype = 1;
+        if ((h = add_header(h, kv->key, kv->value)) == NULL)
+            goto oom;
+    }
+    if (key) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", key);
+        if ((h = add_header(h, "Authorization", bearer)) == NULL)
+            goto oom;
+    }
+    /* curl would add its own defaults for these; the client's (or none) win. */
+    if ((h = curl_slist_append(h, "Expect:")) == NULL ||
+        (!has_ctype && (h = curl_slist_append(h, "Content-Type:")) == NULL) ||
+        (h = add_header(h, "X-Request-Id", g->rid)) == NULL)
+        goto oom;
+    opts = up_opts(g->gw->conf);
+    g->xfer = up_start(g->gw->up, method, g->url, h, evbuffer_pullup(body, -1), blen,
+                       &opts, on_pass_upstream, g);
+    if (g->xfer == NULL)
+        fail_greq(g, 502, "Upstream request could not be started");
+    return;
+oom:
+    fail_greq(g, 500, "Out of memory");
+}
+
+/* Dot segments and control bytes could make the upstream path differ from
+ * the one lcgate routed on. */
+static int path_safe(const char *path)
+{
+    size_t n = strlen(path);
+    char *dec = evhttp_uridecode(path, 0, &n);
+    const char *p;
+    int ok = dec != NULL;
+
+    for (p = dec; ok && p < dec + n; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            ok = 0;
+    for (p = dec; ok && (p = strstr(p, "/.")) != NULL; p++)
+        if (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0')))
+            ok = 0;
+    free(dec);
+    return ok;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct gw *gw = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct greq *g;
+    int route;
+
+    gw->requests++;
+    if (path == NULL || (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0)) {
+        reply_detail(req, 404, "Not Found");
+        return;
+    }
+    if (!path_safe(path)) {
+        reply_detail(req, 400, "Malformed request path");
+        return;
+    }
+    if ((g = calloc(1, sizeof(*g))) == NULL) {
+        reply_detail(req, 500, "Out of memory");
+        return;
+    }
+    g->gw = gw;
+    g->req = req;
+    g->t0_us = mono_us();
+    g->next = gw->inflight;
+    if (gw->inflight)
+        gw->inflight->prev = g;
+    gw->inflight = g;
+    gw->ninflight++;
+    set_rid(g);
+    route = qn_route_by_path(path);
+    g->route = evhttp_request_get_command(req) == EVHTTP_REQ_GET ? route : -1;
+    if (g->route >= 0)
+        handle_list(g, path, query);
+    else
+        handle_pass(g, path, query);
+}
+
+struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,
+                                         char *err, size_t errlen)
+{
+    struct evhttp_bound_socket *bound;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        const char *path = addr + 5;
+        struct sockaddr_un sun;
+        int fd;
+
+        if (strlen(path) >= sizeof(sun.sun_path)) {
+            snprintf(err, errlen, "%s: socket path too long", addr);
+            return NULL;
+        }
+        memset(&sun, 0, sizeof(sun));
+        sun.sun_family = AF_UNIX;
+        strcpy(sun.sun_path, path);
+        unlink(path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+            listen(fd, 1024) != 0) {
+            snprintf(err, errlen, "%s: cannot listen: %s", addr, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return NULL;
+        }
+        if ((bound = evhttp_accept_socket_with_handle(http, fd)) == NULL) {
+            snprintf(err, errlen, "%s: cannot accept", addr);
+            close(fd);
+            return NULL;
+        }
+        return bound;
+    } else {
+        char host[256];
+        const char *colon = strrchr(addr, ':');
+        size_t hlen = colon ? (size_t)(colon - addr) : 0;
+        const char *h = addr;
+
+        if (colon == NULL || hlen == 0 || hlen >= sizeof(host)) {
+            snprintf(err, errlen, "%s: expected host:port", addr);
+            return NULL;
+        }
+        if (addr[0] == '[' && colon[-1] == ']') {
+            h++;
+            hlen -= 2;
+        }
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)atoi(colon + 1));
+        if (bound == NULL) {
+            snprintf(err, errlen, "%s: cannot listen: %s", addr, strerror(errno));
+            return NULL;
+        }
+        return bound;
+    }
+}
+
+int front_start(struct gw *gw, char *err, size_t errlen)
+{
+    struct evhttp *http = evhttp_new(gw->base);
+    uint8_t seed[8];
+    int fd;
+
+    if (http == NULL) {
+        snprintf(err, errlen, "cannot create the HTTP server");
+        return -1;
+    }
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && read(fd, seed, sizeof(seed)) == (ssize_t)sizeof(seed))
+        memcpy(&rid_seed, seed, sizeof(seed));
+    else
+        rid_seed = (uint64_t)wall_ms() ^ (uint64_t)getpid() << 32;
+    if (fd >= 0)
+        close(fd);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(http, NULL);
+    evhttp_set_max_body_size(http, (ev_ssize_t)gw->conf->max_body);
+    evhttp_set_max_headers_size(http, 64 * 1024);
+    evhttp_set_timeout(http, 60);
+    evhttp_set_gencb(http, on_request, gw);
+    if ((gw->bound = front_listen(http, gw->conf->listen, err, errlen)) == NULL) {
+        evhttp_free(http);
+        return -1;
+    }
+    gw->http = http;
+    return 0;
+}
+
+void front_close_listeners(struct gw *gw)
+{
+    gw->draining = 1;
+    if (gw->bound)
+        evhttp_del_accept_socket(gw->http, gw->bound);
+    gw->bound = NULL;
+}
+
+void front_free(struct gw *gw)
+{
+    while (gw->inflight) {
+        struct greq *g = gw->inflight;
+        if (g->xfer) {
+            up_cancel(g->xfer);
+            g->xfer = NULL;
+        }
+        fail_greq(g, 503, "Shutting down");
+    }
+    if (gw->http)
+        evhttp_free(gw->http);
+    gw->http = NULL;
+}

@@ -1,0 +1,43 @@
+/* http_front: the client-facing listener (libevent evhttp). Routes each
+ * request, answers exactly once, and owns the request object (struct greq,
+ * private) from arrival to reply. */
+#ifndef LCGATE_HTTP_FRONT_H
+#define LCGATE_HTTP_FRONT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct evhttp;
+struct evhttp_bound_socket;
+struct conf;
+struct store;
+struct up_client;
+struct greq;
+
+/* The gateway: what every request handler reaches. One per process. */
+struct gw {
+    struct event_base *base;
+    struct conf *conf;           /* current; replaced whole on reload */
+    struct store *store;
+    struct up_client *up;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct greq *inflight;       /* every request not yet answered */
+    size_t ninflight;
+    int draining;                /* listeners closed, finishing */
+    int stopping;                /* tearing down: answer 503 */
+    uint64_t requests, hits, misses, upstream_errors;
+};
+
+/* Bind http on addr (host:port, [v6]:port, unix:/path): the socket's
+ * handle, or NULL with a message in err. */
+struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,
+                                         char *err, size_t errlen);
+int front_start(struct gw *gw, char *err, size_t errlen);
+/* Stop accepting new connections; requests in flight go on. */
+void front_close_listeners(struct gw *gw);
+/* Answer 503 to every request still in flight and free the listener. */
+void front_free(struct gw *gw);
+
+#endif

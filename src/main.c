@@ -1,0 +1,186 @@
+/* lcgate: argv, signals, startup and shutdown order. */
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "cache_store.h"
+#include "clock.h"
+#include "conf.h"
+#include "config.h"
+#include "http_front.h"
+#include "log.h"
+#include "upstream.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/lcgate/lcgate.conf"
+
+static struct gw gw;
+static struct event *drain_timer;
+static int64_t drain_deadline_ms;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: lcgate [-t] [-c FILE]\n"
+            "       lcgate -V | -h\n"
+            "\n"
+            "A caching gateway for the LlamaCloud API. Runs in the foreground and\n"
+            "logs to stderr.\n"
+            "\n"
+            "  -c FILE  configuration file (default " DEFAULT_CONF ")\n"
+            "  -t       check the configuration and exit: 0 when valid, else\n"
+            "           print FILE:LINE: reason and exit 1\n"
+            "  -V       print the version and exit\n"
+            "  -h       print this help and exit\n"
+            "\n"
+            "Every non-secret setting can be overridden from the environment as\n"
+            "LCGATE_<SECTION>_<KEY>, e.g. LCGATE_SERVER_LISTEN=127.0.0.1:9000.\n"
+            "LLAMA_CLOUD_API_KEY is the key when no api_key_file is configured;\n"
+            "with neither, clients' own Authorization is passed through.\n"
+            "\n"
+            "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT stop\n"
+            "accepting, finish requests in flight (up to drain_timeout), exit 0.\n");
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct timeval tick = {0, 50 * 1000};
+
+    if (gw.ninflight == 0 || mono_ms() >= drain_deadline_ms) {
+        if (gw.ninflight)
+            log_warn("drain_timeout reached with %zu requests in flight; answering 503",
+                     gw.ninflight);
+        event_base_loopbreak(gw.base);
+        return;
+    }
+    evtimer_add(drain_timer, &tick);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    if (gw.draining)
+        return;
+    log_info("signal %d: draining %zu requests (up to %llu ms), then exiting", (int)sig,
+             gw.ninflight, (unsigned long long)gw.conf->drain_timeout_ms);
+    front_close_listeners(&gw);
+    drain_deadline_ms = mono_ms() + (int64_t)gw.conf->drain_timeout_ms;
+    on_drain_tick(-1, 0, NULL);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    char err[1024];
+    struct conf *next = conf_load(gw.conf->path, err, sizeof(err));
+    enum log_level lvl;
+
+    if (next == NULL) {
+        log_error("reload rejected, keeping the running configuration: %s", err);
+        return;
+    }
+    if (strcmp(next->listen, gw.conf->listen) != 0 ||
+        strcmp(next->admin_listen, gw.conf->admin_listen) != 0)
+        log_warn("reload: a new listen or admin_listen address needs a restart");
+    if (next->store != gw.conf->store || strcmp(next->redis_url, gw.conf->redis_url) != 0)
+        log_warn("reload: a new store or redis_url needs a restart");
+    if (log_level_parse(next->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    conf_free(gw.conf);
+    gw.conf = next;
+    log_info("configuration reloaded from %s", next->path);
+}
+
+static struct store *open_store(const struct conf *c, char *err, size_t errlen)
+{
+    if (c->store == STORE_KIND_REDIS)
+        return store_redis_new(gw.base, c->redis_url, (unsigned)c->redis_timeout_ms, err,
+                               errlen);
+    snprintf(err, errlen, "out of memory");
+    return store_memory_new(c->memory_max);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONF;
+    struct event *sigs[4];
+    char err[1024];
+    int opt, test_only = 0, rc = 1;
+    enum log_level lvl;
+    size_t i;
+
+    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'V': printf("lcgate %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if ((gw.conf = conf_load(path, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        fprintf(stderr, "%s: configuration is valid\n", path);
+        conf_free(gw.conf);
+        return 0;
+    }
+    if (log_level_parse(gw.conf->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || (gw.base = event_base_new()) == NULL) {
+        log_error("cannot initialize libcurl or libevent");
+        return 1;
+    }
+    gw.store = open_store(gw.conf, err, sizeof(err));
+    gw.up = up_client_new(gw.base);
+    if (gw.store == NULL || gw.up == NULL) {
+        log_error("cannot start the %s store: %s",
+                  gw.conf->store == STORE_KIND_REDIS ? "redis" : "memory", err);
+        goto out;
+    }
+    if (front_start(&gw, err, sizeof(err)) != 0 ||
+        admin_start(&gw, gw.conf->admin_listen, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    sigs[0] = evsignal_new(gw.base, SIGTERM, on_stop, NULL);
+    sigs[1] = evsignal_new(gw.base, SIGINT, on_stop, NULL);
+    sigs[2] = evsignal_new(gw.base, SIGHUP, on_reload, NULL);
+    sigs[3] = NULL;
+    for (i = 0; i < 3; i++)
+        evsignal_add(sigs[i], NULL);
+    drain_timer = evtimer_new(gw.base, on_drain_tick, NULL);
+    log_info("lcgate %s listening on %s (admin %s), store %s, upstream %s, %s",
+             PACKAGE_VERSION, gw.conf->listen, gw.conf->admin_listen,
+             gw.store->ops->name, gw.conf->base_url,
+             gw.conf->api_key ? "key injected" : "no key configured: pass-through mode");
+    event_base_dispatch(gw.base);
+    rc = 0;
+    for (i = 0; i < 3; i++)
+        event_free(sigs[i]);
+    event_free(drain_timer);
+    log_info("stopped");
+out:
+    /* Store first: its pending callbacks still find their requests. */
+    gw.stopping = 1;
+    if (gw.store)
+        gw.store->ops->free(gw.store);
+    gw.store = NULL;
+    front_free(&gw);
+    admin_free();
+    up_client_free(gw.up);
+    if (gw.base)
+        event_base_free(gw.base);
+    curl_global_cleanup();
+    conf_free(gw.conf);
+    return rc;
+}

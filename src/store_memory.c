@@ -1,0 +1,233 @@
+/* The embedded store: a hash table of entries on an LRU list, bounded by
+ * the bytes it holds (keys + entries + bookkeeping), with per-entry expiry.
+ * Lookups are synchronous. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_store.h"
+#include "clock.h"
+
+struct item {
+    struct item *hnext;          /* bucket chain */
+    struct item *prev, *next;    /* LRU list, most recent first */
+    uint64_t hash;
+    int64_t expires_ms;          /* monotonic */
+    struct centry *e;
+    size_t klen;
+    char key[];
+};
+
+struct mstore {
+    struct store base;
+    struct item **buckets;
+    size_t nbuckets;             /* a power of two */
+    size_t count;
+    size_t bytes;
+    size_t max_bytes;
+    struct item *head, *tail;
+};
+
+static uint64_t hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    while (n--) {
+        h ^= (uint8_t)*p++;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static size_t item_bytes(const struct item *it)
+{
+    return sizeof(*it) + it->klen + 1 + centry_size(it->e) + sizeof(void *);
+}
+
+static struct item **slot(struct mstore *m, const char *key, size_t klen, uint64_t h)
+{
+    struct item **pp = &m->buckets[h & (m->nbuckets - 1)];
+
+    for (; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->hash == h && (*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0)
+            break;
+    return pp;
+}
+
+static void lru_unlink(struct mstore *m, struct item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        m->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        m->tail = it->prev;
+    it->prev = it->next = NULL;
+}
+
+static void lru_push(struct mstore *m, struct item *it)
+{
+    it->prev = NULL;
+    it->next = m->head;
+    if (m->head)
+        m->head->prev = it;
+    m->head = it;
+    if (m->tail == NULL)
+        m->tail = it;
+}
+
+static void drop(struct mstore *m, struct item *it)
+{
+    struct item **pp = slot(m, it->key, it->klen, it->hash);
+
+    *pp = it->hnext;
+    lru_unlink(m, it);
+    m->count--;
+    m->bytes -= item_bytes(it);
+    centry_decref(it->e);
+    free(it);
+}
+
+static void grow(struct mstore *m)
+{
+    size_t n = m->nbuckets * 2, i;
+    struct item **nb = calloc(n, sizeof(*nb));
+
+    if (nb == NULL)
+        return; /* longer chains, still correct */
+    for (i = 0; i < m->nbuckets; i++) {
+        struct item *it = m->buckets[i], *next;
+        for (; it; it = next) {
+            next = it->hnext;
+            it->hnext = nb[it->hash & (n - 1)];
+            nb[it->hash & (n - 1)] = it;
+        }
+    }
+    free(m->buckets);
+    m->buckets = nb;
+    m->nbuckets = n;
+}
+
+static void mem_get(struct store *s, const char *key, size_t klen,
+                    store_get_cb cb, void *arg)
+{
+    struct mstore *m = (struct mstore *)s;
+    uint64_t h = hash(key, klen);
+    struct item *it = *slot(m, key, klen, h);
+
+    if (it != NULL && it->expires_ms <= mono_ms()) {
+        drop(m, it);
+        it = NULL;
+    }
+    if (it == NULL) {
+        cb(arg, STORE_MISS, NULL);
+        return;
+    }
+    lru_unlink(m, it);
+    lru_push(m, it);
+    cb(arg, STORE_HIT, it->e);
+}
+
+static void mem_set(struct store *s, const char *key, size_t klen,
+                    struct centry *e, uint64_t keep_ms)
+{
+    struct mstore *m = (struct mstore *)s;
+    uint64_t h = hash(key, klen);
+    struct item *it = *slot(m, key, klen, h), *old = it;
+    size_t need;
+
+    centry_incref(e); /* first: e may be the entry being replaced */
+    if (old != NULL)
+        drop(m, old);
+    it = malloc(sizeof(*it) + klen + 1);
+    if (it == NULL) {
+        centry_decref(e);
+        return;
+    }
+    memcpy(it->key, key, klen);
+    it->key[klen] = '\0';
+    it->klen = klen;
+    it->hash = h;
+    it->e = e;
+    it->expires_ms = mono_ms() + (int64_t)keep_ms;
+    need = item_bytes(it);
+    if (need > m->max_bytes) {
+        free(it);
+        centry_decref(e);
+        return;
+    }
+    while (m->tail != NULL && m->bytes + need > m->max_bytes)
+        drop(m, m->tail);
+    it->hnext = m->buckets[h & (m->nbuckets - 1)];
+    m->buckets[h & (m->nbuckets - 1)] = it;
+    lru_push(m, it);
+    m->count++;
+    m->bytes += need;
+    if (m->count > m->nbuckets)
+        grow(m);
+}
+
+static void mem_purge(struct store *s, const char *prefix)
+{
+    struct mstore *m = (struct mstore *)s;
+    size_t plen = strlen(prefix);
+    struct item *it = m->head, *next;
+
+    for (; it; it = next) {
+        next = it->next;
+        if (it->klen >= plen && memcmp(it->key, prefix, plen) == 0)
+            drop(m, it);
+    }
+}
+
+static const char *mem_state(struct store *s)
+{
+    return "ok";
+}
+
+static void mem_free(struct store *s)
+{
+    struct mstore *m = (struct mstore *)s;
+
+    while (m->head)
+        drop(m, m->head);
+    free(m->buckets);
+    free(m);
+}
+
+static const struct store_ops memory_ops = {
+    .name = "memory",
+    .get = mem_get,
+    .set = mem_set,
+    .purge = mem_purge,
+    .state = mem_state,
+    .free = mem_free,
+};
+
+struct store *store_memory_new(size_t max_bytes)
+{
+    struct mstore *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->nbuckets = 1024;
+    m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
+    if (m->buckets == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->base.ops = &memory_ops;
+    m->max_bytes = max_bytes;
+    return &m->base;
+}
+
+size_t store_memory_bytes(struct store *s)
+{
+    return ((struct mstore *)s)->bytes;
+}
+
+size_t store_memory_count(struct store *s)
+{
+    return ((struct mstore *)s)->count;
+}

@@ -1,0 +1,64 @@
+/* upstream: HTTP requests to the API over libcurl's multi interface, driven
+ * by the same libevent base as everything else (curl's hiperfifo pattern).
+ * Connections are reused across requests by the multi handle.
+ *
+ * The done callback is called exactly once per started transfer, never
+ * from inside a curl callback, unless the transfer is cancelled first. */
+#ifndef LCGATE_UPSTREAM_H
+#define LCGATE_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct evbuffer;
+struct curl_slist;
+
+enum up_err {
+    UP_OK = 0,       /* an HTTP answer arrived (any status) */
+    UP_ECONNECT,     /* could not connect, resolve, or the peer reset: 502 */
+    UP_ETIMEOUT,     /* connect_timeout or timeout elapsed: 504 */
+    UP_EINVALID      /* answer malformed or too large: 502 */
+};
+
+struct up_header {
+    char *name;
+    char *value;
+};
+
+struct up_resp {
+    enum up_err err;
+    const char *errmsg;          /* for logs; never holds a key */
+    long status;
+    struct up_header *headers;   /* in arrival order, of the final answer */
+    size_t nheaders;
+    const char *ctype;           /* Content-Type value or NULL */
+    struct evbuffer *body;       /* the callback may drain or take it */
+    int64_t elapsed_us;
+};
+
+typedef void (*up_done_cb)(void *arg, struct up_resp *resp);
+
+struct up_client;
+struct up_xfer;
+
+struct up_client *up_client_new(struct event_base *base);
+/* Abort every transfer in flight (their callbacks are not called). */
+void up_client_free(struct up_client *c);
+size_t up_client_inflight(const struct up_client *c);
+
+struct up_opts {
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+    size_t max_response;         /* larger answers fail with UP_EINVALID */
+};
+
+/* Start method url with headers (taken over: freed by the client) and an
+ * optional body (copied). NULL on failure, with headers freed. */
+struct up_xfer *up_start(struct up_client *c, const char *method, const char *url,
+                         struct curl_slist *headers, const void *body, size_t body_len,
+                         const struct up_opts *opts, up_done_cb cb, void *arg);
+/* Stop a transfer in flight; its callback will not be called. */
+void up_cancel(struct up_xfer *x);
+
+#endif
