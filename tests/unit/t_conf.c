@@ -1,0 +1,165 @@
+/* conf: value syntax, FILE:LINE errors, defaults, env overrides, keys. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "tap.h"
+
+static char path[64];
+
+static struct conf *load(const char *text, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+
+    fputs(text, f);
+    fclose(f);
+    err[0] = '\0';
+    return conf_load(path, err, errlen);
+}
+
+static void expect_error(const char *text, int line, const char *needle, const char *name)
+{
+    char err[512], want[128];
+    struct conf *c = load(text, err, sizeof(err));
+
+    snprintf(want, sizeof(want), "%s:%d: ", path, line);
+    if (!tap_ok(c == NULL && strncmp(err, want, strlen(want)) == 0 && strstr(err, needle),
+                "%s", name))
+        printf("#   got: %s\n#   want prefix %s and '%s'\n", err, want, needle);
+    conf_free(c);
+}
+
+int main(void)
+{
+    uint64_t ms;
+    size_t sz;
+    struct rate r;
+    char err[512];
+    struct conf *c;
+    int fd;
+
+    strcpy(path, "/tmp/lcgate-t-conf-XXXXXX");
+    fd = mkstemp(path);
+    close(fd);
+    unsetenv("LLAMA_CLOUD_API_KEY");
+
+    tap_ok(conf_parse_duration_ms("250ms", &ms) == 0 && ms == 250, "250ms");
+    tap_ok(conf_parse_duration_ms("30s", &ms) == 0 && ms == 30000, "30s");
+    tap_ok(conf_parse_duration_ms("10m", &ms) == 0 && ms == 600000, "10m");
+    tap_ok(conf_parse_duration_ms("1h", &ms) == 0 && ms == 3600000, "1h");
+    tap_ok(conf_parse_duration_ms("1.5s", &ms) == 0 && ms == 1500, "1.5s");
+    tap_ok(conf_parse_duration_ms("30", &ms) == -1, "a duration needs a unit");
+    tap_ok(conf_parse_duration_ms("-1s", &ms) == -1, "negative duration rejected");
+    tap_ok(conf_parse_duration_ms("5 s", &ms) == -1, "space before unit rejected");
+    tap_ok(conf_parse_size("1MiB", &sz) == 0 && sz == 1048576, "1MiB");
+    tap_ok(conf_parse_size("64KiB", &sz) == 0 && sz == 65536, "64KiB");
+    tap_ok(conf_parse_size("2GiB", &sz) == 0 && sz == 2147483648u, "2GiB");
+    tap_ok(conf_parse_size("4096", &sz) == 0 && sz == 4096, "plain bytes");
+    tap_ok(conf_parse_size("1MB", &sz) == -1, "1MB (not a binary unit) rejected");
+    tap_ok(conf_parse_rate("20/s", &r) == 0 && r.count == 20 && r.window_s == 1, "20/s");
+    tap_ok(conf_parse_rate("600/min", &r) == 0 && r.count == 600 && r.window_s == 60,
+           "600/min");
+    tap_ok(conf_parse_rate("1000/h", &r) == 0 && r.window_s == 3600, "1000/h");
+    tap_ok(conf_parse_rate("0/s", &r) == -1, "zero rate rejected");
+    tap_ok(conf_parse_rate("5/day", &r) == -1, "unknown window rejected");
+
+    c = load("", err, sizeof(err));
+    tap_ok(c != NULL, "an empty file is valid (all defaults)");
+    if (c) {
+        tap_is_str(c->listen, "127.0.0.1:8080", "default listen");
+        tap_is_str(c->base_url, "https://api.cloud.llamaindex.ai", "default base_url");
+        tap_ok(c->ttl_ms == 30000 && c->stale_if_error_ms == 600000 &&
+               c->memory_max == 64u << 20 && c->store == STORE_KIND_MEMORY &&
+               c->prefetch == 1 && c->burst == 40 && c->upstream_burst == 10,
+               "documented defaults");
+        tap_ok(c->api_key == NULL, "no key configured: pass-through");
+        conf_free(c);
+    }
+
+    expect_error("[server]\nlisten = 127.0.0.1:80\nbogus = 1\n", 3, "unknown key 'bogus'",
+                 "unknown key names its line");
+    expect_error("; comment\n\n[nope]\nx = 1\n", 4, "unknown section [nope]",
+                 "unknown section names the line of its first key");
+    expect_error("[cache]\nttl = 30\n", 2, "ttl: expected a duration",
+                 "duration without unit names its line");
+    expect_error("[cache]\nstore = disk\n", 2, "memory or redis", "bad store kind");
+    expect_error("[server]\nlisten = localhost\n", 2, "host:port", "listen without port");
+    expect_error("[upstream]\nbase_url = ftp://x\n", 2, "http://", "base_url scheme");
+    expect_error("[cache]\nttl = 1s\nttl = 2s\n", 3, "set twice", "duplicate key");
+    expect_error("[server]\nthis line is not ini\n", 2, "syntax error", "syntax error line");
+    expect_error("[upstream]\napi_key_file = /nonexistent/key\n", 2, "cannot read",
+                 "missing key file names its line");
+    expect_error("[cache]\nttl = 0s\n", 2, "more than 0", "zero ttl");
+    expect_error("[ratelimit]\nburst = 0\n", 2, "whole number", "zero burst");
+    expect_error("[project \"p1\"]\nttl = 5s\ncolour = red\n", 3, "unknown key 'colour'",
+                 "unknown project key");
+    expect_error("[client \"c\"]\ntoken_sha256 = abc\n", 2, "64 hex", "short token hash");
+
+    c = load("[server]\nlisten = [::1]:9000\nadmin_listen = unix:/run/lcgate.sock\n"
+             "[cache]\nstore = redis\nredis_url = unix:///run/redis.sock\n"
+             "memory_max = 1MiB\nprefetch = off ; inline comment\n"
+             "[project \"p1\"]\nttl = 5s\nrate = 2/s\n"
+             "[client \"c\"]\ntoken_sha256 = "
+             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+             "projects = p1, p2\n",
+             err, sizeof(err));
+    tap_ok(c != NULL, "a full file loads (%s)", err);
+    if (c) {
+        const struct conf_project *p = conf_project(c, "p1");
+        tap_is_str(c->listen, "[::1]:9000", "v6 listen");
+        tap_ok(c->store == STORE_KIND_REDIS && c->prefetch == 0, "store and inline comment");
+        tap_ok(p && p->has_ttl && p->ttl_ms == 5000 && p->has_rate && !p->has_burst,
+               "project overrides are kept, with which were set");
+        tap_ok(c->nclients == 1 && c->clients[0].nprojects == 2 &&
+               strcmp(c->clients[0].projects[1], "p2") == 0 &&
+               c->clients[0].token_sha256[0] == 0x9f && c->clients[0].token_sha256[31] == 0x08,
+               "client token hash and project list");
+        tap_ok(conf_project(c, "nope") == NULL, "unknown project has no overrides");
+        conf_free(c);
+    }
+
+    setenv("LCGATE_SERVER_LISTEN", "127.0.0.1:9999", 1);
+    setenv("LCGATE_CACHE_TTL", "5s", 1);
+    c = load("[server]\nlisten = 127.0.0.1:80\n", err, sizeof(err));
+    tap_ok(c && strcmp(c->listen, "127.0.0.1:9999") == 0 && c->ttl_ms == 5000,
+           "LCGATE_<SECTION>_<KEY> overrides the file");
+    conf_free(c);
+    setenv("LCGATE_CACHE_TTL", "soon", 1);
+    c = load("", err, sizeof(err));
+    tap_ok(c == NULL && strncmp(err, "LCGATE_CACHE_TTL: ", 18) == 0,
+           "a bad override names the variable (%s)", err);
+    unsetenv("LCGATE_SERVER_LISTEN");
+    unsetenv("LCGATE_CACHE_TTL");
+
+    {
+        char kpath[80];
+        FILE *f;
+        snprintf(kpath, sizeof(kpath), "%s.key", path);
+        f = fopen(kpath, "w");
+        fputs("  llx-from-file \n\n", f);
+        fclose(f);
+        {
+            char text[256];
+            snprintf(text, sizeof(text),
+                     "[upstream]\napi_key_file = %s\n[project \"p9\"]\napi_key_file = %s\n",
+                     kpath, kpath);
+            setenv("LLAMA_CLOUD_API_KEY", "llx-from-env", 1);
+            c = load(text, err, sizeof(err));
+        }
+        tap_ok(c && strcmp(c->api_key, "llx-from-file") == 0,
+               "key file wins over the environment, whitespace trimmed");
+        tap_ok(c && strcmp(conf_api_key(c, "p9"), "llx-from-file") == 0 &&
+               conf_api_key(c, NULL) == c->api_key, "per-project key lookup");
+        conf_free(c);
+        c = load("", err, sizeof(err));
+        tap_ok(c && strcmp(c->api_key, "llx-from-env") == 0,
+               "LLAMA_CLOUD_API_KEY is the key without a file");
+        conf_free(c);
+        unsetenv("LLAMA_CLOUD_API_KEY");
+        unlink(kpath);
+    }
+    unlink(path);
+    return tap_done();
+}
