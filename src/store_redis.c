@@ -67,10 +67,11 @@ struct redis_counters {
 };
 
 /* A warning that may repeat on every request is logged at most once per
- * LOG_EVERY_MS, with the number of lines it stood for. */
+ * LOG_EVERY_MS, saying how many it stood for. */
 struct ratelog {
     int64_t next_ms;
     unsigned long suppressed;
+    char more[48];               /* " (N more not logged)" or "" */
 };
 
 struct purge {
@@ -128,7 +129,7 @@ struct rstore {
 
 static void connect_start(struct rstore *s);
 
-static int ratelog_take(struct ratelog *rl, unsigned long *suppressed)
+static int ratelog_take(struct ratelog *rl)
 {
     int64_t now = mono_ms();
 
@@ -137,7 +138,11 @@ static int ratelog_take(struct ratelog *rl, unsigned long *suppressed)
         return 0;
     }
     rl->next_ms = now + LOG_EVERY_MS;
-    *suppressed = rl->suppressed;
+    if (rl->suppressed > 0)
+        snprintf(rl->more, sizeof(rl->more), " (%lu more not logged)",
+                 rl->suppressed);
+    else
+        rl->more[0] = '\0';
     rl->suppressed = 0;
     return 1;
 }
@@ -434,7 +439,6 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
     struct centry *e = NULL;
     enum store_res res = STORE_ERROR;
-    unsigned long sup;
 
     if (s == NULL)
         return;                  /* answered by store free */
@@ -448,17 +452,17 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
             res = STORE_HIT;
         } else {
             s->n.bad_values++;
-            if (ratelog_take(&s->rl_value, &sup))
+            if (ratelog_take(&s->rl_value))
                 log_warn("redis: a stored value (%zu bytes) is not a cache "
-                         "entry; answered as an error (%lu more not logged)",
-                         reply->len, sup);
+                         "entry; answered as an error%s",
+                         reply->len, s->rl_value.more);
         }
-    } else if (ratelog_take(&s->rl_get, &sup)) {
-        log_warn("redis: GET failed: %s (%lu more not logged)",
+    } else if (ratelog_take(&s->rl_get)) {
+        log_warn("redis: GET failed: %s%s",
                  safe_msg(s, reply->type == REDIS_REPLY_ERROR
                                  ? reply->str
                                  : "unexpected reply type"),
-                 sup);
+                 s->rl_get.more);
     }
     if (res == STORE_HIT)
         s->n.hits++;
@@ -474,19 +478,18 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 
 static void set_done(struct rstore *s, const redisReply *reply)
 {
-    unsigned long sup;
 
     if (s == NULL)
         return;
     if (reply != NULL && reply->type == REDIS_REPLY_STATUS)
         return;
     s->n.set_errors++;
-    if (reply != NULL && ratelog_take(&s->rl_set, &sup))
-        log_warn("redis: SET failed: %s (%lu more not logged)",
+    if (reply != NULL && ratelog_take(&s->rl_set))
+        log_warn("redis: SET failed: %s%s",
                  safe_msg(s, reply->type == REDIS_REPLY_ERROR
                                  ? reply->str
                                  : "unexpected reply type"),
-                 sup);
+                 s->rl_set.more);
 }
 
 static void purge_free(struct purge *job)
@@ -583,7 +586,6 @@ nomem:
 
 static void unlink_done(struct rstore *s, const redisReply *reply)
 {
-    unsigned long sup;
 
     if (s == NULL)
         return;
@@ -592,12 +594,12 @@ static void unlink_done(struct rstore *s, const redisReply *reply)
         return;
     }
     s->n.purge_errors++;
-    if (reply != NULL && ratelog_take(&s->rl_set, &sup))
-        log_warn("redis: UNLINK failed: %s (%lu more not logged)",
+    if (reply != NULL && ratelog_take(&s->rl_set))
+        log_warn("redis: UNLINK failed: %s%s",
                  safe_msg(s, reply->type == REDIS_REPLY_ERROR
                                  ? reply->str
                                  : "unexpected reply type"),
-                 sup);
+                 s->rl_set.more);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -641,15 +643,14 @@ static void rs_get(struct store *st, const char *key, size_t klen,
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, klen};
     struct cmd *c;
-    unsigned long sup;
 
     s->n.gets++;
     if (s->state != RS_OK || s->closing)
         goto error;
     if (s->npending >= MAX_PENDING) {
-        if (ratelog_take(&s->rl_shed, &sup))
+        if (ratelog_take(&s->rl_shed))
             log_warn("redis: %d commands in flight; answering more reads "
-                     "as errors (%lu more not logged)", MAX_PENDING, sup);
+                     "as errors%s", MAX_PENDING, s->rl_shed.more);
         goto error;
     }
     if ((c = cmd_new(K_GET)) == NULL)
@@ -676,7 +677,6 @@ static void rs_set(struct store *st, const char *key, size_t klen,
     char px[24];
     char *buf;
     struct cmd *c;
-    unsigned long sup;
 
     if (keep_ms == 0)
         return;
@@ -687,9 +687,9 @@ static void rs_set(struct store *st, const char *key, size_t klen,
     }
     if (s->npending >= MAX_PENDING) {
         s->n.sets_dropped++;
-        if (ratelog_take(&s->rl_shed, &sup))
-            log_warn("redis: %d commands in flight; dropping cache writes "
-                     "(%lu more not logged)", MAX_PENDING, sup);
+        if (ratelog_take(&s->rl_shed))
+            log_warn("redis: %d commands in flight; dropping cache "
+                     "writes%s", MAX_PENDING, s->rl_shed.more);
         return;
     }
     if (keep_ms > MAX_KEEP_MS)
