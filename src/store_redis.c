@@ -308,6 +308,8 @@ static void connect_start(struct rstore *s)
     redisAsyncContext *ac;
     char why[160];
 
+    /* a doomed connection never carries a get, so no callback of the
+     * caller runs here and s stays valid */
     if (s->doomed != NULL)
         drop_now(s, s->doomed, "");
     if (s->path != NULL)
@@ -749,6 +751,14 @@ static char *glob_prefix(const char *prefix, size_t *len)
     return p;
 }
 
+static const char *rs_state(struct store *st)
+{
+    static const char *const names[] = {
+        [RS_CONNECTING] = "connecting", [RS_OK] = "ok", [RS_DOWN] = "down"};
+
+    return names[((struct rstore *)st)->state];
+}
+
 static void rs_purge(struct store *st, const char *prefix)
 {
     struct rstore *s = (struct rstore *)st;
@@ -756,8 +766,8 @@ static void rs_purge(struct store *st, const char *prefix)
 
     if (s->state != RS_OK || s->closing) {
         s->n.purge_errors++;
-        log_warn("redis: purge not done: Redis is %s",
-                 s->state == RS_OK ? "closing" : "down");
+        log_warn("redis: purge not done: Redis is not connected (%s)",
+                 s->closing ? "closing" : rs_state(st));
         return;
     }
     /* A purge is not shed under load: it holds at most two commands. */
@@ -771,14 +781,6 @@ static void rs_purge(struct store *st, const char *prefix)
     strcpy(job->cursor, "0");
     if (scan_step(s, job) != 0)
         purge_fail(s, job, "cannot send SCAN");
-}
-
-static const char *rs_state(struct store *st)
-{
-    static const char *const names[] = {
-        [RS_CONNECTING] = "connecting", [RS_OK] = "ok", [RS_DOWN] = "down"};
-
-    return names[((struct rstore *)st)->state];
 }
 
 static void rstore_release(struct rstore *s)
@@ -800,7 +802,7 @@ static void rstore_release(struct rstore *s)
 
 /* Every pending get is answered STORE_ERROR before this returns (so free
  * the store before what the callbacks' args point to); sets and purges in
- * flight are abandoned. Must not be called from a store callback. */
+ * flight are abandoned. It may be called from a get callback. */
 static void rs_free(struct store *st)
 {
     struct rstore *s = (struct rstore *)st;

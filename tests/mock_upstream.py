@@ -1028,6 +1028,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "mock-llamacloud/1"
     sys_version = ""
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, fmt, *args):
         if self.server.verbose:
             sys.stderr.write("mock_upstream: %s - %s\n" % (self.address_string(), fmt % args))

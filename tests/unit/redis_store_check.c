@@ -26,6 +26,7 @@
 #include "cache_entry.h"
 #include "cache_store.h"
 #include "clock.h"
+#include "log.h"
 #include "tap.h"
 
 static struct event_base *base;
@@ -517,6 +518,39 @@ static void check_free_pending(void)
            "the store left no event on the base");
 }
 
+struct freer {
+    struct store *s;
+    struct tally t;
+};
+
+static void free_in_cb(void *arg, enum store_res res, struct centry *e)
+{
+    struct freer *f = arg;
+
+    tally_cb(&f->t, res, e);
+    f->s->ops->free(f->s);
+}
+
+static void check_free_in_callback(const char *url)
+{
+    struct freer f = {0};
+    struct tally t = {0};
+    struct store *keep = st;
+    int i;
+
+    st = f.s = open_store(url);
+    run_until(state_is, "ok", 5000);
+    store_get(f.s, "rsc:t:none", 10, free_in_cb, &f);
+    for (i = 0; i < 3; i++)
+        store_get(f.s, "rsc:t:none", 10, tally_cb, &t);
+    st = keep;
+    run_for(100);
+    tap_ok(f.t.calls == 1 && f.t.res[STORE_MISS] == 1 && t.calls == 3 &&
+               t.res[STORE_ERROR] == 3,
+           "a get callback may free the store; the gets behind it are "
+           "ERROR, each once");
+}
+
 static int mode_normal(const char *url)
 {
     redisContext *side;
@@ -531,6 +565,7 @@ static int mode_normal(const char *url)
     check_bad_values(side);
     check_purge(side);
     check_shedding();
+    check_free_in_callback(url);
 
     /* The harness checks that this landed in the database of the URL. */
     e = sample_entry(8);
@@ -588,6 +623,23 @@ static int mode_pause(const char *url)
 
     tap_ok(run_until(state_is, "ok", 5 * (int)timeout_ms + 8000),
            "the store reconnects once the pause ends");
+    r = get_wait("rsc:pause", &late);
+    free(late.enc);
+    tap_is_str(res_name(r), "HIT", "and reads again");
+
+    /* A connection the server closes: the gets on it fail, the store
+     * comes back by itself. */
+    get_start("rsc:pause", 9, &g[0]);
+    side = side_open(url);
+    rep = redisCommand(side, "CLIENT KILL TYPE normal SKIPME yes");
+    tap_ok(rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+               rep->integer >= 1, "the server closes the store's connection");
+    freeReplyObject(rep);
+    redisFree(side);
+    run_until(got_done, &g[0], (int)timeout_ms + 2000);
+    tap_ok(g[0].calls == 1 && g[0].res == STORE_ERROR,
+           "a get on a connection the server closed is ERROR");
+    tap_ok(run_until(state_is, "ok", 3000), "the store reconnects");
     r = get_wait("rsc:pause", &late);
     free(late.enc);
     tap_is_str(res_name(r), "HIT", "and reads again");
@@ -674,6 +726,7 @@ int main(int argc, char **argv)
     if (argc > 3)
         timeout_ms = (unsigned)atoi(argv[3]);
     signal(SIGPIPE, SIG_IGN);    /* hiredis writes with write(2) */
+    log_set_level(LOG_DEBUG);    /* the harness greps every line for secrets */
     base = event_base_new();
 
     if (strcmp(mode, "normal") == 0)
