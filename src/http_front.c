@@ -203,14 +203,18 @@ static void set_rid(struct greq *g)
 
 static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
 {
-    char line[8192];
-    struct curl_slist *n;
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    struct curl_slist *r = NULL;
 
-    snprintf(line, sizeof(line), "%s: %s", name, value);
-    n = curl_slist_append(l, line);
-    if (n == NULL)
+    if (line != NULL) {
+        snprintf(line, n, "%s: %s", name, value);
+        r = curl_slist_append(l, line);
+        free(line);
+    }
+    if (r == NULL)
         curl_slist_free_all(l);
-    return n;
+    return r;
 }
 
 static struct up_opts up_opts(const struct conf *c)

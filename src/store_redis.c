@@ -24,7 +24,6 @@
  * (hiredis then still uses the context when the callback returns), so a
  * connection that fails its handshake is parked in s->doomed and freed from
  * a zero-delay event. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,7 +479,6 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 
 static void set_done(struct rstore *s, const redisReply *reply)
 {
-
     if (s == NULL)
         return;
     if (reply != NULL && reply->type == REDIS_REPLY_STATUS)
@@ -510,15 +508,39 @@ static void purge_fail(struct rstore *s, struct purge *job, const char *why)
     purge_free(job);
 }
 
+/* UNLINK the keys of one SCAN answer, fire and forget. */
+static int unlink_keys(struct rstore *s, const redisReply *keys)
+{
+    const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
+    size_t *lens = malloc((keys->elements + 1) * sizeof(*lens)), i;
+    struct cmd *u = cmd_new(K_UNLINK);
+    int rc = -1;
+
+    if (argv == NULL || lens == NULL || u == NULL)
+        goto out;
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING)
+            goto out;
+        argv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
+    }
+    rc = cmd_send(s, u, (int)keys->elements + 1, argv, lens, 1);
+out:
+    if (rc != 0)
+        free(u);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
 /* One SCAN answer: unlink what it found and go on from its cursor. The
  * UNLINK and the next SCAN are pipelined; one step in flight per purge. */
 static void scan_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
     struct purge *job = c->job;
     const redisReply *cur, *keys;
-    const char **argv = NULL;
-    size_t *lens = NULL, i;
-    struct cmd *u = NULL;
 
     if (s == NULL) {
         purge_free(job);
@@ -542,31 +564,11 @@ static void scan_done(struct rstore *s, struct cmd *c, const redisReply *reply)
     cur = reply->element[0];
     keys = reply->element[1];
     job->steps++;
-    if (keys->elements > 0) {
-        argv = malloc((keys->elements + 1) * sizeof(*argv));
-        lens = malloc((keys->elements + 1) * sizeof(*lens));
-        u = cmd_new(K_UNLINK);
-        if (argv == NULL || lens == NULL || u == NULL)
-            goto nomem;
-        argv[0] = "UNLINK";
-        lens[0] = 6;
-        for (i = 0; i < keys->elements; i++) {
-            if (keys->element[i]->type != REDIS_REPLY_STRING) {
-                free(u);
-                free(argv);
-                free(lens);
-                purge_fail(s, job, "unexpected SCAN reply");
-                return;
-            }
-            argv[i + 1] = keys->element[i]->str;
-            lens[i + 1] = keys->element[i]->len;
-        }
-        if (cmd_send(s, u, (int)keys->elements + 1, argv, lens, 1) != 0)
-            goto nomem;
-        job->found += keys->elements;
-        free(argv);
-        free(lens);
+    if (keys->elements > 0 && unlink_keys(s, keys) != 0) {
+        purge_fail(s, job, "cannot send UNLINK");
+        return;
     }
+    job->found += keys->elements;
     if (strcmp(cur->str, "0") == 0) {
         s->n.purges++;
         log_info("redis: purge done: %" PRIu64 " keys in %u steps",
@@ -577,18 +579,10 @@ static void scan_done(struct rstore *s, struct cmd *c, const redisReply *reply)
     memcpy(job->cursor, cur->str, cur->len + 1);
     if (scan_step(s, job) != 0)
         purge_fail(s, job, "cannot send SCAN");
-    return;
-
-nomem:
-    free(u);
-    free(argv);
-    free(lens);
-    purge_fail(s, job, "cannot send UNLINK");
 }
 
 static void unlink_done(struct rstore *s, const redisReply *reply)
 {
-
     if (s == NULL)
         return;
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
@@ -898,7 +892,7 @@ static int parse_num(const char *p, size_t n, long min, long max, long *out)
     long v = 0;
     size_t i;
 
-    if (n == 0 || n > 10)
+    if (n == 0 || n > 9)
         return -1;
     for (i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')

@@ -1031,6 +1031,20 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return self.server_version
 
+    def send_error(self, code, message=None, explain=None):
+        """Protocol-level errors (bad request line, URI too long...) as JSON too."""
+        self.close_connection = True
+        short = self.responses.get(code, ("Error",))[0]
+        body = jdumps({"detail": message or short}).encode("utf-8")
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", getattr(self, "request_id", None) or uuidlib.uuid4().hex)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def log_message(self, fmt, *args):
         if self.server.verbose:
             sys.stderr.write("mock_upstream: %s - %s\n" % (self.address_string(), fmt % args))
@@ -1454,6 +1468,9 @@ class MockServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
+    # Do not join handler threads on close: a client may hold an idle
+    # keep-alive connection open forever (e.g. lcgate's connection pool).
+    block_on_close = False
 
     def handle_error(self, request, client_address):
         if self.verbose:
@@ -1530,7 +1547,7 @@ def main(argv=None):
     write_port_file(args.port_file, port)
     if args.verbose:
         sys.stderr.write("mock_upstream: listening on %s:%d\n" % (args.host, port))
-    while not stop.wait(1.0):
+    while not stop.wait(0.2):
         pass
     server.shutdown()
     server.server_close()

@@ -9,4 +9,4 @@ import lcgtest as t  # noqa: E402
 tap = t.Tap()
 env = t.Env("lcgate-mem")
 cache_suite.run(tap, env, {"cache": {"store": "memory"}})
-tap.done()
+tap.done(env)

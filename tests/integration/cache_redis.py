@@ -32,4 +32,4 @@ ttl = subprocess.run(["redis-cli", "-p", str(redis.port), "pttl", keys[0]],
                      capture_output=True, text=True, timeout=10).stdout.strip()
 tap.ok(ttl.isdigit() and 0 < int(ttl) <= (60 + 600) * 1000,
        "entries carry their own expiry in Redis", ttl)
-tap.done()
+tap.done(env)

@@ -43,4 +43,4 @@ for store in ("memory", "redis"):
     tap.ok(r.status == 401 and r2.status == 200 and r2.header("x-cache") == "MISS",
            "%s: without a credential the upstream's 401 passes and is not cached" % store,
            (r, r2.headers))
-tap.done()
+tap.done(env)

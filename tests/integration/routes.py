@@ -108,4 +108,4 @@ mock.reset()
 for p in ("/api/../admin", "/api/v2/%2e%2e/x", "/api/./v2/batches"):
     r = g.get(p)
     tap.ok(r.status in (400, 404) and mock.count() == 0, "%s is refused locally" % p, r)
-tap.done()
+tap.done(env)

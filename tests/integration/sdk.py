@@ -22,7 +22,7 @@ if not os.path.isdir(os.path.join(cache, "node_modules", "@llamaindex", "llama-c
     p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=cache, capture_output=True, text=True, timeout=300)
     if not tap.ok(p.returncode == 0, "npm installs the SDK", p.stderr[-2000:]):
-        tap.done()
+        tap.done(env)
 
 mock = env.mock(extra=["--jobs", "137", "--batches", "57"])
 g = env.lcgate({"upstream": {"base_url": mock.url}, "cache": {"ttl": "60s"}},
@@ -56,4 +56,4 @@ for route, size, params in (("v1", 20, {}), ("v1", 7, {"status": "completed"}),
     tap.ok(got == want, "SDK %s %s: through lcgate it gets exactly the upstream's items"
            % (route, params), (got["pages"], len(got["ids"]), want["pages"], len(want["ids"])))
     tap.ok(again == want, "SDK %s %s: and again from the cache" % (route, params))
-tap.done()
+tap.done(env)

@@ -56,4 +56,4 @@ tap.ok(all(secret not in k for k in keys), "no cache key holds the key", keys[:3
 dump = b"".join(subprocess.run(cli + ["--no-raw", "get", k], capture_output=True,
                                timeout=10).stdout for k in keys)
 tap.ok(secret not in dump, "no cached value holds the key")
-tap.done()
+tap.done(env)

@@ -147,8 +147,11 @@ class Redis:
             p.wait()
 
 
-def run_check(name, url, mode, secret=None):
-    """Run one mode of the check; its TAP becomes an indented subtest."""
+def run_check(name, url, mode, secret=None, flush=None):
+    """Run one mode of the check; its TAP becomes an indented subtest.
+    flush: a Redis to empty first (the normal mode clears its database)."""
+    if flush is not None:
+        flush.command("FLUSHALL")
     t0 = time.monotonic()
     try:
         r = subprocess.run([CHECK, url, mode, str(TIMEOUT_MS)],
@@ -220,26 +223,30 @@ def main():
         qpass = urllib.parse.quote(PASSWORD, safe="")
 
         name = "normal over TCP, default database"
-        run_check(name, "redis://127.0.0.1:%d" % plain.port, "normal")
+        run_check(name, "redis://127.0.0.1:%d" % plain.port, "normal",
+                  flush=plain)
         check_marker(name, plain, 0)
 
         name = "normal over TCP, database 3"
-        run_check(name, "redis://127.0.0.1:%d/3" % plain.port, "normal")
+        run_check(name, "redis://127.0.0.1:%d/3" % plain.port, "normal",
+                  flush=plain)
         check_marker(name, plain, 3)
 
         name = "normal over a unix socket, database 2"
-        run_check(name, "unix://%s?db=2" % plain.sock, "normal")
+        run_check(name, "unix://%s?db=2" % plain.sock, "normal",
+                  flush=plain)
         check_marker(name, plain, 2)
 
         name = "normal with AUTH (requirepass, percent-encoded)"
         run_check(name, "redis://:%s@127.0.0.1:%d/1" % (qpass, auth.port),
-                  "normal", secret=PASSWORD)
+                  "normal", secret=PASSWORD, flush=auth)
         check_marker(name, auth, 1)
 
         name = "normal with an ACL user over a unix socket"
         run_check(name, "unix://%s:%s@%s" % (ACL_USER, ACL_PASSWORD,
                                              auth.sock),
-                  "normal", secret=ACL_PASSWORD)
+                  "normal", secret=ACL_PASSWORD, flush=auth)
+        check_marker(name, auth, 0)
 
         run_check("CLIENT PAUSE and CLIENT KILL over TCP",
                   "redis://127.0.0.1:%d" % plain.port, "pause")

@@ -51,7 +51,9 @@ class Tap:
             print("# " + line)
         sys.stdout.flush()
 
-    def done(self):
+    def done(self, env=None):
+        if env is not None:
+            env.check_clean_exit(self)
         print("1..%d" % self.n)
         sys.stdout.flush()
         sys.exit(1 if self.failed else 0)
@@ -114,6 +116,7 @@ class Env:
     def __init__(self, name="lcgate-test"):
         self.dir = tempfile.mkdtemp(prefix=name + "-")
         self.procs = []
+        self.gates = []
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -155,6 +158,21 @@ class Env:
         if p in self.procs:
             self.procs.remove(p)
         return p.returncode
+
+    def check_clean_exit(self, tap):
+        """Stop every lcgate still running; each must exit 0 with no
+        sanitizer report in its log (ASan, UBSan and LeakSanitizer)."""
+        for p in list(self.procs):
+            if p.name.startswith("lcgate"):
+                self.stop(p)
+        bad = []
+        for p in self.gates:
+            with open(p.logpath, "rb") as f:
+                log = f.read().decode("utf-8", "replace")
+            if p.returncode not in (0, -9) or "Sanitizer" in log or "runtime error:" in log:
+                bad.append("%s exited %s\n%s" % (p.name, p.returncode, log[-3000:]))
+        tap.ok(not bad, "every lcgate exited cleanly with no sanitizer report (%d)"
+               % len(self.gates), "\n".join(bad))
 
     def close(self):
         for p in list(self.procs):
@@ -210,6 +228,7 @@ class Env:
         with open(cpath, "w") as f:
             f.write(text)
         p = self.spawn([LCGATE, "-c", cpath], "%s-%d" % (name, port), env)
+        self.gates.append(p)
         g = Gate(self, p, port, admin, cpath)
         if wait:
             g.wait_ready()
