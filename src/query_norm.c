@@ -98,7 +98,7 @@ static void put(struct buf *b, const void *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void puts_(struct buf *b, const char *s)
+static void put_str(struct buf *b, const char *s)
 {
     put(b, s, strlen(s));
 }
@@ -243,8 +243,8 @@ static int fail_error(struct fail *f, const char *type, const char *prefix,
                       const char *error)
 {
     struct buf m = {0};
-    puts_(&m, prefix);
-    puts_(&m, error);
+    put_str(&m, prefix);
+    put_str(&m, error);
     f->type = type;
     f->msg = take(&m);
     f->ctx_key = "error";
@@ -440,9 +440,9 @@ static int check_enum(const struct qn_param *p, const char *v, size_t n,
     struct buf x = {0}, m = {0};
     for (size_t k = 0; k < count; k++) {
         if (k > 0)
-            puts_(&x, k + 1 == count ? " or " : ", ");
+            put_str(&x, k + 1 == count ? " or " : ", ");
         put(&x, "'", 1);
-        puts_(&x, p->enums[k]);
+        put_str(&x, p->enums[k]);
         put(&x, "'", 1);
     }
     f->type = "enum";
@@ -450,8 +450,8 @@ static int check_enum(const struct qn_param *p, const char *v, size_t n,
     f->ctx_str = take(&x);
     if (f->ctx_str == NULL)
         return -1;
-    puts_(&m, "Input should be ");
-    puts_(&m, f->ctx_str);
+    put_str(&m, "Input should be ");
+    put_str(&m, f->ctx_str);
     f->msg = take(&m);
     return f->msg ? 1 : -1;
 }
@@ -512,10 +512,12 @@ static void uuid_error(const char *t, size_t m, char *out, size_t outsz)
                 bounds[hy] = i;
             hy++;
         } else if (c >= 0x80 || hexval((int)c) < 0) {
+            char ch[5] = {0};
+            memcpy(ch, u + i, k);
             snprintf(out, outsz,
                      "invalid character: expected an optional prefix of "
-                     "`urn:uuid:` followed by [0-9a-fA-F-], found `%.*s` at %zu",
-                     (int)k, u + i, i + off + 1);
+                     "`urn:uuid:` followed by [0-9a-fA-F-], found `%s` at %zu",
+                     ch, i + off + 1);
             return;
         }
         i += k;
@@ -964,7 +966,8 @@ static int from_ts(long long ts, uint32_t us, struct dt *t)
 }
 
 /* speedate DateTime::parse_bytes_with_config: RFC 3339-ish text, else a
- * unix timestamp (an integer, or a float read as f64). */
+ * unix timestamp (an integer, or a float read as f64). Only success
+ * matters: on failure pydantic shows the date parser's reason. */
 static int parse_datetime(const char *s, size_t n, struct dt *t)
 {
     long long i;
@@ -983,7 +986,7 @@ static int parse_datetime(const char *s, size_t n, struct dt *t)
             uint32_t us = sat_u32(dround((norm - (double)sec) * 1000000.0));
             return from_ts(sec, us, t);
         }
-        return DT_SHORT; /* any error: the date parser's reason is shown */
+        return DT_SHORT;
     default:
         return DT_SHORT;
     }
@@ -1019,7 +1022,7 @@ static int check_datetime(const struct qn_param *p, const char *v, size_t n,
             return fail_error(f, "datetime_from_date_parsing",
                               "Input should be a valid datetime or date, ",
                               dt_text[e]);
-        t.aware = 0;
+        t.aware = 0; /* a date alone is a naive midnight */
     }
     if (t.y == 0)
         return fail_error(f, "datetime_parsing", "Input should be a valid datetime, ",
@@ -1029,9 +1032,10 @@ static int check_datetime(const struct qn_param *p, const char *v, size_t n,
         long long sec = days_from_civil(t.y, t.mo, t.d) * 86400 + t.h * 3600LL +
                         t.mi * 60LL + t.s - t.off;
         civil(sec, &u);
-        /* the same instant out of the years Python knows: keep it as sent */
+        /* an instant outside years 1-9999 in UTC cannot be sent as UTC: the
+         * upstream would reject it, so it stays as the client wrote it */
         if (u.y >= 1 && u.y <= 9999) {
-            char c[40];
+            char c[128];
             int k = snprintf(c, sizeof c, "%04lld-%02d-%02dT%02d:%02d:%02d", u.y,
                              u.mo, u.d, u.h, u.mi, u.s);
             if (t.us != 0)
@@ -1147,9 +1151,10 @@ static int malformed(struct qn_result *out, const char *detail)
 }
 
 /* Percent-decodes s[0..n) into out ('+' first becomes a space, as in
- * parse_qsl). Returns NULL, or why the query is malformed: Python would
- * keep a stray '%' and replace bad UTF-8, which would make distinct queries
- * collide, so lcgate refuses them instead. */
+ * parse_qsl). Returns NULL, or why the query is malformed. Python keeps a
+ * stray '%' as it is and turns bad UTF-8 into U+FFFD; lcgate answers 400
+ * instead, so that every value it keys on, forwards or echoes in a JSON
+ * body is valid text. */
 static const char *decode(const char *s, size_t n, char *out, size_t *outn)
 {
     size_t j = 0;

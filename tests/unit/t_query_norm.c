@@ -554,6 +554,16 @@ static void test_int_size(void)
            "4300 digits: a valid integer, kept exactly");
     qn_result_free(&res);
 
+    q[10] = '-';
+    run(QN_V2_BATCHES, q, 0, &res);
+    tap_ok(res.status == QN_OK, "a sign and 4299 digits: valid");
+    qn_result_free(&res);
+    q[10 + n - 1] = '7';
+    run(QN_V2_BATCHES, q, 0, &res);
+    tap_ok(res.status == QN_INVALID && strstr(res.body, "\"type\":\"int_parsing_size\""),
+           "a sign and 4300 digits: the sign counts, int_parsing_size");
+    qn_result_free(&res);
+
     /* the bound is jiter's, on sign and digits as sent: spaces make it plain
      * int_parsing, leading zeros make it a valid cleaned integer */
     big = malloc(n + 32);
