@@ -31,6 +31,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -918,6 +919,7 @@ class Control:
         self.requests = 0
         self.by_route = {}
         self.last = []
+        self.conns = set()
         self.fault = None
 
     def record(self, entry):
@@ -925,19 +927,22 @@ class Control:
             self.requests += 1
             route = entry["method"] + " " + entry["path"]
             self.by_route[route] = self.by_route.get(route, 0) + 1
+            self.conns.add(entry.pop("conn", None))
             self.last.append(entry)
             if len(self.last) > 50:
                 del self.last[0]
 
     def stats(self):
         with self.lock:
-            return {"requests": self.requests, "by_route": dict(self.by_route), "last": list(self.last)}
+            return {"requests": self.requests, "by_route": dict(self.by_route),
+                    "connections": len(self.conns - {None}), "last": list(self.last)}
 
     def reset(self):
         with self.lock:
             self.requests = 0
             self.by_route = {}
             self.last = []
+            self.conns = set()
 
     def set_fault(self, f):
         with self.lock:
@@ -1023,6 +1028,9 @@ def match_route(path):
     return None, ()
 
 
+CONN_IDS = itertools.count(1)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mock-llamacloud/1"
@@ -1030,6 +1038,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def version_string(self):
         return self.server_version
+
+    def setup(self):
+        super().setup()
+        self.conn_id = next(CONN_IDS)  # one handler per TCP connection
 
     def send_error(self, code, message=None, explain=None):
         """Protocol-level errors (bad request line, URI too long...) as JSON too."""
@@ -1153,7 +1165,8 @@ class Handler(BaseHTTPRequestHandler):
             lk = k.lower()
             hdrs[lk] = hdrs[lk] + ", " + v if lk in hdrs else v
         self.server.control.record({"method": self.command, "path": raw_path, "query": query,
-                                    "headers": hdrs, "body_len": len(body)})
+                                    "headers": hdrs, "body_len": len(body),
+                                    "conn": self.conn_id})
         fault = self.server.control.take_fault(raw_path + ("?" + query if query else ""))
         if fault:
             if fault.get("delay_ms", 0) > 0:

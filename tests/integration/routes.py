@@ -74,6 +74,15 @@ rid = r.header("x-request-id")
 tap.ok(rid and len(rid) >= 16 and last()["headers"].get("x-request-id") == rid,
        "an X-Request-Id is generated and sent upstream", (rid, last()["headers"]))
 
+# Upstream connections are reused across requests.
+mock.reset()
+for i in range(20):
+    g.get(V1 + "?limit=%d" % (100 + i))
+    g.get(V1 + "/job-%d" % i)
+st = mock.stats()
+tap.ok(st["requests"] == 40 and st["connections"] <= 2,
+       "40 sequential upstream requests reuse connections (%d used)" % st["connections"], st)
+
 # Bodies over max_body: 413.
 r = g.req("POST", V1, headers={"Content-Type": "application/json"}, body=b"x" * 70000)
 tap.eq(r.status, 413, "a body over max_body gets 413")
