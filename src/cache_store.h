@@ -18,22 +18,58 @@ struct conf;
 
 enum store_res { STORE_HIT, STORE_MISS, STORE_ERROR };
 
-typedef void (*store_get_cb)(void *arg, enum store_res res, struct centry *e);
+/* Generations: counters that stamp every stored list. A write bumps its
+ * project's counter (purge-all bumps the global one), and an entry whose
+ * stamp differs from the current counters is invalid, on every instance at
+ * once, without finding or deleting it. A counter never set reads 0. */
+struct gens {
+    uint64_t proj;   /* of the list's project */
+    uint64_t all;    /* global, STORE_GEN_ALL */
+};
+#define STORE_GEN_ALL "lcg:1:gen:*"
+
+/* res is HIT with the entry or MISS; on ERROR neither e nor g is valid.
+ * On HIT and MISS, g holds the current generations. */
+typedef void (*store_get_cb)(void *arg, enum store_res res, struct centry *e,
+                             const struct gens *g);
+/* got: 1 the lease is ours, 0 another holder has it, -1 store error. */
+typedef void (*store_lease_cb)(void *arg, int got);
+/* A message published by any instance (including this one) on the store's
+ * event channel; msg NULL means the subscription was lost (messages may
+ * have been missed) and len is 0. */
+typedef void (*store_event_cb)(void *arg, const char *msg, size_t len);
 
 struct store;
 
 struct store_ops {
     const char *name;
-    void (*get)(struct store *s, const char *key, size_t klen,
+    /* Look up key and read the generations STORE_GEN_ALL and gen_name
+     * (e.g. "lcg:1:gen:<project>") in one round trip. */
+    void (*get)(struct store *s, const char *key, size_t klen, const char *gen_name,
                 store_get_cb cb, void *arg);
     /* Keep e (the store takes its own reference or copies it) for keep_ms;
      * fire and forget: a failure is counted and logged, never reported. */
     void (*set)(struct store *s, const char *key, size_t klen,
                 struct centry *e, uint64_t keep_ms);
+    /* Add 1 to a generation counter; fire and forget. */
+    void (*bump)(struct store *s, const char *gen_name);
+    /* A lease on name for ttl_ms held by this process (SET NX PX with this
+     * process's own token), so that one instance fetches a key for all. */
+    void (*lease)(struct store *s, const char *name, uint64_t ttl_ms,
+                  store_lease_cb cb, void *arg);
+    /* Extend our lease (only if still ours), or drop it (only if ours). */
+    void (*lease_renew)(struct store *s, const char *name, uint64_t ttl_ms);
+    void (*lease_release)(struct store *s, const char *name);
+    /* Send msg to every instance's event callback; fire and forget. */
+    void (*publish)(struct store *s, const char *msg, size_t len);
+    /* The one event callback (NULL to stop). */
+    void (*subscribe)(struct store *s, store_event_cb cb, void *arg);
     /* Drop every entry whose key starts with prefix ("" drops all). */
     void (*purge)(struct store *s, const char *prefix);
     /* Short state for logs and /readyz: "ok", "connecting", "down". */
     const char *(*state)(struct store *s);
+    /* Pending get callbacks fire once with STORE_ERROR, synchronously,
+     * and pending lease callbacks with -1, before free returns. */
     void (*free)(struct store *s);
 };
 
@@ -42,9 +78,9 @@ struct store {
 };
 
 static inline void store_get(struct store *s, const char *key, size_t klen,
-                             store_get_cb cb, void *arg)
+                             const char *gen_name, store_get_cb cb, void *arg)
 {
-    s->ops->get(s, key, klen, cb, arg);
+    s->ops->get(s, key, klen, gen_name, cb, arg);
 }
 
 static inline void store_set(struct store *s, const char *key, size_t klen,
@@ -59,8 +95,10 @@ struct store *store_memory_new(size_t max_bytes);
 size_t store_memory_bytes(struct store *s);
 size_t store_memory_count(struct store *s);
 
-/* store_redis.c: hiredis async on base. url is redis://[:pass@]host[:port][/db]
- * or unix:///path[?db=N]; timeout_ms bounds every command and the connect.
+/* store_redis.c: hiredis async on base. url is
+ * redis://[[user]:password@]host[:port][/db] or
+ * unix://[[user]:password@]/path[?db=N]; timeout_ms bounds every command
+ * and the connect.
  * Returns NULL with a message in err (errlen bytes) when url is invalid;
  * an unreachable server is not an error (it reconnects with backoff). */
 struct store *store_redis_new(struct event_base *base, const char *url,

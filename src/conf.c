@@ -40,6 +40,8 @@ static const struct keydef keys[] = {
     K("cache", "stale_if_error", V_DURATION, stale_if_error_ms),
     K("cache", "memory_max", V_SIZE, memory_max),
     K("cache", "prefetch", V_BOOL, prefetch),
+    K("cache", "lock_lease", V_DURATION, lock_lease_ms),
+    K("cache", "ignore_client_no_cache", V_BOOL, ignore_client_no_cache),
     K("ratelimit", "rate", V_RATE, rate),
     K("ratelimit", "burst", V_COUNT, burst),
     K("ratelimit", "upstream_rate", V_RATE, upstream_rate),
@@ -563,6 +565,7 @@ static int set_defaults(struct conf *c)
         {"redis_timeout", "250ms"}, {"ttl", "30s"},
         {"stale_while_revalidate", "30s"}, {"stale_if_error", "10m"},
         {"memory_max", "64MiB"}, {"prefetch", "on"},
+        {"lock_lease", "2s"}, {"ignore_client_no_cache", "off"},
         {"rate", "20/s"}, {"burst", "40"},
         {"upstream_rate", "5/s"}, {"upstream_burst", "10"},
     };
@@ -604,6 +607,10 @@ static int finish(struct loader *l)
     if (c->timeout_ms == 0 || c->connect_timeout_ms == 0) {
         l->line = l->key_lines[key_index("upstream", c->timeout_ms ? "connect_timeout" : "timeout")];
         return fail(l, "upstream timeouts must be more than 0"), -1;
+    }
+    if (c->lock_lease_ms < 100) {
+        l->line = l->key_lines[key_index("cache", "lock_lease")];
+        return fail(l, "lock_lease must be at least 100ms"), -1;
     }
     if (c->redis_timeout_ms == 0) {
         l->line = l->key_lines[key_index("cache", "redis_timeout")];

@@ -60,6 +60,8 @@ struct conf {
     uint64_t stale_if_error_ms;
     size_t memory_max;
     int prefetch;
+    uint64_t lock_lease_ms;
+    int ignore_client_no_cache;
 
     /* [ratelimit] */
     struct rate rate, upstream_rate;

@@ -18,8 +18,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
 
+#include "cache.h"
 #include "cache_key.h"
 #include "cache_store.h"
 #include "clock.h"
@@ -43,7 +44,7 @@ struct greq {
     char *url;                   /* what goes upstream */
     char *project_id;
     struct up_xfer *xfer;
-    int no_store, no_cache;
+    int write_route;             /* a write that changes this route's lists, or -1 */
     char rid[72];
     int64_t t0_us;
 };
@@ -169,18 +170,6 @@ static void fail_upstream(struct greq *g, const struct up_resp *r)
         fail_greq(g, 502, "Upstream unreachable");
 }
 
-static int json_valid(const unsigned char *p, size_t n)
-{
-    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
-    int ok;
-
-    if (h == NULL)
-        return 0;
-    ok = yajl_parse(h, p, n) == yajl_status_ok && yajl_complete_parse(h) == yajl_status_ok;
-    yajl_free(h);
-    return ok;
-}
-
 static void set_rid(struct greq *g)
 {
     const char *in = evhttp_find_header(evhttp_request_get_input_headers(g->req),
@@ -251,140 +240,76 @@ static void unref_entry(const void *data, size_t len, void *arg)
     centry_decref(arg);
 }
 
-static void send_entry(struct greq *g, struct centry *e, const char *xcache,
-                       const char *cache_status)
+/* Does an If-None-Match value name etag (or "*")? Weak comparison, as
+ * RFC 9110 asks for If-None-Match. */
+static int etag_matches(const char *inm, const char *etag)
 {
+    size_t n = strlen(etag);
+
+    while (inm && *inm) {
+        while (*inm == ' ' || *inm == '\t' || *inm == ',')
+            inm++;
+        if (*inm == '*')
+            return 1;
+        if (strncmp(inm, "W/", 2) == 0)
+            inm += 2;
+        if (strncmp(inm, etag, n) == 0 &&
+            (inm[n] == '\0' || inm[n] == ',' || inm[n] == ' ' || inm[n] == '\t'))
+            return 1;
+        inm = strchr(inm, ',');
+    }
+    return 0;
+}
+
+static void on_answer(void *arg, const struct answer *a)
+{
+    struct greq *g = arg;
     struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
-    struct evbuffer *buf = evbuffer_new();
+    struct centry *e = a->e;
+    struct evbuffer *buf;
     int64_t age = (wall_ms() - e->stored_ms) / 1000;
     char agebuf[24];
+    int status = e->status;
 
-    if (buf == NULL) {
+    if (e->ctype_len)
+        evhttp_add_header(out, "Content-Type", e->ctype);
+    if (e->extra_headers) {
+        char *line = e->extra_headers, *nl, *colon;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            if ((colon = strchr(line, ':')) != NULL) {
+                *colon = '\0';
+                evhttp_add_header(out, line, colon + 2);
+                *colon = ':';
+            }
+            *nl = '\n';
+            line = nl + 1;
+        }
+    }
+    if (a->stored) {
+        snprintf(agebuf, sizeof(agebuf), "%lld", (long long)(age < 0 ? 0 : age));
+        evhttp_add_header(out, "Age", agebuf);
+        evhttp_add_header(out, "ETag", e->etag);
+    }
+    evhttp_add_header(out, "X-Cache", a->xcache);
+    evhttp_add_header(out, "Cache-Status", a->cache_status);
+    if (a->stored && status == 200 &&
+        etag_matches(evhttp_find_header(evhttp_request_get_input_headers(g->req),
+                                        "If-None-Match"), e->etag)) {
+        evhttp_remove_header(out, "Content-Type");
+        finish(g, 304, NULL);
+        return;
+    }
+    if ((buf = evbuffer_new()) == NULL) {
         fail_greq(g, 500, "Out of memory");
         return;
     }
-    snprintf(agebuf, sizeof(agebuf), "%lld", (long long)(age < 0 ? 0 : age));
-    if (e->ctype_len)
-        evhttp_add_header(out, "Content-Type", e->ctype);
-    evhttp_add_header(out, "Age", agebuf);
-    evhttp_add_header(out, "X-Cache", xcache);
-    evhttp_add_header(out, "Cache-Status", cache_status);
     centry_incref(e);
     /* The body goes to the socket from the entry itself, not a copy. */
     if (evbuffer_add_reference(buf, e->body, e->body_len, unref_entry, e) != 0)
         centry_decref(e);
-    finish(g, e->status, buf);
+    finish(g, status, buf);
     evbuffer_free(buf);
-}
-
-static const char *const retry_headers[] = {
-    "Retry-After", "retry-after-ms", "x-should-retry", "WWW-Authenticate", NULL,
-};
-
-static void on_list_upstream(void *arg, struct up_resp *r)
-{
-    struct greq *g = arg;
-    struct gw *gw = g->gw;
-    const char *fwd = g->no_cache ? "request" : g->no_store ? "bypass" : "uri-miss";
-    char status[160];
-    unsigned char *body;
-    size_t len, i;
-
-    g->xfer = NULL;
-    if (r->err != UP_OK) {
-        fail_upstream(g, r);
-        return;
-    }
-    len = evbuffer_get_length(r->body);
-    body = evbuffer_pullup(r->body, -1);
-    if (r->status == 200 && json_valid(body, len)) {
-        const char *ct = r->ctype ? r->ctype : "";
-        struct centry *e = centry_new(200, wall_ms(), ct, strlen(ct), body, len);
-        const struct conf *c = gw->conf;
-        uint64_t stale = c->stale_while_revalidate_ms > c->stale_if_error_ms
-                             ? c->stale_while_revalidate_ms : c->stale_if_error_ms;
-
-        if (e == NULL) {
-            fail_greq(g, 500, "Out of memory");
-            return;
-        }
-        if (!g->no_store)
-            store_set(gw->store, g->key, g->klen, e, c->ttl_ms + stale);
-        snprintf(status, sizeof(status), "lcgate; fwd=%s; fwd-status=200%s", fwd,
-                 g->no_store ? "" : "; stored");
-        gw->misses++;
-        send_entry(g, e, g->no_store ? "BYPASS" : "MISS", status);
-        centry_decref(e);
-        return;
-    }
-    /* Errors and odd answers pass through unchanged and are not stored. */
-    snprintf(status, sizeof(status), "lcgate; fwd=%s; fwd-status=%ld", fwd, r->status);
-    {
-        struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
-        if (r->ctype)
-            evhttp_add_header(out, "Content-Type", r->ctype);
-        for (i = 0; i < r->nheaders; i++)
-            if (in_list(r->headers[i].name, retry_headers))
-                evhttp_add_header(out, r->headers[i].name, r->headers[i].value);
-        evhttp_add_header(out, "X-Cache", g->no_store ? "BYPASS" : "MISS");
-        evhttp_add_header(out, "Cache-Status", status);
-    }
-    gw->misses++;
-    finish(g, (int)r->status, r->body);
-}
-
-static void fetch_list(struct greq *g)
-{
-    struct curl_slist *h = NULL;
-    const char *key, *cred = credential(g, &key);
-    char bearer[4096 + 8];
-    struct up_opts opts;
-
-    if (key) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", key);
-        h = add_header(h, "Authorization", bearer);
-    } else if (cred) {
-        h = add_header(h, "Authorization", cred);
-    }
-    if ((key || cred) && h == NULL)
-        goto oom;
-    if ((h = add_header(h, "Accept", "application/json")) == NULL ||
-        (h = add_header(h, "X-Request-Id", g->rid)) == NULL ||
-        (h = add_header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL)
-        goto oom;
-    opts = up_opts(g->gw->conf);
-    g->xfer = up_start(g->gw->up, "GET", g->url, h, NULL, 0, &opts,
-                       on_list_upstream, g);
-    if (g->xfer == NULL)
-        fail_greq(g, 502, "Upstream request could not be started");
-    return;
-oom:
-    fail_greq(g, 500, "Out of memory");
-}
-
-static void on_store_get(void *arg, enum store_res res, struct centry *e)
-{
-    struct greq *g = arg;
-    struct gw *gw = g->gw;
-
-    if (gw->stopping && res != STORE_HIT) {
-        fail_greq(g, 503, "Shutting down");
-        return;
-    }
-    if (res == STORE_HIT) {
-        const struct conf_project *p = conf_project(gw->conf, g->project_id);
-        int64_t ttl = (int64_t)(p && p->has_ttl ? p->ttl_ms : gw->conf->ttl_ms);
-        int64_t age = wall_ms() - e->stored_ms;
-        if (age < ttl) {
-            char status[96];
-            snprintf(status, sizeof(status), "lcgate; hit; ttl=%lld",
-                     (long long)((ttl - age) / 1000));
-            gw->hits++;
-            send_entry(g, e, "HIT", status);
-            return;
-        }
-    }
-    fetch_list(g);
 }
 
 static int has_token(const char *value, const char *token)
@@ -405,6 +330,7 @@ static int has_token(const char *value, const char *token)
 static void handle_list(struct greq *g, const char *path, const char *query)
 {
     struct qn_result qr;
+    struct list_query q;
     const char *key, *cred, *cc;
 
     if (qn_normalize((enum qn_route)g->route, query, MAX_QUERY_PARAMS, &qr) != 0) {
@@ -422,24 +348,64 @@ static void handle_list(struct greq *g, const char *path, const char *query)
     g->project_id = qr.project_id;
     qr.project_id = NULL;
     cred = credential(g, &key);
-    g->key = ck_build((enum qn_route)g->route, cred, cred ? strlen(cred) : 0, qr.canonical);
-    g->url = join_url(g->gw->conf->base_url, path, qr.canonical);
-    qn_result_free(&qr);
-    if (g->key == NULL || g->url == NULL) {
-        fail_greq(g, 500, "Out of memory");
-        return;
-    }
-    g->klen = strlen(g->key);
     cc = evhttp_find_header(evhttp_request_get_input_headers(g->req), "Cache-Control");
-    g->no_store = has_token(cc, "no-store");
-    g->no_cache = has_token(cc, "no-cache");
-    if (g->no_store || g->no_cache)
-        fetch_list(g);
-    else
-        store_get(g->gw->store, g->key, g->klen, on_store_get, g);
+    memset(&q, 0, sizeof(q));
+    q.route = (enum qn_route)g->route;
+    q.canonical = qr.canonical;
+    q.project_id = g->project_id;
+    q.cred = cred;
+    q.credlen = cred ? strlen(cred) : 0;
+    q.injected = key != NULL;
+    q.no_store = has_token(cc, "no-store");
+    q.no_cache = has_token(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
+    q.rid = g->rid;
+    cache_list(g->gw->cache, &q, on_answer, g);
+    qn_result_free(&qr);
 }
 
 /* ---- pass-through ---- */
+
+/* The route whose lists a write to path changes, or -1. */
+static int write_route(const char *path, enum evhttp_cmd_type cmd)
+{
+    int i;
+
+    if (cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_PUT && cmd != EVHTTP_REQ_PATCH &&
+        cmd != EVHTTP_REQ_DELETE)
+        return -1;
+    for (i = 0; i < QN_NROUTES; i++) {
+        size_t n = strlen(qn_routes[i].path);
+        if (strncmp(path, qn_routes[i].path, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return i;
+    }
+    return -1;
+}
+
+/* A successful write changes its project's lists: the project of the
+ * request, and the one the answer names (a create without project_id). */
+static void invalidate_after_write(struct greq *g, const struct up_resp *r)
+{
+    static const char *path[] = {"project_id", NULL};
+    const char *key, *cred = credential(g, &key);
+    size_t credlen = cred ? strlen(cred) : 0, len = evbuffer_get_length(r->body);
+    char *copy;
+    yajl_val root;
+
+    cache_invalidate_project(g->gw->cache, cred, credlen, g->project_id);
+    if (len == 0 || len > 1024 * 1024 || (copy = malloc(len + 1)) == NULL)
+        return;
+    memcpy(copy, evbuffer_pullup(r->body, (ev_ssize_t)len), len);
+    copy[len] = '\0';
+    root = yajl_tree_parse(copy, NULL, 0);
+    free(copy);
+    if (root != NULL) {
+        yajl_val v = yajl_tree_get(root, path, yajl_t_string);
+        const char *named = v ? YAJL_GET_STRING(v) : NULL;
+        if (named != NULL && (g->project_id == NULL || strcmp(g->project_id, named) != 0))
+            cache_invalidate_project(g->gw->cache, cred, credlen, named);
+        yajl_tree_free(root);
+    }
+}
 
 static void on_pass_upstream(void *arg, struct up_resp *r)
 {
@@ -453,6 +419,8 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
         fail_upstream(g, r);
         return;
     }
+    if (r->status >= 200 && r->status < 300 && g->write_route >= 0)
+        invalidate_after_write(g, r);
     for (i = 0; i < r->nheaders; i++)
         if (strcasecmp(r->headers[i].name, "Connection") == 0)
             conn = r->headers[i].value;
@@ -513,6 +481,7 @@ static void handle_pass(struct greq *g, const char *path, const char *query)
         return;
     }
     g->project_id = query_project(query);
+    g->write_route = write_route(path, evhttp_request_get_command(g->req));
     key = conf_api_key(g->gw->conf, g->project_id);
     if ((g->url = join_url(g->gw->conf->base_url, path, query)) == NULL)
         goto oom;

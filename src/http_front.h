@@ -14,6 +14,7 @@ struct conf;
 struct store;
 struct up_client;
 struct greq;
+struct cache;
 
 /* The gateway: what every request handler reaches. One per process. */
 struct gw {
@@ -21,6 +22,7 @@ struct gw {
     struct conf *conf;           /* current; replaced whole on reload */
     struct store *store;
     struct up_client *up;
+    struct cache *cache;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct greq *inflight;       /* every request not yet answered */

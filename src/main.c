@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "cache.h"
 #include "cache_store.h"
 #include "clock.h"
 #include "conf.h"
@@ -142,7 +143,9 @@ int main(int argc, char **argv)
     }
     gw.store = open_store(gw.conf, err, sizeof(err));
     gw.up = up_client_new(gw.base);
-    if (gw.store == NULL || gw.up == NULL) {
+    if (gw.store && gw.up)
+        gw.cache = cache_new(&gw);
+    if (gw.store == NULL || gw.up == NULL || gw.cache == NULL) {
         log_error("cannot start the %s store: %s",
                   gw.conf->store == STORE_KIND_REDIS ? "redis" : "memory", err);
         goto out;
@@ -170,11 +173,15 @@ int main(int argc, char **argv)
     event_free(drain_timer);
     log_info("stopped");
 out:
-    /* Store first: its pending callbacks still find their requests. */
+    /* Fetches end first, then the store (its pending callbacks still find
+     * their requests and flights), then what they pointed to. */
     gw.stopping = 1;
+    if (gw.cache)
+        cache_stop(gw.cache);
     if (gw.store)
         gw.store->ops->free(gw.store);
     gw.store = NULL;
+    cache_free(gw.cache);
     front_free(&gw);
     admin_free();
     up_client_free(gw.up);

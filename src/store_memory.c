@@ -17,8 +17,20 @@ struct item {
     char key[];
 };
 
+/* A generation counter. Kept apart from the entries: evicting a counter
+ * would make entries stamped before a write valid again. */
+struct gen {
+    struct gen *next;
+    uint64_t value;
+    char name[];
+};
+
+#define NGENBUCKETS 256
+
 struct mstore {
     struct store base;
+    struct gen *gens[NGENBUCKETS];
+    uint64_t gen_all;
     struct item **buckets;
     size_t nbuckets;             /* a power of two */
     size_t count;
@@ -109,24 +121,81 @@ static void grow(struct mstore *m)
     m->nbuckets = n;
 }
 
-static void mem_get(struct store *s, const char *key, size_t klen,
+static struct gen **gen_slot(struct mstore *m, const char *name)
+{
+    struct gen **pp = &m->gens[hash(name, strlen(name)) % NGENBUCKETS];
+
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void mem_get(struct store *s, const char *key, size_t klen, const char *gen_name,
                     store_get_cb cb, void *arg)
 {
     struct mstore *m = (struct mstore *)s;
     uint64_t h = hash(key, klen);
     struct item *it = *slot(m, key, klen, h);
+    struct gen *g = gen_name ? *gen_slot(m, gen_name) : NULL;
+    struct gens gens = {g ? g->value : 0, m->gen_all};
 
     if (it != NULL && it->expires_ms <= mono_ms()) {
         drop(m, it);
         it = NULL;
     }
     if (it == NULL) {
-        cb(arg, STORE_MISS, NULL);
+        cb(arg, STORE_MISS, NULL, &gens);
         return;
     }
     lru_unlink(m, it);
     lru_push(m, it);
-    cb(arg, STORE_HIT, it->e);
+    cb(arg, STORE_HIT, it->e, &gens);
+}
+
+static void mem_bump(struct store *s, const char *name)
+{
+    struct mstore *m = (struct mstore *)s;
+    struct gen **pp, *g;
+
+    if (strcmp(name, STORE_GEN_ALL) == 0) {
+        m->gen_all++;
+        return;
+    }
+    pp = gen_slot(m, name);
+    if (*pp == NULL) {
+        size_t n = strlen(name);
+        if ((g = malloc(sizeof(*g) + n + 1)) == NULL)
+            return;
+        memcpy(g->name, name, n + 1);
+        g->value = 0;
+        g->next = NULL;
+        *pp = g;
+    }
+    (*pp)->value++;
+}
+
+/* One process: its own flights already coalesce, so every lease is granted
+ * and there is nobody else to tell. */
+static void mem_lease(struct store *s, const char *name, uint64_t ttl_ms,
+                      store_lease_cb cb, void *arg)
+{
+    cb(arg, 1);
+}
+
+static void mem_lease_renew(struct store *s, const char *name, uint64_t ttl_ms)
+{
+}
+
+static void mem_lease_release(struct store *s, const char *name)
+{
+}
+
+static void mem_publish(struct store *s, const char *msg, size_t len)
+{
+}
+
+static void mem_subscribe(struct store *s, store_event_cb cb, void *arg)
+{
 }
 
 static void mem_set(struct store *s, const char *key, size_t klen,
@@ -190,8 +259,16 @@ static void mem_free(struct store *s)
 {
     struct mstore *m = (struct mstore *)s;
 
+    size_t i;
+
     while (m->head)
         drop(m, m->head);
+    for (i = 0; i < NGENBUCKETS; i++)
+        while (m->gens[i]) {
+            struct gen *g = m->gens[i];
+            m->gens[i] = g->next;
+            free(g);
+        }
     free(m->buckets);
     free(m);
 }
@@ -200,6 +277,12 @@ static const struct store_ops memory_ops = {
     .name = "memory",
     .get = mem_get,
     .set = mem_set,
+    .bump = mem_bump,
+    .lease = mem_lease,
+    .lease_renew = mem_lease_renew,
+    .lease_release = mem_lease_release,
+    .publish = mem_publish,
+    .subscribe = mem_subscribe,
     .purge = mem_purge,
     .state = mem_state,
     .free = mem_free,

@@ -15,7 +15,7 @@ mock, g1 = cache_suite.run(tap, env, {"cache": {"store": "redis", "redis_url": u
 
 # A second instance on the same Redis: a miss on the first is a hit there.
 g2 = env.lcgate({"upstream": {"base_url": mock.url},
-                 "cache": {"store": "redis", "redis_url": url, "ttl": "60s"}},
+                 "cache": {"store": "redis", "redis_url": url, "ttl": "60s", "prefetch": "off"}},
                 env={"LLAMA_CLOUD_API_KEY": t.KEY_A}, name="lcgate2")
 mock.reset()
 r1 = g1.get(cache_suite.V2 + "?status=RUNNING&page_size=4")

@@ -12,7 +12,7 @@ tap = t.Tap()
 env = t.Env("lcgate-pass")
 mock = env.mock()
 for store in ("memory", "redis"):
-    conf = {"upstream": {"base_url": mock.url}, "cache": {"store": store}}
+    conf = {"upstream": {"base_url": mock.url}, "cache": {"store": store, "prefetch": "off"}}
     if store == "redis":
         conf["cache"]["redis_url"] = "redis://127.0.0.1:%d" % env.redis().port
     g = env.lcgate(conf, name="lcgate-" + store)

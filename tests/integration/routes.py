@@ -13,6 +13,7 @@ tap = t.Tap()
 env = t.Env("lcgate-routes")
 mock = env.mock()
 g = env.lcgate({"upstream": {"base_url": mock.url, "timeout": "1s"},
+                "cache": {"prefetch": "off"},
                 "server": {"max_body": "64KiB"}},
                env={"LLAMA_CLOUD_API_KEY": t.KEY_A})
 

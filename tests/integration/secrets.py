@@ -19,7 +19,8 @@ with open(keyfile, "w") as f:
 os.chmod(keyfile, 0o600)
 g = env.lcgate({"server": {"log_level": "debug"},
                 "upstream": {"base_url": mock.url, "api_key_file": keyfile, "timeout": "1s"},
-                "cache": {"store": "redis", "redis_url": "redis://127.0.0.1:%d" % redis.port}})
+                "cache": {"store": "redis", "redis_url": "redis://127.0.0.1:%d" % redis.port,
+                          "prefetch": "off"}})
 secret = t.KEY_A.encode()
 answers = []
 answers.append(g.get(V1 + "?limit=3"))

@@ -7,7 +7,7 @@ V2 = "/api/v2/batches"
 
 def run(tap, env, gate_conf):
     mock = env.mock()
-    conf = {"upstream": {"base_url": mock.url}, "cache": {"ttl": "60s"}}
+    conf = {"upstream": {"base_url": mock.url}, "cache": {"ttl": "60s", "prefetch": "off"}}
     for sec, kv in gate_conf.items():
         conf.setdefault(sec, {}).update(kv)
     g = env.lcgate(conf, env={"LLAMA_CLOUD_API_KEY": t.KEY_A})

@@ -56,8 +56,20 @@ int main(void)
 
     sha256_vectors();
     tap_ok(e != NULL && e->refcnt == 1, "centry_new gives one reference");
+    tap_ok(strlen(e->etag) == 34 && e->etag[0] == '"' && e->etag[33] == '"',
+           "the ETag is a quoted strong validator");
+    {
+        struct centry *same = centry_new(200, 5, "text/plain", 10, body, sizeof(body) - 1);
+        struct centry *other = centry_new(200, 5, "application/json", 16, "{}", 2);
+        tap_ok(strcmp(same->etag, e->etag) == 0 && strcmp(other->etag, e->etag) != 0,
+               "the ETag follows the body bytes only");
+        centry_decref(same);
+        centry_decref(other);
+    }
+    e->gen_proj = 7;
+    e->gen_all = 0x0102030405060708ULL;
     enc = centry_encode(e, &len);
-    tap_ok(enc != NULL && len == 4 + 2 + 8 + 4 + 16 + 4 + sizeof(body) - 1,
+    tap_ok(enc != NULL && len == 4 + 2 + 8 + 8 + 8 + 34 + 4 + 16 + 4 + sizeof(body) - 1,
            "encoding has the documented length");
     d = centry_decode(enc, len);
     tap_ok(d != NULL, "decode of an encoding succeeds");
@@ -67,6 +79,9 @@ int main(void)
            "content type survives the round trip");
     tap_ok(d && d->body_len == sizeof(body) - 1 && memcmp(d->body, body, d->body_len) == 0,
            "body bytes survive the round trip");
+    tap_ok(d && d->gen_proj == 7 && d->gen_all == 0x0102030405060708ULL,
+           "generations survive the round trip");
+    tap_is_str(d ? d->etag : NULL, e->etag, "the ETag survives the round trip");
     centry_decref(d);
 
     for (i = 0; i < len; i++)
@@ -83,11 +98,17 @@ int main(void)
         longer[0] = 'X';
         tap_ok(centry_decode(longer, len) == NULL, "wrong magic is rejected");
         memcpy(longer, enc, len);
-        longer[14] = (char)0xff; /* ctype_len far too large */
+        longer[64] = (char)0xff; /* ctype_len far too large */
         tap_ok(centry_decode(longer, len) == NULL, "oversized ctype length is rejected");
         memcpy(longer, enc, len);
         longer[4] = 0; longer[5] = 42; /* status 42 */
         tap_ok(centry_decode(longer, len) == NULL, "impossible status is rejected");
+        memcpy(longer, enc, len);
+        longer[68 + 3] = '\n'; /* a line break inside the content type */
+        tap_ok(centry_decode(longer, len) == NULL, "a content type with CR/LF is rejected");
+        memcpy(longer, enc, len);
+        longer[31] = 'Z';
+        tap_ok(centry_decode(longer, len) == NULL, "an ETag that is not hex is rejected");
         free(longer);
     }
     tap_ok(centry_decode("", 0) == NULL, "empty value is rejected");

@@ -9,20 +9,28 @@
 
 static enum store_res last_res;
 static struct centry *last_e;
+static struct gens last_g;
 
-static void got(void *arg, enum store_res res, struct centry *e)
+static void got(void *arg, enum store_res res, struct centry *e, const struct gens *g)
 {
     last_res = res;
+    if (g)
+        last_g = *g;
     centry_decref(last_e);
     last_e = e;
     if (e)
         centry_incref(e);
 }
 
+static void lease_cb(void *arg, int got_it)
+{
+    *(int *)arg = got_it;
+}
+
 static enum store_res get(struct store *s, const char *key)
 {
     last_res = STORE_ERROR;
-    store_get(s, key, strlen(key), got, NULL);
+    store_get(s, key, strlen(key), "lcg:1:gen:p1", got, NULL);
     return last_res;
 }
 
@@ -88,6 +96,20 @@ int main(void)
     s->ops->purge(s, "");
     tap_ok(store_memory_count(s) == 0 && store_memory_bytes(s) == 0,
            "purge of everything leaves nothing");
+
+    get(s, "none");
+    tap_ok(last_g.proj == 0 && last_g.all == 0, "generations start at 0");
+    s->ops->bump(s, "lcg:1:gen:p1");
+    s->ops->bump(s, "lcg:1:gen:p1");
+    s->ops->bump(s, "lcg:1:gen:p2");
+    s->ops->bump(s, STORE_GEN_ALL);
+    get(s, "none");
+    tap_ok(last_g.proj == 2 && last_g.all == 1, "bump counts per name and globally");
+    {
+        int got_lease = -5;
+        s->ops->lease(s, "x", 1000, lease_cb, &got_lease);
+        tap_ok(got_lease == 1, "the memory store grants every lease at once");
+    }
 
     /* An entry held by a reader survives its eviction. */
     put(s, "held", 100, 60000);

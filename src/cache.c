@@ -1,0 +1,1026 @@
+#include "cache.h"
+
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+#include "cache_key.h"
+#include "cache_store.h"
+#include "clock.h"
+#include "conf.h"
+#include "config.h"
+#include "http_front.h"
+#include "log.h"
+#include "paging.h"
+#include "upstream.h"
+
+#define NBUCKETS 4096            /* flights and pending prefetches */
+#define PENDING_MAX 4096
+#define MAX_RESPONSE (64u * 1024 * 1024)
+#define GEN_PREFIX "lcg:1:gen:"
+#define LOCK_PREFIX "lcg:1:lock:"
+#define DONE_PREFIX "d "
+
+enum fkind { FK_CLIENT, FK_REFRESH, FK_PREFETCH };
+enum fstate { FS_LEASE, FS_FETCH, FS_REMOTE };
+
+struct waiter {
+    struct waiter *next;
+    cache_done_cb cb;
+    void *arg;
+    int origin;                  /* the request that started the fetch */
+    int no_cache;
+};
+
+/* One fetch of one key, shared by every request that wants it meanwhile. */
+struct flight {
+    struct flight *hnext;        /* c->flights bucket */
+    struct flight *prev, *next;  /* c->all */
+    struct cache *c;
+    int refs;                    /* 1 while alive + 1 per store call pending */
+    int in_table, done;
+    enum fkind kind;
+    enum fstate state;
+    enum qn_route route;
+    char *key;
+    size_t klen;
+    char *gen_name, *lock_name, *canonical, *cred, *rid, *project_id;
+    size_t credlen;
+    int injected, no_store, holds_lease, checking;
+    struct gens gens;            /* current when the flight began */
+    struct centry *stale;        /* fallback for stale-if-error */
+    struct waiter *waiters;
+    struct up_xfer *xfer;
+    struct event *timer;
+    int64_t deadline_ms;         /* FS_REMOTE: fetch ourselves past this */
+};
+
+/* A page fetched ahead and not yet asked for, and what follows it. */
+struct pending {
+    struct pending *hnext;
+    struct pending *older, *newer;
+    char *key, *next_canonical, *cred, *project_id;
+    size_t credlen;
+    int injected;
+    enum qn_route route;
+};
+
+struct lookup {
+    struct cache *c;
+    struct list_query q;
+    cache_done_cb cb;
+    void *arg;
+    char *key, *gen_name;
+};
+
+struct cache {
+    struct gw *gw;
+    struct flight *all;          /* every flight not yet freed */
+    struct flight *flights[NBUCKETS];
+    struct pending *pending[NBUCKETS];
+    struct pending *oldest, *newest;
+    size_t npending;
+    struct cache_stats stats;
+};
+
+static uint64_t hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    while (n--) {
+        h ^= (uint8_t)*p++;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static const struct conf *cf(const struct cache *c)
+{
+    return c->gw->conf;
+}
+
+static uint64_t ttl_of(const struct cache *c, const char *project_id)
+{
+    const struct conf_project *p = conf_project(cf(c), project_id);
+
+    return p && p->has_ttl ? p->ttl_ms : cf(c)->ttl_ms;
+}
+
+static uint64_t keep_ms(const struct cache *c, const char *project_id)
+{
+    uint64_t swr = cf(c)->stale_while_revalidate_ms, sie = cf(c)->stale_if_error_ms;
+
+    return ttl_of(c, project_id) + (swr > sie ? swr : sie);
+}
+
+static char *cat(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *s = malloc(n);
+
+    if (s)
+        snprintf(s, n, "%s%s", a, b);
+    return s;
+}
+
+/* The generation counter of a list's project: its project_id, else the
+ * credential's default project (named by a tag of the credential). */
+static char *gen_name_of(const char *project_id, const char *cred, size_t credlen)
+{
+    char tag[CK_TAG_LEN + 1], label[64];
+
+    if (project_id)
+        return cat(GEN_PREFIX, project_id);
+    ck_cred_tag(cred, credlen, tag);
+    snprintf(label, sizeof(label), "default:%.16s", tag);
+    return cat(GEN_PREFIX, label);
+}
+
+static int gens_match(const struct centry *e, const struct gens *g)
+{
+    return e->gen_proj == g->proj && e->gen_all == g->all;
+}
+
+static struct centry *error_entry(int status, const char *detail)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    struct centry *e = NULL;
+    size_t len;
+
+    if (gen == NULL)
+        return NULL;
+    yajl_gen_map_open(gen);
+    yajl_gen_string(gen, (const unsigned char *)"detail", 6);
+    yajl_gen_string(gen, (const unsigned char *)detail, strlen(detail));
+    yajl_gen_map_close(gen);
+    if (yajl_gen_get_buf(gen, &buf, &len) == yajl_gen_status_ok)
+        e = centry_new(status, wall_ms(), "application/json", 16, buf, len);
+    yajl_gen_free(gen);
+    return e;
+}
+
+static void answer_one(cache_done_cb cb, void *arg, struct centry *e, int stored,
+                       const char *xcache, const char *status)
+{
+    struct answer a = {e, xcache, status, stored};
+
+    if (e == NULL) {
+        struct centry *oom = error_entry(500, "Out of memory");
+        a.e = oom;
+        a.stored = 0;
+        cb(arg, &a);
+        centry_decref(oom);
+        return;
+    }
+    cb(arg, &a);
+}
+
+/* ---- pending prefetches ---- */
+
+static struct pending **pending_slot(struct cache *c, const char *key)
+{
+    struct pending **pp = &c->pending[hash(key, strlen(key)) % NBUCKETS];
+
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void pending_free(struct cache *c, struct pending *p)
+{
+    struct pending **pp = pending_slot(c, p->key);
+
+    *pp = p->hnext;
+    if (p->older)
+        p->older->newer = p->newer;
+    else
+        c->oldest = p->newer;
+    if (p->newer)
+        p->newer->older = p->older;
+    else
+        c->newest = p->older;
+    c->npending--;
+    free(p->key);
+    free(p->next_canonical);
+    free(p->cred);
+    free(p->project_id);
+    free(p);
+}
+
+static void prefetch(struct cache *c, enum qn_route r, const char *canonical, const char *cred,
+                     size_t credlen, int injected, const char *project_id);
+
+/* ---- flights ---- */
+
+static struct flight **flight_slot(struct cache *c, const char *key, size_t klen)
+{
+    struct flight **pp = &c->flights[hash(key, klen) % NBUCKETS];
+
+    while (*pp && ((*pp)->klen != klen || memcmp((*pp)->key, key, klen) != 0))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void flight_unref(struct flight *f)
+{
+    if (--f->refs > 0)
+        return;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->c->all = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    free(f->key);
+    free(f->gen_name);
+    free(f->lock_name);
+    free(f->canonical);
+    free(f->cred);
+    free(f->rid);
+    free(f->project_id);
+    centry_decref(f->stale);
+    if (f->timer)
+        event_free(f->timer);
+    free(f);
+}
+
+/* Leave the table and stop timers; the flight is freed once no store call
+ * still points at it. */
+static void flight_end(struct flight *f)
+{
+    struct cache *c = f->c;
+
+    if (f->in_table) {
+        struct flight **pp = flight_slot(c, f->key, f->klen);
+        *pp = f->hnext;
+        f->in_table = 0;
+    }
+    if (f->holds_lease) {
+        c->gw->store->ops->lease_release(c->gw->store, f->lock_name);
+        f->holds_lease = 0;
+    }
+    if (f->timer)
+        event_del(f->timer);
+    f->done = 1;
+    flight_unref(f);
+}
+
+static void on_flight_timer(evutil_socket_t fd, short what, void *arg);
+
+static void arm(struct flight *f, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (f->timer == NULL)
+        f->timer = evtimer_new(f->c->gw->base, on_flight_timer, f);
+    if (f->timer)
+        evtimer_add(f->timer, &tv);
+}
+
+/* Give every waiter its answer; the origin is told what was fetched, the
+ * others that they collapsed onto it. */
+static void answer_waiters(struct flight *f, struct centry *e, int stored,
+                           const char *xcache, const char *origin_status,
+                           const char *other_status)
+{
+    struct waiter *w = f->waiters, *next;
+
+    f->waiters = NULL;
+    for (; w; w = next) {
+        next = w->next;
+        if (!w->origin)
+            f->c->stats.collapsed++;
+        answer_one(w->cb, w->arg, e, stored, xcache, w->origin ? origin_status : other_status);
+        free(w);
+    }
+}
+
+static int add_waiter(struct flight *f, cache_done_cb cb, void *arg, int origin, int no_cache)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return -1;
+    w->cb = cb;
+    w->arg = arg;
+    w->origin = origin;
+    w->no_cache = no_cache;
+    w->next = f->waiters;
+    f->waiters = w;
+    return 0;
+}
+
+static int is_failure(const struct up_resp *r)
+{
+    return r->err != UP_OK || r->status >= 500 || r->status == 429;
+}
+
+static long fwd_status(const struct up_resp *r)
+{
+    if (r->err == UP_ETIMEOUT)
+        return 504;
+    return r->err != UP_OK ? 502 : r->status;
+}
+
+static int json_valid(const unsigned char *p, size_t n)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+    int ok;
+
+    if (h == NULL)
+        return 0;
+    ok = yajl_parse(h, p, n) == yajl_status_ok && yajl_complete_parse(h) == yajl_status_ok;
+    yajl_free(h);
+    return ok;
+}
+
+static const char *const retry_headers[] = {
+    "Retry-After", "retry-after-ms", "x-should-retry", "WWW-Authenticate", NULL,
+};
+
+/* A non-200 or non-JSON answer, passed on as it came, never stored. */
+static struct centry *passthrough_entry(const struct up_resp *r, const unsigned char *body,
+                                        size_t len)
+{
+    const char *ct = r->ctype ? r->ctype : "";
+    struct centry *e = centry_new((int)r->status, wall_ms(), ct, strlen(ct), body, len);
+    struct evbuffer *hb;
+    size_t i, j;
+
+    if (e == NULL || (hb = evbuffer_new()) == NULL)
+        return e;
+    for (i = 0; i < r->nheaders; i++)
+        for (j = 0; retry_headers[j]; j++)
+            if (strcasecmp(r->headers[i].name, retry_headers[j]) == 0)
+                evbuffer_add_printf(hb, "%s: %s\n", r->headers[i].name, r->headers[i].value);
+    if (evbuffer_get_length(hb)) {
+        size_t n = evbuffer_get_length(hb);
+        if ((e->extra_headers = malloc(n + 1)) != NULL) {
+            evbuffer_remove(hb, e->extra_headers, n);
+            e->extra_headers[n] = '\0';
+        }
+    }
+    evbuffer_free(hb);
+    return e;
+}
+
+static void on_fetched(void *arg, struct up_resp *r)
+{
+    struct flight *f = arg;
+    struct cache *c = f->c;
+    struct store *st = c->gw->store;
+    unsigned char *body;
+    size_t len;
+    char origin[160], other[96];
+    int had_waiters = f->waiters != NULL;
+
+    f->xfer = NULL;
+    len = evbuffer_get_length(r->body);
+    body = evbuffer_pullup(r->body, -1);
+    if (r->err == UP_OK && r->status == 200 && json_valid(body, len)) {
+        const char *ct = r->ctype ? r->ctype : "";
+        struct centry *e = centry_new(200, wall_ms(), ct, strlen(ct), body, len);
+        int origin_no_cache = 0;
+        struct waiter *w;
+
+        if (e != NULL) {
+            e->gen_proj = f->gens.proj;
+            e->gen_all = f->gens.all;
+            if (!f->no_store) {
+                char msg[8192];
+                int n;
+                store_set(st, f->key, f->klen, e, keep_ms(c, f->project_id));
+                n = snprintf(msg, sizeof(msg), DONE_PREFIX "%s", f->key);
+                if (n > 0 && (size_t)n < sizeof(msg))
+                    st->ops->publish(st, msg, (size_t)n);
+            }
+        }
+        for (w = f->waiters; w; w = w->next)
+            if (w->origin)
+                origin_no_cache = w->no_cache;
+        snprintf(origin, sizeof(origin), "lcgate; fwd=%s; fwd-status=200%s",
+                 f->no_store ? "bypass" : origin_no_cache ? "request" : "uri-miss",
+                 f->no_store ? "" : "; stored");
+        snprintf(other, sizeof(other), "lcgate; fwd=uri-miss; collapsed");
+        c->stats.misses++;
+        if (f->kind == FK_PREFETCH)
+            c->stats.prefetches++;
+        /* Unlock before answering: the entry is in the store already. */
+        if (f->in_table) {
+            struct flight **pp = flight_slot(c, f->key, f->klen);
+            *pp = f->hnext;
+            f->in_table = 0;
+        }
+        answer_waiters(f, e, 1, f->no_store ? "BYPASS" : "MISS", origin, other);
+        if (e != NULL && !f->no_store && cf(c)->prefetch) {
+            char *next = pg_next(f->route, f->canonical, e->body, e->body_len);
+            if (next != NULL && (f->kind != FK_PREFETCH || had_waiters)) {
+                prefetch(c, f->route, next, f->cred, f->credlen, f->injected, f->project_id);
+            } else if (next != NULL) {
+                /* Nobody asked for this page yet: fetch its successor once
+                 * somebody does. */
+                struct pending *p = calloc(1, sizeof(*p));
+                if (p && (p->key = strdup(f->key)) && (p->cred = malloc(f->credlen + 1))) {
+                    struct pending **pp = pending_slot(c, p->key);
+                    memcpy(p->cred, f->cred, f->credlen + 1);
+                    p->credlen = f->credlen;
+                    p->injected = f->injected;
+                    p->route = f->route;
+                    p->next_canonical = next;
+                    p->project_id = f->project_id ? strdup(f->project_id) : NULL;
+                    next = NULL;
+                    if (*pp)
+                        pending_free(c, *pp);
+                    p->hnext = *pp;
+                    *pp = p;
+                    p->older = c->newest;
+                    if (c->newest)
+                        c->newest->newer = p;
+                    c->newest = p;
+                    if (c->oldest == NULL)
+                        c->oldest = p;
+                    if (++c->npending > PENDING_MAX)
+                        pending_free(c, c->oldest);
+                } else if (p) {
+                    free(p->key);
+                    free(p);
+                }
+            }
+            free(next);
+        }
+        centry_decref(e);
+        flight_end(f);
+        return;
+    }
+    if (is_failure(r)) {
+        log_warn("upstream %s failed: %s%s (request %s)", qn_routes[f->route].name,
+                 r->err == UP_OK ? "status " : r->errmsg,
+                 r->err == UP_OK ? (r->status == 429 ? "429" : "5xx") : "", f->rid);
+        c->gw->upstream_errors++;
+    }
+    if (is_failure(r) && f->stale != NULL) {
+        int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);
+        snprintf(origin, sizeof(origin),
+                 "lcgate; fwd=stale; fwd-status=%ld; ttl=-%lld; detail=stale-if-error",
+                 fwd_status(r), (long long)((past + 999) / 1000));
+        c->stats.stale_sie++;
+        answer_waiters(f, f->stale, 1, "STALE", origin, origin);
+        flight_end(f);
+        return;
+    }
+    {
+        struct centry *e;
+        if (r->err == UP_ETIMEOUT)
+            e = error_entry(504, "Upstream timed out");
+        else if (r->err == UP_EINVALID)
+            e = error_entry(502, "Upstream sent an invalid answer");
+        else if (r->err != UP_OK)
+            e = error_entry(502, "Upstream unreachable");
+        else
+            e = passthrough_entry(r, body, len);
+        snprintf(origin, sizeof(origin), "lcgate; fwd=uri-miss; fwd-status=%ld", fwd_status(r));
+        answer_waiters(f, e, 0, f->no_store ? "BYPASS" : "MISS", origin, origin);
+        centry_decref(e);
+    }
+    /* Tell other instances' waiters to stop waiting for us. */
+    if (f->holds_lease) {
+        char msg[8192];
+        int n = snprintf(msg, sizeof(msg), DONE_PREFIX "%s", f->key);
+        if (n > 0 && (size_t)n < sizeof(msg))
+            c->gw->store->ops->publish(c->gw->store, msg, (size_t)n);
+    }
+    flight_end(f);
+}
+
+static struct curl_slist *header(struct curl_slist *l, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    struct curl_slist *r = NULL;
+
+    if (line) {
+        snprintf(line, n, "%s: %s", name, value);
+        r = curl_slist_append(l, line);
+        free(line);
+    }
+    if (r == NULL)
+        curl_slist_free_all(l);
+    return r;
+}
+
+static void fetch(struct flight *f)
+{
+    struct cache *c = f->c;
+    const struct conf *conf = cf(c);
+    struct curl_slist *h = NULL;
+    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE};
+    char *url, *auth = NULL;
+
+    f->state = FS_FETCH;
+    if (f->credlen)
+        auth = f->injected ? cat("Bearer ", f->cred) : strdup(f->cred);
+    url = malloc(strlen(conf->base_url) + strlen(qn_routes[f->route].path) +
+                 strlen(f->canonical) + 2);
+    if (url)
+        sprintf(url, "%s%s%s%s", conf->base_url, qn_routes[f->route].path,
+                *f->canonical ? "?" : "", f->canonical);
+    if (url == NULL || (f->credlen && auth == NULL) ||
+        (auth && (h = header(h, "Authorization", auth)) == NULL) ||
+        (h = header(h, "Accept", "application/json")) == NULL ||
+        (h = header(h, "X-Request-Id", f->rid)) == NULL ||
+        (h = header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL) {
+        curl_slist_free_all(h);
+        h = NULL;
+    }
+    free(auth);
+    if (h != NULL)
+        f->xfer = up_start(c->gw->up, "GET", url, h, NULL, 0, &opts, on_fetched, f);
+    free(url);
+    if (f->xfer == NULL) {
+        struct centry *e = error_entry(502, "Upstream request could not be started");
+        answer_waiters(f, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=502",
+                       "lcgate; fwd=uri-miss; fwd-status=502");
+        centry_decref(e);
+        flight_end(f);
+        return;
+    }
+    if (f->holds_lease)
+        arm(f, conf->lock_lease_ms / 3);
+}
+
+static void try_lease(struct flight *f);
+
+/* FS_REMOTE: has the other instance's fetch landed in the store? */
+static void on_check(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+{
+    struct flight *f = arg;
+    struct cache *c = f->c;
+
+    f->checking = 0;
+    if (f->done || c->gw->stopping) {
+        flight_unref(f);
+        return;
+    }
+    if (res == STORE_HIT && gens_match(e, g) &&
+        wall_ms() - e->stored_ms < (int64_t)ttl_of(c, f->project_id)) {
+        const char *st = "lcgate; fwd=uri-miss; collapsed";
+        answer_waiters(f, e, 1, "MISS", st, st);
+        flight_end(f);
+    } else if (res == STORE_ERROR || mono_ms() >= f->deadline_ms) {
+        if (res != STORE_ERROR)
+            c->stats.takeovers++;
+        fetch(f);
+    } else {
+        if (res != STORE_ERROR)
+            f->gens = *g;
+        try_lease(f);
+    }
+    flight_unref(f);
+}
+
+static void check_remote(struct flight *f)
+{
+    if (f->checking || f->state != FS_REMOTE)
+        return;
+    f->checking = 1;
+    f->refs++;
+    store_get(f->c->gw->store, f->key, f->klen, f->gen_name, on_check, f);
+}
+
+static void on_flight_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct flight *f = arg;
+    struct store *st = f->c->gw->store;
+
+    if (f->state == FS_FETCH && f->holds_lease) {
+        st->ops->lease_renew(st, f->lock_name, cf(f->c)->lock_lease_ms);
+        arm(f, cf(f->c)->lock_lease_ms / 3);
+    } else if (f->state == FS_REMOTE) {
+        check_remote(f);
+    }
+}
+
+static void on_lease(void *arg, int got)
+{
+    struct flight *f = arg;
+    struct cache *c = f->c;
+
+    if (f->done || c->gw->stopping) {
+        if (got == 1 && !f->done)
+            f->holds_lease = 1;
+        if (!f->done && c->gw->stopping) {
+            struct centry *e = error_entry(503, "Shutting down");
+            answer_waiters(f, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=503",
+                           "lcgate; fwd=uri-miss; fwd-status=503");
+            centry_decref(e);
+            flight_end(f);
+        }
+        flight_unref(f);
+        return;
+    }
+    if (got == 0) {
+        /* Another instance fetches: wait for its "done", polling as a fallback. */
+        uint64_t poll = cf(c)->lock_lease_ms / 4;
+        if (f->state != FS_REMOTE) {
+            f->state = FS_REMOTE;
+            c->stats.remote_waits++;
+        }
+        arm(f, poll < 200 ? poll : 200);
+    } else {
+        f->holds_lease = got == 1;
+        fetch(f);
+    }
+    flight_unref(f);
+}
+
+static void try_lease(struct flight *f)
+{
+    struct store *st = f->c->gw->store;
+
+    f->refs++;
+    st->ops->lease(st, f->lock_name, cf(f->c)->lock_lease_ms, on_lease, f);
+}
+
+/* The flight for key: joined when one is under way, else started. */
+static struct flight *flight_get(struct cache *c, enum fkind kind, const struct list_query *q,
+                                 const char *key, const char *gen_name, const struct gens *g,
+                                 struct centry *stale, int *created)
+{
+    struct flight **pp = flight_slot(c, key, strlen(key)), *f;
+
+    *created = 0;
+    if (!q->no_store && *pp != NULL) {
+        f = *pp;
+        if (f->stale == NULL && stale != NULL) {
+            centry_incref(stale);
+            f->stale = stale;
+        }
+        return f;
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL)
+        return NULL;
+    f->c = c;
+    f->refs = 1;
+    f->next = c->all;
+    if (c->all)
+        c->all->prev = f;
+    c->all = f;
+    f->kind = kind;
+    f->route = q->route;
+    f->klen = strlen(key);
+    f->credlen = q->credlen;
+    f->injected = q->injected;
+    f->no_store = q->no_store;
+    f->key = strdup(key);
+    f->gen_name = strdup(gen_name);
+    f->lock_name = cat(LOCK_PREFIX, key);
+    f->canonical = strdup(q->canonical);
+    f->rid = strdup(q->rid);
+    f->cred = malloc(q->credlen + 1);
+    f->project_id = q->project_id ? strdup(q->project_id) : NULL;
+    if (f->key == NULL || f->gen_name == NULL || f->lock_name == NULL ||
+        f->canonical == NULL || f->rid == NULL || f->cred == NULL ||
+        (q->project_id && f->project_id == NULL)) {
+        flight_unref(f);
+        return NULL;
+    }
+    if (q->credlen)
+        memcpy(f->cred, q->cred, q->credlen);
+    f->cred[q->credlen] = '\0';
+    if (g)
+        f->gens = *g;
+    if (stale) {
+        centry_incref(stale);
+        f->stale = stale;
+    }
+    f->deadline_ms = mono_ms() + (int64_t)cf(c)->lock_lease_ms + (int64_t)cf(c)->timeout_ms;
+    if (!q->no_store) {
+        f->hnext = *pp;
+        *pp = f;
+        f->in_table = 1;
+    }
+    c->stats.flights++;
+    *created = 1;
+    return f;
+}
+
+static void flight_start(struct flight *f)
+{
+    /* no-store and memory-store fetches need no lease. */
+    if (f->no_store || strcmp(f->c->gw->store->ops->name, "memory") == 0)
+        fetch(f);
+    else
+        try_lease(f);
+}
+
+static void background(struct cache *c, enum fkind kind, const struct list_query *q,
+                       const char *key, const char *gen_name, const struct gens *g,
+                       struct centry *stale)
+{
+    int created;
+    struct flight *f = flight_get(c, kind, q, key, gen_name, g, stale, &created);
+
+    if (f != NULL && created) {
+        if (kind == FK_REFRESH)
+            c->stats.refreshes++;
+        flight_start(f);
+    }
+}
+
+struct prefetch_ctx {
+    struct cache *c;
+    struct list_query q;
+    char *key, *gen_name, *canonical, *cred, *project_id;
+    char rid[40];
+};
+
+static void prefetch_ctx_free(struct prefetch_ctx *p)
+{
+    free(p->key);
+    free(p->gen_name);
+    free(p->canonical);
+    free(p->cred);
+    free(p->project_id);
+    free(p);
+}
+
+static void on_prefetch_lookup(void *arg, enum store_res res, struct centry *e,
+                               const struct gens *g)
+{
+    struct prefetch_ctx *p = arg;
+    struct cache *c = p->c;
+
+    if (!c->gw->stopping && res != STORE_ERROR &&
+        !(res == STORE_HIT && gens_match(e, g) &&
+          wall_ms() - e->stored_ms < (int64_t)ttl_of(c, p->project_id)))
+        background(c, FK_PREFETCH, &p->q, p->key, p->gen_name, g, NULL);
+    prefetch_ctx_free(p);
+}
+
+static void prefetch(struct cache *c, enum qn_route r, const char *canonical, const char *cred,
+                     size_t credlen, int injected, const char *project_id)
+{
+    struct prefetch_ctx *p = calloc(1, sizeof(*p));
+    static unsigned long long n;
+
+    if (p == NULL)
+        return;
+    p->c = c;
+    p->canonical = strdup(canonical);
+    p->cred = malloc(credlen + 1);
+    p->project_id = project_id ? strdup(project_id) : NULL;
+    p->key = ck_build(r, cred, credlen, canonical);
+    p->gen_name = gen_name_of(project_id, cred, credlen);
+    if (p->canonical == NULL || p->cred == NULL || p->key == NULL || p->gen_name == NULL ||
+        (project_id && p->project_id == NULL) ||
+        *flight_slot(c, p->key, strlen(p->key)) != NULL) {
+        prefetch_ctx_free(p); /* in flight already, or out of memory */
+        return;
+    }
+    memcpy(p->cred, cred, credlen);
+    p->cred[credlen] = '\0';
+    snprintf(p->rid, sizeof(p->rid), "lcgate-prefetch-%llu", ++n);
+    p->q.route = r;
+    p->q.canonical = p->canonical;
+    p->q.project_id = p->project_id;
+    p->q.cred = p->cred;
+    p->q.credlen = credlen;
+    p->q.injected = injected;
+    p->q.rid = p->rid;
+    store_get(c->gw->store, p->key, strlen(p->key), p->gen_name, on_prefetch_lookup, p);
+}
+
+/* ---- a client's list query ---- */
+
+static void lookup_free(struct lookup *l)
+{
+    free(l->key);
+    free(l->gen_name);
+    free(l);
+}
+
+static void join(struct lookup *l, const struct gens *g, struct centry *stale)
+{
+    struct cache *c = l->c;
+    int created;
+    struct flight *f = flight_get(c, FK_CLIENT, &l->q, l->key, l->gen_name, g, stale, &created);
+
+    if (f == NULL || add_waiter(f, l->cb, l->arg, created, l->q.no_cache) != 0) {
+        struct centry *e = error_entry(500, "Out of memory");
+        answer_one(l->cb, l->arg, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=500");
+        centry_decref(e);
+        if (f && created)
+            flight_end(f);
+        return;
+    }
+    if (created)
+        flight_start(f);
+}
+
+static void on_lookup(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+{
+    struct lookup *l = arg;
+    struct cache *c = l->c;
+    struct centry *stale = NULL;
+    char status[128];
+
+    if (c->gw->stopping) {
+        struct centry *err = error_entry(503, "Shutting down");
+        answer_one(l->cb, l->arg, err, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=503");
+        centry_decref(err);
+        lookup_free(l);
+        return;
+    }
+    if (res == STORE_HIT && gens_match(e, g)) {
+        int64_t ttl = (int64_t)ttl_of(c, l->q.project_id);
+        int64_t age = wall_ms() - e->stored_ms;
+        int no_cache = l->q.no_cache && !cf(c)->ignore_client_no_cache;
+
+        if (!no_cache && age < ttl) {
+            snprintf(status, sizeof(status), "lcgate; hit; ttl=%lld",
+                     (long long)((ttl - age) / 1000));
+            c->stats.hits++;
+            answer_one(l->cb, l->arg, e, 1, "HIT", status);
+            if (c->npending) {
+                struct pending **pp = pending_slot(c, l->key), *p = *pp;
+                if (p != NULL) {
+                    prefetch(c, p->route, p->next_canonical, p->cred, p->credlen, p->injected,
+                             p->project_id);
+                    pending_free(c, p);
+                }
+            }
+            lookup_free(l);
+            return;
+        }
+        if (!no_cache && age < ttl + (int64_t)cf(c)->stale_while_revalidate_ms) {
+            snprintf(status, sizeof(status),
+                     "lcgate; hit; ttl=-%lld; detail=stale-while-revalidate",
+                     (long long)((age - ttl + 999) / 1000));
+            c->stats.stale_swr++;
+            answer_one(l->cb, l->arg, e, 1, "STALE", status);
+            background(c, FK_REFRESH, &l->q, l->key, l->gen_name, g, e);
+            lookup_free(l);
+            return;
+        }
+        if (age < ttl + (int64_t)cf(c)->stale_if_error_ms)
+            stale = e;
+    }
+    join(l, res == STORE_ERROR ? NULL : g, stale);
+    lookup_free(l);
+}
+
+void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, void *arg)
+{
+    struct lookup *l = calloc(1, sizeof(*l));
+
+    if (l == NULL ||
+        (l->key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL ||
+        (l->gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL) {
+        struct centry *e = error_entry(500, "Out of memory");
+        answer_one(cb, arg, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=500");
+        centry_decref(e);
+        if (l)
+            lookup_free(l);
+        return;
+    }
+    l->c = c;
+    l->q = *q;
+    l->cb = cb;
+    l->arg = arg;
+    if (q->no_store) {
+        /* Neither read nor write: a fetch of its own. */
+        join(l, NULL, NULL);
+        lookup_free(l);
+        return;
+    }
+    store_get(c->gw->store, l->key, strlen(l->key), l->gen_name, on_lookup, l);
+}
+
+/* ---- invalidation ---- */
+
+static void on_event(void *arg, const char *msg, size_t len)
+{
+    struct cache *c = arg;
+    struct flight *f;
+
+    if (msg == NULL || len <= strlen(DONE_PREFIX) ||
+        memcmp(msg, DONE_PREFIX, strlen(DONE_PREFIX)) != 0)
+        return;
+    f = *flight_slot(c, msg + strlen(DONE_PREFIX), len - strlen(DONE_PREFIX));
+    if (f != NULL && f->state == FS_REMOTE)
+        check_remote(f);
+}
+
+static void bump(struct cache *c, const char *name)
+{
+    if (name != NULL)
+        c->gw->store->ops->bump(c->gw->store, name);
+}
+
+/* A project id as lists name it: v1 lists carry UUIDs in canonical form,
+ * v2 lists carry the string as written. Both forms are bumped. */
+static void bump_project(struct cache *c, const char *project_id)
+{
+    char *name = gen_name_of(project_id, NULL, 0), *raw, *q;
+    struct qn_result res;
+    size_t n = strlen(project_id) * 3 + sizeof("project_id=");
+    size_t i;
+
+    bump(c, name);
+    free(name);
+    if ((raw = q = malloc(n)) == NULL)
+        return;
+    q += sprintf(q, "project_id=");
+    for (i = 0; project_id[i]; i++)
+        q += sprintf(q, "%%%02X", (unsigned char)project_id[i]);
+    if (qn_normalize(QN_V1_BATCH_JOBS, raw, 0, &res) == 0) {
+        if (res.status == QN_OK && res.project_id && strcmp(res.project_id, project_id) != 0) {
+            name = gen_name_of(res.project_id, NULL, 0);
+            bump(c, name);
+            free(name);
+        }
+        qn_result_free(&res);
+    }
+    free(raw);
+}
+
+void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
+                              const char *project_id)
+{
+    char *name = gen_name_of(NULL, cred, credlen);
+
+    /* The credential's default project may be the one named, so both go. */
+    bump(c, name);
+    free(name);
+    if (project_id)
+        bump_project(c, project_id);
+}
+
+void cache_purge(struct cache *c, const char *project_id)
+{
+    if (project_id != NULL) {
+        bump_project(c, project_id);
+        return;
+    }
+    bump(c, STORE_GEN_ALL);
+    if (strcmp(c->gw->store->ops->name, "memory") == 0)
+        c->gw->store->ops->purge(c->gw->store, CK_PREFIX);
+}
+
+struct cache *cache_new(struct gw *gw)
+{
+    struct cache *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->gw = gw;
+    gw->store->ops->subscribe(gw->store, on_event, c);
+    return c;
+}
+
+void cache_stop(struct cache *c)
+{
+    struct flight *f, *next;
+
+    c->gw->store->ops->subscribe(c->gw->store, NULL, NULL);
+    for (f = c->all; f; f = next) {
+        next = f->next;
+        if (f->done)
+            continue;
+        if (f->xfer) {
+            up_cancel(f->xfer);
+            f->xfer = NULL;
+        }
+        {
+            struct centry *e = error_entry(503, "Shutting down");
+            answer_waiters(f, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=503",
+                           "lcgate; fwd=uri-miss; fwd-status=503");
+            centry_decref(e);
+        }
+        f->refs++; /* keep next valid: flight_end may free f */
+        flight_end(f);
+        next = f->next;
+        flight_unref(f);
+    }
+}
+
+void cache_free(struct cache *c)
+{
+    if (c == NULL)
+        return;
+    while (c->oldest)
+        pending_free(c, c->oldest);
+    free(c);
+}
+
+const struct cache_stats *cache_stats(const struct cache *c)
+{
+    return &c->stats;
+}
