@@ -419,7 +419,8 @@ static void on_fetched(void *arg, struct up_resp *r)
             f->in_table = 0;
         }
         answer_waiters(f, e, 1, f->no_store ? "BYPASS" : "MISS", origin, other);
-        if (e != NULL && !f->no_store && cf(c)->prefetch) {
+        /* Paging goes forward from what clients asked: not from refreshes. */
+        if (e != NULL && !f->no_store && cf(c)->prefetch && f->kind != FK_REFRESH) {
             char *next = pg_next(f->route, f->canonical, e->body, e->body_len);
             if (next != NULL && (f->kind != FK_PREFETCH || had_waiters)) {
                 prefetch(c, f->route, next, f->cred, f->credlen, f->injected, f->project_id);
@@ -864,8 +865,9 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
                      "lcgate; hit; ttl=-%lld; detail=stale-while-revalidate",
                      (long long)((age - ttl + 999) / 1000));
             c->stats.stale_swr++;
-            answer_one(l->cb, l->arg, e, 1, "STALE", status);
+            /* Before answering: q borrows the request's strings. */
             background(c, FK_REFRESH, &l->q, l->key, l->gen_name, g, e);
+            answer_one(l->cb, l->arg, e, 1, "STALE", status);
             lookup_free(l);
             return;
         }
