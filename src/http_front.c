@@ -43,6 +43,7 @@ struct greq {
     size_t klen;
     char *url;                   /* what goes upstream */
     char *project_id;
+    char *canonical;             /* list routes: the canonical query */
     struct up_xfer *xfer;
     int write_route;             /* a write that changes this route's lists, or -1 */
     char rid[72];
@@ -95,6 +96,7 @@ static void greq_free(struct greq *g)
     free(g->key);
     free(g->url);
     free(g->project_id);
+    free(g->canonical);
     free(g);
 }
 
@@ -345,13 +347,16 @@ static void handle_list(struct greq *g, const char *path, const char *query)
         greq_free(g);
         return;
     }
+    /* The request owns what the cache borrows until it is answered. */
     g->project_id = qr.project_id;
-    qr.project_id = NULL;
+    g->canonical = qr.canonical;
+    qr.project_id = qr.canonical = NULL;
+    qn_result_free(&qr);
     cred = credential(g, &key);
     cc = evhttp_find_header(evhttp_request_get_input_headers(g->req), "Cache-Control");
     memset(&q, 0, sizeof(q));
     q.route = (enum qn_route)g->route;
-    q.canonical = qr.canonical;
+    q.canonical = g->canonical;
     q.project_id = g->project_id;
     q.cred = cred;
     q.credlen = cred ? strlen(cred) : 0;
@@ -360,7 +365,6 @@ static void handle_list(struct greq *g, const char *path, const char *query)
     q.no_cache = has_token(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
     q.rid = g->rid;
     cache_list(g->gw->cache, &q, on_answer, g);
-    qn_result_free(&qr);
 }
 
 /* ---- pass-through ---- */
