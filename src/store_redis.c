@@ -11,6 +11,62 @@
  * answered AUTH, SELECT and a PING: a stopped Redis still completes TCP
  * handshakes from its listen backlog.
  *
+ * Commands on the command connection:
+ *   get     MGET <STORE_GEN_ALL> <gen_name> <key>: the entry and both
+ *           generation counters in one round trip (a nil counter reads 0, a
+ *           counter that is not a decimal integer makes the get an ERROR).
+ *           A key of another type reads nil in MGET, so it is a MISS.
+ *   set     SET <key> <LCE2 encoding> PX <keep_ms>
+ *   bump    INCR <gen_name>
+ *   lease   SET <name> <token> NX PX <ttl_ms>: 1 on OK, 0 on nil. The token
+ *           is this store's, 16 bytes from /dev/urandom in hex, the pid and
+ *           a per-process sequence number: unique to the store object for
+ *           the life of the process (one store per process in the gateway;
+ *           two in one test process act as two instances).
+ *   renew, release
+ *           EVAL of a three-line Lua script that compares the value with our
+ *           token and only then PEXPIREs or DELs, atomically. Plain EVAL,
+ *           not EVALSHA: the script is ~100 bytes, Redis caches its
+ *           compilation by SHA anyway, and there is no NOSCRIPT retry (which
+ *           would need the arguments kept past the send) to get wrong.
+ *   publish PUBLISH lcg:1:events <msg>
+ *   purge   SCAN MATCH <escaped prefix>* + UNLINK, one step in flight.
+ * Gets and leases are answered (ERROR, -1) at once when the connection is
+ * not ok or MAX_PENDING commands are in flight; sets are then dropped. The
+ * fire-and-forget control commands (bump, renew, release, publish) are rare
+ * and matter more than a cache write, so they are shed only past
+ * MAX_PENDING_CTL; a purge is never shed (it holds at most two commands).
+ *
+ * The subscriber connection. subscribe() opens one more connection to the
+ * same server (AUTH as above; no SELECT, channels are global) in subscriber
+ * mode on lcg:1:events, with its own handshake deadline (timeout_ms from
+ * connect to the SUBSCRIBE confirmation) and its own reconnect backoff: it
+ * lives and dies independently of the command connection, and it is never
+ * counted in MAX_PENDING or in state(). Whenever the subscription is lost
+ * (a disconnect, a missed heartbeat) or a (re)connect attempt fails while it
+ * is not established, the callback gets (NULL, 0) once for that outage; the
+ * flag re-arms when the subscription is confirmed again. That call is made
+ * from a zero-delay event, on a clean stack, so it may free the store or
+ * (un)subscribe.
+ *
+ * A hung server on the subscriber connection (SIGSTOPped, CLIENT PAUSE, a
+ * half-open TCP connection) is detected by a heartbeat: SUB_HEARTBEAT_MS
+ * after the last confirmation the store sends SUBSCRIBE lcg:1:events again
+ * on that connection and expects its confirmation within timeout_ms, else it
+ * drops the connection (-> NULL event, reconnect). Re-subscribing to a
+ * channel already subscribed is a no-op for Redis apart from the
+ * ["subscribe", channel, 1] confirmation, it is allowed in RESP2 subscriber
+ * mode on every Redis version, and hiredis 0.14 routes that confirmation to
+ * the channel's callback like the first one. PING is not used: Redis < 6
+ * refuses it in subscriber mode, and Redis >= 6 answers ["pong", ""], which
+ * hiredis 0.14 looks up as a pattern subscription, finds none, and hands to
+ * a stale copy of the last callback it ran (the channel's: it would look
+ * like a message), while the PING's own callback stays queued until the
+ * connection is freed, one more per heartbeat (tried with 0.14.1 and Redis
+ * 7.0). TCP keepalive is enabled as well, but it only notices a dead peer,
+ * not a live one that does not answer. Messages that arrive do not count
+ * as the heartbeat's answer.
+ *
  * Ownership of a command (struct cmd): hiredis owns it from the moment
  * redisAsyncCommandArgv accepts it until it calls on_reply, exactly once,
  * with the reply or with NULL when the context is freed; on_reply frees it.
@@ -18,17 +74,29 @@
  * every pending callback at once with NULL, and a late reply has nowhere to
  * arrive. The store keeps its pending commands on a list only to cancel
  * their timers and, on store free, to answer them and clear their back
- * pointer so that the later on_reply only frees.
+ * pointer so that the later on_reply only frees. The SUBSCRIBE command is
+ * the exception: hiredis calls on_sub_reply with every message and
+ * confirmation on its channel and keeps the command (its privdata) until it
+ * frees the context, when it calls it once with NULL; only that call frees
+ * it. Heartbeats re-send SUBSCRIBE with the same command as privdata.
  *
- * redisAsyncFree must not run inside one of the context's own callbacks
- * (hiredis then still uses the context when the callback returns), so a
- * connection that fails its handshake is parked in s->doomed and freed from
- * a zero-delay event. */
+ * redisAsyncFree must not run inside a context's connect or disconnect
+ * callback (hiredis still uses the context when it returns), so a
+ * connection that fails its handshake is parked in s->doomed (s->sub_doomed)
+ * and freed from a zero-delay event. Inside a reply callback hiredis defers
+ * the free until the callback returns; store free and subscribe(NULL) from a
+ * get, lease or event callback rely on that. The caller's callbacks run only
+ * from reply callbacks, from store free, from the operation itself (an
+ * answer given at once), and from sub_note_ev. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -41,28 +109,58 @@
 #include "log.h"
 
 #define MAX_PENDING 10000        /* commands in flight before shedding */
+#define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define LOG_EVERY_MS 10000       /* rate limit of repeated warnings */
 #define MAX_KEEP_MS (UINT64_C(100) * 365 * 24 * 3600 * 1000)
 #define SCAN_COUNT "1000"
+#define EVENTS_CHANNEL "lcg:1:events"
+#define SUB_HEARTBEAT_MS 5000    /* idle time before a subscriber heartbeat */
+#define TOKEN_CAP 64
 
 enum rstate { RS_CONNECTING, RS_OK, RS_DOWN };
 
-enum cmd_kind { K_AUTH, K_SELECT, K_PING, K_GET, K_SET, K_SCAN, K_UNLINK };
+/* The subscriber connection: off (no callback), connecting (handshake
+ * deadline on sub_ev), live (heartbeat on sub_ev), down (reconnect). */
+enum sstate { SS_OFF, SS_CONNECTING, SS_LIVE, SS_DOWN };
+
+enum cmd_kind {
+    K_AUTH, K_SELECT, K_PING, K_GET, K_SET, K_SCAN, K_UNLINK,
+    K_INCR, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH,
+    K_SUB_AUTH, K_SUBSCRIBE,
+};
 
 static const char *const kind_name[] = {
-    [K_AUTH] = "AUTH",  [K_SELECT] = "SELECT", [K_PING] = "PING",
-    [K_GET] = "GET",    [K_SET] = "SET",       [K_SCAN] = "SCAN",
-    [K_UNLINK] = "UNLINK",
+    [K_AUTH] = "AUTH",       [K_SELECT] = "SELECT",   [K_PING] = "PING",
+    [K_GET] = "MGET",        [K_SET] = "SET",         [K_SCAN] = "SCAN",
+    [K_UNLINK] = "UNLINK",   [K_INCR] = "INCR",       [K_LEASE] = "SET NX",
+    [K_RENEW] = "lease renewal (EVAL)",
+    [K_RELEASE] = "lease release (EVAL)",
+    [K_PUBLISH] = "PUBLISH", [K_SUB_AUTH] = "AUTH",   [K_SUBSCRIBE] = "SUBSCRIBE",
 };
+
+/* Only our token's lease is extended or dropped. KEYS[1] the lease,
+ * ARGV[1] our token, ARGV[2] the new ttl in ms. */
+static const char renew_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\nreturn 0";
+static const char release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\nreturn 0";
 
 /* Counters for a later /metrics (read on the loop thread). */
 struct redis_counters {
-    uint64_t gets, hits, misses, get_errors;
+    uint64_t gets, hits, misses, get_errors, bad_gens;
     uint64_t sets, set_errors, sets_dropped;
     uint64_t timeouts, bad_values, connects, disconnects;
     uint64_t purges, purge_errors, purged_keys;
+    uint64_t bumps, leases, leases_got, leases_busy, lease_errors;
+    uint64_t renews, renews_lost, releases;
+    uint64_t publishes, ctl_errors, ctl_dropped;
+    uint64_t events, sub_connects, sub_losses, sub_heartbeats;
 };
 
 /* A warning that may repeat on every request is logged at most once per
@@ -88,10 +186,13 @@ struct cmd {
     redisAsyncContext *ac;       /* the connection it was sent on */
     struct cmd *prev, *next;     /* s->pending */
     enum cmd_kind kind;
+    int sub;                     /* on the subscriber connection */
     int timed;                   /* timer armed */
     struct event timer;
     store_get_cb cb;             /* K_GET */
+    store_lease_cb lcb;          /* K_LEASE */
     void *arg;
+    size_t nkeys;                /* K_GET: keys in the MGET */
     struct purge *job;           /* K_SCAN: owned by the step in flight */
 };
 
@@ -106,6 +207,7 @@ struct rstore {
     char *pass;                  /* a secret: never logged */
     long db;
     char *where;                 /* the URL without credentials, for logs */
+    char token[TOKEN_CAP];       /* the value of our leases */
 
     unsigned timeout_ms;
     struct timeval timeout_tv;
@@ -117,16 +219,32 @@ struct rstore {
     int closing;
     unsigned backoff_ms;
     struct event *conn_ev;       /* connect deadline, or next reconnect */
-    struct event *reap_ev;
+    struct event *reap_ev;       /* frees doomed and sub_doomed */
 
-    struct cmd *pending;
-    size_t npending;
+    struct cmd *pending;         /* commands in flight on both connections */
+    size_t npending;             /* ... on the command connection */
 
-    struct ratelog rl_value, rl_get, rl_set, rl_shed;
+    /* the subscriber connection */
+    store_event_cb sub_cb;       /* NULL: not subscribed */
+    void *sub_arg;
+    redisAsyncContext *sac;      /* current subscriber connection */
+    redisAsyncContext *sub_doomed;
+    struct cmd *sub_cmd;         /* the SUBSCRIBE on sac (its privdata) */
+    enum sstate sub_state;
+    int sub_hb_out;              /* a heartbeat awaits its confirmation */
+    int sub_noted;               /* the caller was told of this outage */
+    unsigned sub_backoff_ms;
+    struct event *sub_ev;        /* handshake deadline, heartbeat, retry */
+    struct event *sub_note_ev;   /* the (NULL, 0) call, on a clean stack */
+    struct timeval sub_hb_tv;
+
+    struct ratelog rl_value, rl_get, rl_set, rl_shed, rl_gen, rl_ctl,
+        rl_drop, rl_sub;
     struct redis_counters n;
 };
 
 static void connect_start(struct rstore *s);
+static void sub_connect(struct rstore *s);
 
 static int ratelog_take(struct ratelog *rl)
 {
@@ -156,6 +274,21 @@ static const char *safe_msg(const struct rstore *s, const char *msg)
     return msg;
 }
 
+static const char *reply_msg(const struct rstore *s, const redisReply *r)
+{
+    return safe_msg(s, r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply type");
+}
+
+static void backoff_tv(unsigned *backoff_ms, struct timeval *tv)
+{
+    tv->tv_sec = *backoff_ms / 1000;
+    tv->tv_usec = (*backoff_ms % 1000) * 1000;
+    *backoff_ms *= 2;
+    if (*backoff_ms > BACKOFF_MAX_MS)
+        *backoff_ms = BACKOFF_MAX_MS;
+}
+
 static void set_down(struct rstore *s, const char *why)
 {
     struct timeval tv;
@@ -169,12 +302,8 @@ static void set_down(struct rstore *s, const char *why)
                   s->where, why, s->backoff_ms);
     }
     s->state = RS_DOWN;
-    tv.tv_sec = s->backoff_ms / 1000;
-    tv.tv_usec = (s->backoff_ms % 1000) * 1000;
+    backoff_tv(&s->backoff_ms, &tv);
     evtimer_add(s->conn_ev, &tv);
-    s->backoff_ms *= 2;
-    if (s->backoff_ms > BACKOFF_MAX_MS)
-        s->backoff_ms = BACKOFF_MAX_MS;
 }
 
 /* Drop a connection from outside its callbacks (a timer): every pending
@@ -203,10 +332,65 @@ static void drop_later(struct rstore *s, const char *why)
     event_active(s->reap_ev, EV_TIMEOUT, 1);
 }
 
+/* The subscriber connection is gone or failed to come up: tell the caller
+ * once per outage (from sub_note_ev) and retry after a backoff. */
+static void sub_down(struct rstore *s, const char *why)
+{
+    struct timeval tv;
+
+    if (s->sub_state == SS_LIVE) {
+        s->n.sub_losses++;
+        log_warn("redis: event subscription lost (%s: %s); reconnecting, "
+                 "events may be missed meanwhile", s->where, why);
+    } else if (!s->sub_noted && ratelog_take(&s->rl_sub)) {
+        log_warn("redis: event subscription to %s failed (%s); retrying "
+                 "in the background%s", s->where, why, s->rl_sub.more);
+    } else {
+        log_debug("redis: event subscription to %s failed (%s), next try "
+                  "in %u ms", s->where, why, s->sub_backoff_ms);
+    }
+    s->sub_state = SS_DOWN;
+    s->sub_hb_out = 0;
+    backoff_tv(&s->sub_backoff_ms, &tv);
+    evtimer_add(s->sub_ev, &tv);
+    if (s->sub_cb != NULL && !s->sub_noted) {
+        s->sub_noted = 1;
+        event_active(s->sub_note_ev, EV_TIMEOUT, 1);
+    }
+}
+
+/* Drop the subscriber connection ac from outside its callbacks: no
+ * callback of the caller runs, so s stays valid. */
+static void sub_drop_now(struct rstore *s, redisAsyncContext *ac,
+                         const char *why)
+{
+    if (ac == s->sac) {
+        s->sac = NULL;
+        s->sub_cmd = NULL;
+        sub_down(s, why);
+    } else if (ac == s->sub_doomed) {
+        s->sub_doomed = NULL;
+    }
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+/* Drop the subscriber connection from inside one of its callbacks. */
+static void sub_drop_later(struct rstore *s, const char *why)
+{
+    s->sub_doomed = s->sac;
+    s->sac = NULL;
+    s->sub_cmd = NULL;
+    sub_down(s, why);
+    event_active(s->reap_ev, EV_TIMEOUT, 1);
+}
+
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     struct rstore *s = arg;
 
+    if (s->sub_doomed != NULL)
+        sub_drop_now(s, s->sub_doomed, "");
     if (s->doomed != NULL)
         drop_now(s, s->doomed, "");
 }
@@ -219,6 +403,17 @@ static void conn_lost(struct rstore *s, const redisAsyncContext *ac)
     } else if (ac == s->ac) {
         s->ac = NULL;
         set_down(s, ac->c.err ? ac->c.errstr : "connection closed");
+    }
+}
+
+static void sub_conn_lost(struct rstore *s, const redisAsyncContext *ac)
+{
+    if (ac == s->sub_doomed) {
+        s->sub_doomed = NULL;
+    } else if (ac == s->sac) {
+        s->sac = NULL;
+        s->sub_cmd = NULL;
+        sub_down(s, ac->c.err ? ac->c.errstr : "connection closed");
     }
 }
 
@@ -248,7 +443,8 @@ static void cmd_unlink(struct rstore *s, struct cmd *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    s->npending--;
+    if (!c->sub)
+        s->npending--;
     if (c->timed) {
         evtimer_del(&c->timer);
         c->timed = 0;
@@ -269,6 +465,7 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv);
 
 static struct cmd *cmd_new(enum cmd_kind kind)
 {
@@ -279,6 +476,18 @@ static struct cmd *cmd_new(enum cmd_kind kind)
     return c;
 }
 
+static void cmd_link(struct rstore *s, struct cmd *c, redisAsyncContext *ac)
+{
+    c->s = s;
+    c->ac = ac;
+    c->next = s->pending;
+    if (s->pending != NULL)
+        s->pending->prev = c;
+    s->pending = c;
+    if (!c->sub)
+        s->npending++;
+}
+
 /* Hand c to hiredis on the current connection; 0, or -1 (c is still the
  * caller's). */
 static int cmd_send(struct rstore *s, struct cmd *c, int argc,
@@ -287,13 +496,7 @@ static int cmd_send(struct rstore *s, struct cmd *c, int argc,
     if (redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, lens) !=
         REDIS_OK)
         return -1;
-    c->s = s;
-    c->ac = s->ac;
-    c->next = s->pending;
-    if (s->pending != NULL)
-        s->pending->prev = c;
-    s->pending = c;
-    s->npending++;
+    cmd_link(s, c, s->ac);
     if (timed) {
         evtimer_assign(&c->timer, s->evb, on_cmd_timeout, c);
         evtimer_add(&c->timer, s->cmd_tv);
@@ -307,8 +510,8 @@ static void connect_start(struct rstore *s)
     redisAsyncContext *ac;
     char why[160];
 
-    /* a doomed connection never carries a get, so no callback of the
-     * caller runs here and s stays valid */
+    /* a doomed connection never carries a get or a lease, so no callback
+     * of the caller runs here and s stays valid */
     if (s->doomed != NULL)
         drop_now(s, s->doomed, "");
     if (s->path != NULL)
@@ -333,51 +536,66 @@ static void connect_start(struct rstore *s)
     evtimer_add(s->conn_ev, &s->timeout_tv);
 }
 
-/* Connected: AUTH, SELECT and PING, pipelined; on_reply marks the
- * connection ok on the PONG. The connect deadline still runs. */
-static void handshake(struct rstore *s)
+/* AUTH [user] password, for either connection; 0 when there is no
+ * password or it was sent. */
+static int send_auth(struct rstore *s, redisAsyncContext *ac, int sub)
 {
-    struct cmd *c[3];
     const char *argv[3];
     size_t lens[3];
+    struct cmd *c;
+    int argc = 0, i;
+
+    if (s->pass == NULL)
+        return 0;
+    argv[argc++] = "AUTH";
+    if (s->user != NULL)
+        argv[argc++] = s->user;
+    argv[argc++] = s->pass;
+    for (i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if ((c = cmd_new(sub ? K_SUB_AUTH : K_AUTH)) == NULL)
+        return -1;
+    c->sub = sub;
+    if (redisAsyncCommandArgv(ac, sub ? on_sub_reply : on_reply, c, argc,
+                              argv, lens) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    cmd_link(s, c, ac);
+    return 0;
+}
+
+/* AUTH, SELECT and PING, pipelined; the connection is ok when the PING is
+ * answered. No deadline per command: the connect deadline covers them. */
+static void handshake(struct rstore *s)
+{
+    struct cmd *c = NULL;
+    const char *argv[2];
+    size_t lens[2];
     char db[24];
-    int n = 0, argc, i;
 
     if (s->path == NULL)
         redisEnableKeepAlive(&s->ac->c);
-    if (s->pass != NULL) {
-        argc = 0;
-        argv[argc++] = "AUTH";
-        if (s->user != NULL)
-            argv[argc++] = s->user;
-        argv[argc++] = s->pass;
-        for (i = 0; i < argc; i++)
-            lens[i] = strlen(argv[i]);
-        if ((c[n] = cmd_new(K_AUTH)) == NULL ||
-            cmd_send(s, c[n], argc, argv, lens, 0) != 0)
-            goto fail;
-        n++;
-    }
+    if (send_auth(s, s->ac, 0) != 0)
+        goto fail;
     if (s->db != 0) {
         snprintf(db, sizeof(db), "%ld", s->db);
         argv[0] = "SELECT";
         argv[1] = db;
         lens[0] = 6;
         lens[1] = strlen(db);
-        if ((c[n] = cmd_new(K_SELECT)) == NULL ||
-            cmd_send(s, c[n], 2, argv, lens, 0) != 0)
+        if ((c = cmd_new(K_SELECT)) == NULL ||
+            cmd_send(s, c, 2, argv, lens, 0) != 0)
             goto fail;
-        n++;
     }
     argv[0] = "PING";
     lens[0] = 4;
-    if ((c[n] = cmd_new(K_PING)) == NULL ||
-        cmd_send(s, c[n], 1, argv, lens, 0) != 0)
+    if ((c = cmd_new(K_PING)) == NULL || cmd_send(s, c, 1, argv, lens, 0) != 0)
         goto fail;
     return;
 
 fail:
-    free(c[n]);
+    free(c);
     drop_later(s, "cannot send the handshake");
 }
 
@@ -436,19 +654,58 @@ static void hello_done(struct rstore *s, redisAsyncContext *ac,
     s->state = RS_OK;
 }
 
+/* A generation counter as MGET returns it: nil reads 0; anything but a
+ * decimal number that fits in 64 bits is -1. */
+static int gen_parse(const redisReply *r, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned d;
+    size_t i;
+
+    if (r->type == REDIS_REPLY_NIL) {
+        *out = 0;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+        return -1;
+    for (i = 0; i < r->len; i++) {
+        d = (unsigned)((unsigned char)r->str[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
     struct centry *e = NULL;
     enum store_res res = STORE_ERROR;
+    struct gens g = {0, 0};
+    const redisReply *val;
 
     if (s == NULL)
         return;                  /* answered by store free */
     if (reply == NULL) {
         /* the connection went away; set_down logged why */
-    } else if (reply->type == REDIS_REPLY_NIL) {
+    } else if (reply->type != REDIS_REPLY_ARRAY ||
+               reply->elements != c->nkeys) {
+        if (ratelog_take(&s->rl_get))
+            log_warn("redis: MGET failed: %s%s", reply_msg(s, reply),
+                     s->rl_get.more);
+    } else if (gen_parse(reply->element[0], &g.all) != 0 ||
+               (c->nkeys == 3 && gen_parse(reply->element[1], &g.proj) != 0)) {
+        s->n.bad_gens++;
+        if (ratelog_take(&s->rl_gen))
+            log_warn("redis: a generation counter is not a decimal number; "
+                     "reads under it are answered as errors until it is "
+                     "fixed%s", s->rl_gen.more);
+    } else if ((val = reply->element[c->nkeys - 1])->type ==
+               REDIS_REPLY_NIL) {
         res = STORE_MISS;
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        e = centry_decode(reply->str, reply->len);
+    } else if (val->type == REDIS_REPLY_STRING) {
+        e = centry_decode(val->str, val->len);
         if (e != NULL) {
             res = STORE_HIT;
         } else {
@@ -456,13 +713,10 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
             if (ratelog_take(&s->rl_value))
                 log_warn("redis: a stored value (%zu bytes) is not a cache "
                          "entry; answered as an error%s",
-                         reply->len, s->rl_value.more);
+                         val->len, s->rl_value.more);
         }
     } else if (ratelog_take(&s->rl_get)) {
-        log_warn("redis: GET failed: %s%s",
-                 safe_msg(s, reply->type == REDIS_REPLY_ERROR
-                                 ? reply->str
-                                 : "unexpected reply type"),
+        log_warn("redis: MGET failed: %s%s", reply_msg(s, val),
                  s->rl_get.more);
     }
     if (res == STORE_HIT)
@@ -472,7 +726,7 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
     else
         s->n.get_errors++;
     /* last use of s: the callback may free the store */
-    c->cb(c->arg, res, e);
+    c->cb(c->arg, res, e, res == STORE_ERROR ? NULL : &g);
     if (e != NULL)
         centry_decref(e);
 }
@@ -485,11 +739,52 @@ static void set_done(struct rstore *s, const redisReply *reply)
         return;
     s->n.set_errors++;
     if (reply != NULL && ratelog_take(&s->rl_set))
-        log_warn("redis: SET failed: %s%s",
-                 safe_msg(s, reply->type == REDIS_REPLY_ERROR
-                                 ? reply->str
-                                 : "unexpected reply type"),
+        log_warn("redis: SET failed: %s%s", reply_msg(s, reply),
                  s->rl_set.more);
+}
+
+static void lease_done(struct rstore *s, struct cmd *c,
+                       const redisReply *reply)
+{
+    int got = -1;
+
+    if (s == NULL)
+        return;                  /* answered by store free */
+    if (reply == NULL) {
+        /* the connection went away; set_down logged why */
+    } else if (reply->type == REDIS_REPLY_STATUS &&
+               strcmp(reply->str, "OK") == 0) {
+        got = 1;
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        got = 0;
+    } else if (ratelog_take(&s->rl_ctl)) {
+        log_warn("redis: lease (SET NX) failed: %s%s", reply_msg(s, reply),
+                 s->rl_ctl.more);
+    }
+    if (got == 1)
+        s->n.leases_got++;
+    else if (got == 0)
+        s->n.leases_busy++;
+    else
+        s->n.lease_errors++;
+    /* last use of s: the callback may free the store */
+    c->lcb(c->arg, got);
+}
+
+/* INCR, EVAL (renew, release), PUBLISH: each answers an integer. */
+static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
+{
+    if (s == NULL)
+        return;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        if (c->kind == K_RENEW && reply->integer == 0)
+            s->n.renews_lost++;
+        return;
+    }
+    s->n.ctl_errors++;
+    if (reply != NULL && ratelog_take(&s->rl_ctl))
+        log_warn("redis: %s failed: %s%s", kind_name[c->kind],
+                 reply_msg(s, reply), s->rl_ctl.more);
 }
 
 static void purge_free(struct purge *job)
@@ -591,10 +886,7 @@ static void unlink_done(struct rstore *s, const redisReply *reply)
     }
     s->n.purge_errors++;
     if (reply != NULL && ratelog_take(&s->rl_set))
-        log_warn("redis: UNLINK failed: %s%s",
-                 safe_msg(s, reply->type == REDIS_REPLY_ERROR
-                                 ? reply->str
-                                 : "unexpected reply type"),
+        log_warn("redis: UNLINK failed: %s%s", reply_msg(s, reply),
                  s->rl_set.more);
 }
 
@@ -628,32 +920,319 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     case K_UNLINK:
         unlink_done(s, reply);
         break;
+    case K_LEASE:
+        lease_done(s, c, reply);
+        break;
+    case K_INCR:
+    case K_RENEW:
+    case K_RELEASE:
+    case K_PUBLISH:
+        ctl_done(s, c, reply);
+        break;
+    case K_SUB_AUTH:
+    case K_SUBSCRIBE:
+        break;                   /* on_sub_reply's */
     }
     free(c);
 }
 
-static void rs_get(struct store *st, const char *key, size_t klen,
-                   store_get_cb cb, void *arg)
+/* ---- the subscriber connection ---- */
+
+/* SUBSCRIBE lcg:1:events on sac with s->sub_cmd as privdata: the first
+ * one, and every heartbeat. */
+static int sub_send_subscribe(struct rstore *s)
+{
+    const char *argv[2] = {"SUBSCRIBE", EVENTS_CHANNEL};
+    const size_t lens[2] = {9, sizeof(EVENTS_CHANNEL) - 1};
+    struct cmd *c = s->sub_cmd;
+    int first = c == NULL;
+
+    if (first) {
+        if ((c = cmd_new(K_SUBSCRIBE)) == NULL)
+            return -1;
+        c->sub = 1;
+    }
+    if (redisAsyncCommandArgv(s->sac, on_sub_reply, c, 2, argv, lens) !=
+        REDIS_OK) {
+        if (first)
+            free(c);
+        return -1;
+    }
+    if (first) {
+        cmd_link(s, c, s->sac);
+        s->sub_cmd = c;
+    }
+    return 0;
+}
+
+static void on_sub_connect(const redisAsyncContext *cac, int status)
+{
+    struct rstore *s = cac->data;
+
+    if (s == NULL || cac != s->sac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac when this returns */
+        s->sac->data = NULL;
+        sub_conn_lost(s, cac);
+        return;
+    }
+    if (s->path == NULL)
+        redisEnableKeepAlive(&s->sac->c);
+    if (send_auth(s, s->sac, 1) != 0 || sub_send_subscribe(s) != 0)
+        sub_drop_later(s, "cannot send AUTH and SUBSCRIBE");
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct rstore *s = ac->data;
+
+    if (s != NULL)
+        sub_conn_lost(s, ac);
+}
+
+static void sub_connect(struct rstore *s)
+{
+    redisAsyncContext *ac;
+    char why[160];
+
+    if (s->sub_doomed != NULL)
+        sub_drop_now(s, s->sub_doomed, "");
+    if (s->path != NULL)
+        ac = redisAsyncConnectUnix(s->path);
+    else
+        ac = redisAsyncConnect(s->host, s->port);
+    if (ac == NULL) {
+        sub_down(s, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        snprintf(why, sizeof(why), "%s", ac->c.errstr);
+        redisAsyncFree(ac);
+        sub_down(s, why);
+        return;
+    }
+    ac->data = s;
+    s->sac = ac;
+    s->sub_state = SS_CONNECTING;
+    s->sub_hb_out = 0;
+    redisLibeventAttach(ac, s->evb);
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    evtimer_add(s->sub_ev, &s->timeout_tv);
+}
+
+/* sub_ev: the handshake deadline, the heartbeat and its deadline, or the
+ * reconnect, by state. */
+static void on_sub_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct rstore *s = arg;
+    char why[96];
+
+    switch (s->sub_state) {
+    case SS_OFF:
+        break;
+    case SS_DOWN:
+        sub_connect(s);
+        break;
+    case SS_CONNECTING:
+        snprintf(why, sizeof(why), "no subscription within %u ms of "
+                 "connecting", s->timeout_ms);
+        sub_drop_now(s, s->sac, why);
+        break;
+    case SS_LIVE:
+        if (s->sub_hb_out) {
+            snprintf(why, sizeof(why), "heartbeat got no answer within "
+                     "%u ms", s->timeout_ms);
+            sub_drop_now(s, s->sac, why);
+        } else if (sub_send_subscribe(s) != 0) {
+            sub_drop_now(s, s->sac, "cannot send the heartbeat");
+        } else {
+            s->n.sub_heartbeats++;
+            s->sub_hb_out = 1;
+            evtimer_add(s->sub_ev, &s->timeout_tv);
+        }
+        break;
+    }
+}
+
+static void on_sub_note(evutil_socket_t fd, short what, void *arg)
+{
+    struct rstore *s = arg;
+
+    /* last use of s: the callback may free the store */
+    if (s->sub_cb != NULL)
+        s->sub_cb(s->sub_arg, NULL, 0);
+}
+
+static void sub_auth_done(struct rstore *s, redisAsyncContext *ac,
+                          const redisReply *reply)
+{
+    char why[200];
+
+    if (ac != s->sac)
+        return;
+    if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0)
+        return;
+    snprintf(why, sizeof(why), "AUTH failed: %s",
+             safe_msg(s, reply->type == REDIS_REPLY_ERROR ||
+                                 reply->type == REDIS_REPLY_STATUS
+                             ? reply->str
+                             : "unexpected reply"));
+    sub_drop_later(s, why);
+}
+
+/* A reply on the channel: a message, or the confirmation of the first
+ * SUBSCRIBE or of a heartbeat. */
+static void sub_event(struct rstore *s, const redisReply *reply)
+{
+    const redisReply *kind, *payload;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        (kind = reply->element[0])->type != REDIS_REPLY_STRING) {
+        if (ratelog_take(&s->rl_sub))
+            log_warn("redis: unexpected reply on the event subscription: "
+                     "%s%s", reply_msg(s, reply), s->rl_sub.more);
+        return;
+    }
+    if (strcasecmp(kind->str, "subscribe") == 0) {
+        s->sub_hb_out = 0;
+        if (s->sub_state != SS_LIVE) {
+            s->sub_state = SS_LIVE;
+            s->sub_backoff_ms = BACKOFF_MIN_MS;
+            s->sub_noted = 0;
+            s->n.sub_connects++;
+            log_info("redis: subscribed to %s events at %s", EVENTS_CHANNEL,
+                     s->where);
+        }
+        evtimer_add(s->sub_ev, &s->sub_hb_tv);
+        return;
+    }
+    payload = reply->element[2];
+    if (strcasecmp(kind->str, "message") != 0 ||
+        payload->type != REDIS_REPLY_STRING)
+        return;
+    s->n.events++;
+    /* last use of s: the callback may free the store */
+    if (s->sub_cb != NULL)
+        s->sub_cb(s->sub_arg, payload->str, payload->len);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct cmd *c = priv;
+    struct rstore *s = c->s;
+    const redisReply *reply = r;
+
+    if (reply == NULL) {
+        /* hiredis is freeing ac: the last call with c */
+        if (s != NULL) {
+            cmd_unlink(s, c);
+            if (c == s->sub_cmd)
+                s->sub_cmd = NULL;
+            sub_conn_lost(s, ac);
+        }
+        free(c);
+        return;
+    }
+    if (c->kind == K_SUB_AUTH) {
+        if (s != NULL) {
+            cmd_unlink(s, c);
+            sub_auth_done(s, ac, reply);
+        }
+        free(c);
+        return;
+    }
+    /* K_SUBSCRIBE: kept until the NULL call */
+    if (s != NULL && ac == s->sac)
+        sub_event(s, reply);
+}
+
+/* Close the subscriber connection; no callback of the caller runs. */
+static void sub_stop(struct rstore *s)
+{
+    redisAsyncContext *ac;
+
+    s->sub_cb = NULL;
+    s->sub_arg = NULL;
+    s->sub_state = SS_OFF;
+    s->sub_hb_out = 0;
+    s->sub_noted = 0;
+    evtimer_del(s->sub_ev);
+    event_del(s->sub_note_ev);
+    if ((ac = s->sac) != NULL) {
+        s->sac = NULL;
+        s->sub_cmd = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);      /* deferred by hiredis inside its callback */
+    }
+    if ((ac = s->sub_doomed) != NULL) {
+        s->sub_doomed = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
 {
     struct rstore *s = (struct rstore *)st;
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, klen};
+
+    if (cb == NULL) {
+        if (s->sub_state != SS_OFF)
+            log_info("redis: unsubscribed from %s events", EVENTS_CHANNEL);
+        sub_stop(s);
+        return;
+    }
+    if (s->closing)
+        return;
+    s->sub_cb = cb;
+    s->sub_arg = arg;
+    if (s->sub_state != SS_OFF)
+        return;                  /* the same connection, a new callback */
+    s->sub_noted = 0;
+    s->sub_backoff_ms = BACKOFF_MIN_MS;
+    sub_connect(s);
+}
+
+/* ---- the operations ---- */
+
+/* Room for one more command of a request (get, lease) or a write (set):
+ * 1, or 0 with a rate-limited warning. */
+static int room_for(struct rstore *s, const char *what)
+{
+    if (s->npending < MAX_PENDING)
+        return 1;
+    if (ratelog_take(&s->rl_shed))
+        log_warn("redis: %d commands in flight; %s%s", MAX_PENDING, what,
+                 s->rl_shed.more);
+    return 0;
+}
+
+static void rs_get(struct store *st, const char *key, size_t klen,
+                   const char *gen_name, store_get_cb cb, void *arg)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[4];
+    size_t lens[4];
+    int argc = 0;
     struct cmd *c;
 
     s->n.gets++;
     if (s->state != RS_OK || s->closing)
         goto error;
-    if (s->npending >= MAX_PENDING) {
-        if (ratelog_take(&s->rl_shed))
-            log_warn("redis: %d commands in flight; answering more reads "
-                     "as errors%s", MAX_PENDING, s->rl_shed.more);
+    if (!room_for(s, "answering more reads as errors"))
         goto error;
-    }
     if ((c = cmd_new(K_GET)) == NULL)
         goto error;
+    argv[argc] = "MGET", lens[argc++] = 4;
+    argv[argc] = STORE_GEN_ALL, lens[argc++] = sizeof(STORE_GEN_ALL) - 1;
+    if (gen_name != NULL)        /* without one, the project's reads 0 */
+        argv[argc] = gen_name, lens[argc++] = strlen(gen_name);
+    argv[argc] = key, lens[argc++] = klen;
+    c->nkeys = (size_t)argc - 1;
     c->cb = cb;
     c->arg = arg;
-    if (cmd_send(s, c, 2, argv, lens, 1) != 0) {
+    if (cmd_send(s, c, argc, argv, lens, 1) != 0) {
         free(c);
         goto error;
     }
@@ -661,7 +1240,7 @@ static void rs_get(struct store *st, const char *key, size_t klen,
 
 error:
     s->n.get_errors++;
-    cb(arg, STORE_ERROR, NULL);
+    cb(arg, STORE_ERROR, NULL, NULL);
 }
 
 static void rs_set(struct store *st, const char *key, size_t klen,
@@ -681,11 +1260,8 @@ static void rs_set(struct store *st, const char *key, size_t klen,
         s->n.sets_dropped++;
         return;
     }
-    if (s->npending >= MAX_PENDING) {
+    if (!room_for(s, "dropping cache writes")) {
         s->n.sets_dropped++;
-        if (ratelog_take(&s->rl_shed))
-            log_warn("redis: %d commands in flight; dropping cache "
-                     "writes%s", MAX_PENDING, s->rl_shed.more);
         return;
     }
     if (keep_ms > MAX_KEEP_MS)
@@ -706,6 +1282,138 @@ static void rs_set(struct store *st, const char *key, size_t klen,
         s->n.set_errors++;
     }
     free(buf);
+}
+
+/* A fire-and-forget control command with its deadline: 0 sent, -1 not
+ * (logged, rate-limited, with what is lost by that). */
+static int ctl_send(struct rstore *s, enum cmd_kind kind, int argc,
+                    const char **argv, const size_t *lens, const char *lost)
+{
+    struct cmd *c;
+    const char *why;
+
+    if (s->closing)
+        return -1;
+    if (s->state != RS_OK)
+        why = "Redis is not connected";
+    else if (s->npending >= MAX_PENDING_CTL)
+        why = "too many commands in flight";
+    else if ((c = cmd_new(kind)) == NULL)
+        why = "out of memory";
+    else if (cmd_send(s, c, argc, argv, lens, 1) != 0) {
+        free(c);
+        why = "cannot send";
+    } else
+        return 0;
+    s->n.ctl_dropped++;
+    if (ratelog_take(&s->rl_drop))
+        log_warn("redis: %s not sent (%s)%s%s", kind_name[kind], why, lost,
+                 s->rl_drop.more);
+    return -1;
+}
+
+static void rs_bump(struct store *st, const char *gen_name)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[2] = {"INCR", gen_name};
+    size_t lens[2] = {4, gen_name != NULL ? strlen(gen_name) : 0};
+
+    if (gen_name == NULL)
+        return;
+    s->n.bumps++;
+    ctl_send(s, K_INCR, 2, argv, lens,
+             "; entries under that generation stay valid until they expire");
+}
+
+static uint64_t clamp_ms(uint64_t ms)
+{
+    return ms == 0 ? 1 : ms > MAX_KEEP_MS ? MAX_KEEP_MS : ms;
+}
+
+static void rs_lease(struct store *st, const char *name, uint64_t ttl_ms,
+                     store_lease_cb cb, void *arg)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[6];
+    size_t lens[6];
+    char px[24];
+    struct cmd *c;
+
+    s->n.leases++;
+    if (name == NULL || s->state != RS_OK || s->closing)
+        goto error;
+    if (!room_for(s, "answering more leases as errors"))
+        goto error;
+    if ((c = cmd_new(K_LEASE)) == NULL)
+        goto error;
+    snprintf(px, sizeof(px), "%" PRIu64, clamp_ms(ttl_ms));
+    argv[0] = "SET", lens[0] = 3;
+    argv[1] = name, lens[1] = strlen(name);
+    argv[2] = s->token, lens[2] = strlen(s->token);
+    argv[3] = "NX", lens[3] = 2;
+    argv[4] = "PX", lens[4] = 2;
+    argv[5] = px, lens[5] = strlen(px);
+    c->lcb = cb;
+    c->arg = arg;
+    if (cmd_send(s, c, 6, argv, lens, 1) != 0) {
+        free(c);
+        goto error;
+    }
+    return;
+
+error:
+    s->n.lease_errors++;
+    cb(arg, -1);
+}
+
+static void rs_lease_renew(struct store *st, const char *name,
+                           uint64_t ttl_ms)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[6];
+    size_t lens[6];
+    char px[24];
+
+    if (name == NULL)
+        return;
+    s->n.renews++;
+    snprintf(px, sizeof(px), "%" PRIu64, clamp_ms(ttl_ms));
+    argv[0] = "EVAL", lens[0] = 4;
+    argv[1] = renew_lua, lens[1] = sizeof(renew_lua) - 1;
+    argv[2] = "1", lens[2] = 1;
+    argv[3] = name, lens[3] = strlen(name);
+    argv[4] = s->token, lens[4] = strlen(s->token);
+    argv[5] = px, lens[5] = strlen(px);
+    ctl_send(s, K_RENEW, 6, argv, lens, "; the lease may expire early");
+}
+
+static void rs_lease_release(struct store *st, const char *name)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[5];
+    size_t lens[5];
+
+    if (name == NULL)
+        return;
+    s->n.releases++;
+    argv[0] = "EVAL", lens[0] = 4;
+    argv[1] = release_lua, lens[1] = sizeof(release_lua) - 1;
+    argv[2] = "1", lens[2] = 1;
+    argv[3] = name, lens[3] = strlen(name);
+    argv[4] = s->token, lens[4] = strlen(s->token);
+    ctl_send(s, K_RELEASE, 5, argv, lens,
+             "; the lease is held until it expires");
+}
+
+static void rs_publish(struct store *st, const char *msg, size_t len)
+{
+    struct rstore *s = (struct rstore *)st;
+    const char *argv[3] = {"PUBLISH", EVENTS_CHANNEL, msg != NULL ? msg : ""};
+    size_t lens[3] = {7, sizeof(EVENTS_CHANNEL) - 1, msg != NULL ? len : 0};
+
+    s->n.publishes++;
+    ctl_send(s, K_PUBLISH, 3, argv, lens,
+             "; other instances rely on polling for it");
 }
 
 static int scan_step(struct rstore *s, struct purge *job)
@@ -783,6 +1491,10 @@ static void rstore_release(struct rstore *s)
         event_free(s->conn_ev);
     if (s->reap_ev != NULL)
         event_free(s->reap_ev);
+    if (s->sub_ev != NULL)
+        event_free(s->sub_ev);
+    if (s->sub_note_ev != NULL)
+        event_free(s->sub_note_ev);
     free(s->host);
     free(s->path);
     free(s->user);
@@ -794,9 +1506,11 @@ static void rstore_release(struct rstore *s)
     free(s);
 }
 
-/* Every pending get is answered STORE_ERROR before this returns (so free
- * the store before what the callbacks' args point to); sets and purges in
- * flight are abandoned. It may be called from a get callback. */
+/* Every pending get is answered STORE_ERROR and every pending lease -1
+ * before this returns (so free the store before what the callbacks' args
+ * point to); sets, control commands and purges in flight are abandoned, the
+ * subscription is closed without a (NULL, 0) call. It may be called from
+ * any callback of the store. */
 static void rs_free(struct store *st)
 {
     struct rstore *s = (struct rstore *)st;
@@ -806,14 +1520,20 @@ static void rs_free(struct store *st)
     s->closing = 1;
     evtimer_del(s->conn_ev);
     event_del(s->reap_ev);
+    /* the callbacks below may call the store: closing answers them at once
+     * and subscribe() no longer opens anything */
     while ((c = s->pending) != NULL) {
         cmd_unlink(s, c);
         c->s = NULL;             /* on_reply will only free it */
         if (c->kind == K_GET) {
             s->n.get_errors++;
-            c->cb(c->arg, STORE_ERROR, NULL);
+            c->cb(c->arg, STORE_ERROR, NULL, NULL);
+        } else if (c->kind == K_LEASE) {
+            s->n.lease_errors++;
+            c->lcb(c->arg, -1);
         }
     }
+    sub_stop(s);
     if (s->doomed != NULL) {
         s->doomed->data = NULL;
         redisAsyncFree(s->doomed);
@@ -823,15 +1543,25 @@ static void rs_free(struct store *st)
         redisAsyncFree(s->ac);
     }
     log_debug("redis: closed; gets %" PRIu64 " (hits %" PRIu64
-              ", misses %" PRIu64 ", errors %" PRIu64 "), sets %" PRIu64
-              " (errors %" PRIu64 ", dropped %" PRIu64 "), timeouts %" PRIu64
-              ", bad values %" PRIu64 ", connects %" PRIu64
-              ", disconnects %" PRIu64 ", purges %" PRIu64
-              " (errors %" PRIu64 ", keys %" PRIu64 ")",
-              n->gets, n->hits, n->misses, n->get_errors, n->sets,
-              n->set_errors, n->sets_dropped, n->timeouts, n->bad_values,
-              n->connects, n->disconnects, n->purges, n->purge_errors,
-              n->purged_keys);
+              ", misses %" PRIu64 ", errors %" PRIu64 ", bad generations %"
+              PRIu64 "), sets %" PRIu64 " (errors %" PRIu64 ", dropped %"
+              PRIu64 "), timeouts %" PRIu64 ", bad values %" PRIu64
+              ", connects %" PRIu64 ", disconnects %" PRIu64 ", purges %"
+              PRIu64 " (errors %" PRIu64 ", keys %" PRIu64 ")",
+              n->gets, n->hits, n->misses, n->get_errors, n->bad_gens,
+              n->sets, n->set_errors, n->sets_dropped, n->timeouts,
+              n->bad_values, n->connects, n->disconnects, n->purges,
+              n->purge_errors, n->purged_keys);
+    log_debug("redis: bumps %" PRIu64 ", leases %" PRIu64 " (got %" PRIu64
+              ", busy %" PRIu64 ", errors %" PRIu64 "), renewals %" PRIu64
+              " (lost %" PRIu64 "), releases %" PRIu64 ", publishes %"
+              PRIu64 ", control errors %" PRIu64 " (dropped %" PRIu64
+              "), events %" PRIu64 ", subscriptions %" PRIu64 " (lost %"
+              PRIu64 ", heartbeats %" PRIu64 ")",
+              n->bumps, n->leases, n->leases_got, n->leases_busy,
+              n->lease_errors, n->renews, n->renews_lost, n->releases,
+              n->publishes, n->ctl_errors, n->ctl_dropped, n->events,
+              n->sub_connects, n->sub_losses, n->sub_heartbeats);
     rstore_release(s);
 }
 
@@ -839,10 +1569,55 @@ static const struct store_ops redis_ops = {
     .name = "redis",
     .get = rs_get,
     .set = rs_set,
+    .bump = rs_bump,
+    .lease = rs_lease,
+    .lease_renew = rs_lease_renew,
+    .lease_release = rs_lease_release,
+    .publish = rs_publish,
+    .subscribe = rs_subscribe,
     .purge = rs_purge,
     .state = rs_state,
     .free = rs_free,
 };
+
+/* This store's lease token: 16 random bytes in hex, the pid, and a
+ * sequence number that keeps two stores of one process apart even if
+ * /dev/urandom cannot be read. */
+static void make_token(char *tok, size_t cap)
+{
+    static unsigned seq;
+    unsigned char rnd[16];
+    char hex[2 * sizeof(rnd) + 1];
+    size_t got = 0, i;
+    ssize_t r;
+    uint64_t x;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+    while (fd >= 0 && got < sizeof(rnd)) {
+        r = read(fd, rnd + got, sizeof(rnd) - got);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0 || errno != EINTR)
+            break;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (got < sizeof(rnd)) {
+        log_warn("redis: cannot read /dev/urandom; lease tokens fall back "
+                 "to the clock and the pid");
+        x = (uint64_t)mono_us() ^ ((uint64_t)wall_ms() << 16) ^
+            (uint64_t)(uintptr_t)tok;
+        for (i = 0; i < sizeof(rnd); i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            rnd[i] = (unsigned char)(x >> 24);
+        }
+    }
+    for (i = 0; i < sizeof(rnd); i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(tok, cap, "%s.%ld.%u", hex, (long)getpid(), ++seq);
+}
 
 static int hexval(int ch)
 {
@@ -1054,6 +1829,8 @@ struct store *store_redis_new(struct event_base *base, const char *url,
     s->evb = base;
     s->state = RS_CONNECTING;
     s->backoff_ms = BACKOFF_MIN_MS;
+    s->sub_state = SS_OFF;
+    s->sub_backoff_ms = BACKOFF_MIN_MS;
     if (url == NULL || (why = parse_url(s, url)) != NULL) {
         snprintf(err, errlen, "redis_url: %s",
                  url == NULL ? "missing" : why);
@@ -1069,13 +1846,19 @@ struct store *store_redis_new(struct event_base *base, const char *url,
     s->timeout_tv.tv_sec = timeout_ms / 1000;
     s->timeout_tv.tv_usec = (timeout_ms % 1000) * 1000;
     s->cmd_tv = event_base_init_common_timeout(base, &s->timeout_tv);
+    s->sub_hb_tv.tv_sec = SUB_HEARTBEAT_MS / 1000;
+    s->sub_hb_tv.tv_usec = (SUB_HEARTBEAT_MS % 1000) * 1000;
     s->conn_ev = evtimer_new(base, on_conn_timer, s);
     s->reap_ev = event_new(base, -1, 0, on_reap, s);
-    if (s->cmd_tv == NULL || s->conn_ev == NULL || s->reap_ev == NULL) {
+    s->sub_ev = evtimer_new(base, on_sub_timer, s);
+    s->sub_note_ev = event_new(base, -1, 0, on_sub_note, s);
+    if (s->cmd_tv == NULL || s->conn_ev == NULL || s->reap_ev == NULL ||
+        s->sub_ev == NULL || s->sub_note_ev == NULL) {
         snprintf(err, errlen, "redis: out of memory");
         rstore_release(s);
         return NULL;
     }
+    make_token(s->token, sizeof(s->token));
     connect_start(s);
     return &s->base;
 }

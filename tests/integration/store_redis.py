@@ -7,8 +7,11 @@ tests/unit/redis_store_check under $LCGATE_BUILDDIR (or the current
 directory). It starts its own redis-servers on free loopback ports and unix
 sockets in a temporary directory, runs each mode of the check (normal over
 TCP and a unix socket, with AUTH and with an ACL user, CLIENT PAUSE, a
-SIGSTOPped server, nothing listening, a wrong password), passes the check's
-TAP through as indented subtests, and stops exactly the servers it started.
+server restarted under the check, a SIGSTOPped server, nothing listening, a
+wrong password), passes the check's TAP through as indented subtests, and
+stops exactly the servers it started. Every mode also exercises the store's
+subscriber connection (the event channel); in the restart mode the harness
+restarts the server when the check asks for it on its stdout.
 Exit status 1 when anything failed.
 """
 import atexit
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -26,11 +30,14 @@ BUILDDIR = os.environ.get("LCGATE_BUILDDIR") or os.getcwd()
 CHECK = os.environ.get("REDIS_STORE_CHECK") or os.path.join(
     BUILDDIR, "tests", "unit", "redis_store_check")
 REDIS_SERVER = shutil.which("redis-server")
-# The deadline modes (pause, hang, down) measure against a short deadline;
-# the normal mode moves 2 MiB values, and under ASan on a loaded machine
-# that may take longer than a deadline meant to catch a hung server.
-TIMEOUT_MS = {"normal": 1000, "pause": 200, "hang": 200, "down": 200}
+# The deadline modes (pause, restart, hang, down) measure against a short
+# deadline; the normal mode moves 2 MiB values, and under ASan on a loaded
+# machine that may take longer than a deadline meant to catch a hung server.
+TIMEOUT_MS = {"normal": 1000, "pause": 200, "restart": 200, "hang": 200,
+              "down": 200}
 RUN_TIMEOUT_S = 120
+# The line on which the restart mode wants its server restarted.
+RESTART_LINE = b"# restart the server now"
 
 # Every secret contains SECRET_MARK, and no output may.
 SECRET_MARK = "Sekr1t"
@@ -88,23 +95,40 @@ class Redis:
         os.mkdir(self.dir)
         self.sock = os.path.join(self.dir, "r.sock")
         self.password = password
+        self.extra = list(extra)
         self.proc = None
         self.stopped = False
         for _ in range(3):      # the free port may be taken meanwhile
             self.port = free_port()
-            args = [REDIS_SERVER, "--port", str(self.port),
-                    "--bind", "127.0.0.1", "--unixsocket", self.sock,
-                    "--unixsocketperm", "700", "--save", "",
-                    "--appendonly", "no", "--dir", self.dir,
-                    "--logfile", os.path.join(self.dir, "redis.log"),
-                    "--daemonize", "no"] + list(extra)
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            if self.wait_ready(10.0):
+            if self.start():
                 return
-            self.stop()
         raise RuntimeError("redis-server %s did not start" % name)
+
+    def start(self):
+        """Start on self.port and self.sock; True once it answers."""
+        args = [REDIS_SERVER, "--port", str(self.port),
+                "--bind", "127.0.0.1", "--unixsocket", self.sock,
+                "--unixsocketperm", "700", "--save", "",
+                "--appendonly", "no", "--dir", self.dir,
+                "--logfile", os.path.join(self.dir, "redis.log"),
+                "--daemonize", "no"] + self.extra
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        if self.wait_ready(10.0):
+            return True
+        self.stop()
+        return False
+
+    def restart(self):
+        """Stop, then start again on the same port and socket (its data,
+        never saved, is gone)."""
+        self.stop()
+        for _ in range(20):     # redis-server binds with SO_REUSEADDR
+            if self.start():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("redis-server in %s did not restart" % self.dir)
 
     def command(self, *args, db=0):
         with socket.create_connection(("127.0.0.1", self.port),
@@ -150,19 +174,46 @@ class Redis:
             p.wait()
 
 
-def run_check(name, url, mode, secret=None, flush=None):
+def run_check(name, url, mode, secret=None, flush=None, restart=None):
     """Run one mode of the check; its TAP becomes an indented subtest.
-    flush: a Redis to empty first (the normal mode clears its database)."""
+    flush: a Redis to empty first (the normal mode clears its database).
+    restart: a Redis to restart when the check prints RESTART_LINE."""
     if flush is not None:
         flush.command("FLUSHALL")
     t0 = time.monotonic()
-    try:
-        r = subprocess.run([CHECK, url, mode, str(TIMEOUT_MS[mode])],
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=RUN_TIMEOUT_S)
-        out, err, rc = r.stdout, r.stderr, r.returncode
-    except subprocess.TimeoutExpired as e:
-        out, err, rc = e.stdout or b"", e.stderr or b"", "timeout"
+    restarted = False
+    killed = threading.Event()
+
+    with tempfile.TemporaryFile() as errf:
+        p = subprocess.Popen([CHECK, url, mode, str(TIMEOUT_MS[mode])],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=errf)
+
+        def kill():
+            killed.set()
+            p.kill()
+
+        timer = threading.Timer(RUN_TIMEOUT_S, kill)
+        timer.start()
+        lines = []
+        try:
+            for line in p.stdout:
+                lines.append(line)
+                if restart is not None and line.rstrip() == RESTART_LINE:
+                    restart.restart()
+                    restarted = True
+            rc = p.wait()
+        finally:
+            timer.cancel()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+        if killed.is_set():
+            rc = "timeout"
+        errf.seek(0)
+        err = errf.read()
+    out = b"".join(lines)
     took = time.monotonic() - t0
     print("# %s: %s %s (%.1f s)" % (name, os.path.basename(CHECK), mode, took))
     for line in out.decode(errors="replace").splitlines():
@@ -173,6 +224,9 @@ def run_check(name, url, mode, secret=None, flush=None):
     plan = [l for l in text.splitlines() if l.startswith("1..")]
     passed = (rc == 0 and len(plan) == 1 and plan[0] != "1..0"
               and "\nnot ok" not in "\n" + text)
+    if restart is not None and not restarted:
+        passed = False
+        print("    # the check never asked for the restart")
     ok(passed, "%s (exit %s)" % (name, rc))
     if secret is not None:
         both = out + err
@@ -256,6 +310,14 @@ def main():
         run_check("CLIENT PAUSE and CLIENT KILL with AUTH",
                   "redis://:%s@127.0.0.1:%d" % (qpass, auth.port), "pause",
                   secret=PASSWORD)
+
+        run_check("server restarted under the store, over TCP",
+                  "redis://127.0.0.1:%d" % plain.port, "restart",
+                  restart=plain)
+        run_check("server restarted under the store, with AUTH over a "
+                  "unix socket",
+                  "unix://:%s@%s?db=1" % (qpass, auth.sock), "restart",
+                  restart=auth, secret=PASSWORD)
 
         plain.sigstop()
         try:

@@ -6,22 +6,38 @@
  * MODE is one of
  *   normal  Redis is up and its database is the test's to clear: URL
  *           parsing, round trips, misses, expiry, undecodable values,
- *           purge, shedding, store free with gets in flight and from a
- *           get callback.
+ *           generations (MGET in one round trip, bump, bad counters),
+ *           leases (NX, expiry, renew and release only of our own token,
+ *           two stores as two instances), publish/subscribe (exact bytes,
+ *           NUL, 64 KiB, both stores see each other's messages, CLIENT KILL
+ *           of either connection, unsubscribe), purge, shedding, store free
+ *           with gets and leases in flight and from get, lease and event
+ *           callbacks.
  *   pause   Redis is up; once connected the test pauses it (CLIENT PAUSE):
- *           gets fail within their deadline, the store is down, then it
- *           reconnects; then the server closes the connection (CLIENT
- *           KILL) and the store reconnects again.
- *   hang    Redis was SIGSTOPped before the start: every get fails within
- *           TIMEOUT_MS + 50 ms and the program finishes.
- *   down    nothing answers at URL (or AUTH fails): gets fail at once and
- *           the idle process does not spin.
+ *           gets and leases fail within their deadline, the store is down,
+ *           then it reconnects; then the server closes the connection
+ *           (CLIENT KILL) and the store reconnects again, its subscription
+ *           untouched; last, a pause longer than the subscriber heartbeat
+ *           is noticed on the subscriber connection (one (NULL, 0) event)
+ *           and the subscription comes back after it.
+ *   hang    Redis was SIGSTOPped before the start: every get and lease
+ *           fails within TIMEOUT_MS + 50 ms, the subscription reports its
+ *           loss once within that, and the program finishes.
+ *   restart Redis is up, without persistence; the test prints the line
+ *           "# restart the server now" and the harness restarts it on the
+ *           same address: both connections notice, the subscription's loss
+ *           is reported once, and both come back by themselves.
+ *   down    nothing answers at URL (or AUTH fails): gets and leases fail at
+ *           once, the subscription reports its loss once, and the idle
+ *           process does not spin.
  * tests/integration/store_redis.py starts redis-server and runs them all. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -35,6 +51,10 @@
 static struct event_base *base;
 static struct store *st;
 static unsigned timeout_ms = 200;
+
+#define GEN_T "lcg:1:gen:rsc"       /* the generation the plain gets read */
+#define CHANNEL "lcg:1:events"
+#define HEARTBEAT_MS 5000           /* SUB_HEARTBEAT_MS of the store */
 
 /* Run the loop until done(arg) or ms elapse; returns done(arg). */
 struct until {
@@ -85,10 +105,13 @@ struct got {
     enum store_res res;
     char *enc;                   /* centry_encode of the entry on a hit */
     size_t enc_len;
+    int have_gens;               /* g was not NULL */
+    struct gens gens;
     int64_t t0_us, t1_us;
 };
 
-static void got_cb(void *arg, enum store_res res, struct centry *e)
+static void got_cb(void *arg, enum store_res res, struct centry *e,
+                   const struct gens *gs)
 {
     struct got *g = arg;
 
@@ -97,6 +120,10 @@ static void got_cb(void *arg, enum store_res res, struct centry *e)
     g->t1_us = mono_us();
     if (e != NULL)
         g->enc = centry_encode(e, &g->enc_len);
+    if (gs != NULL) {
+        g->have_gens = 1;
+        g->gens = *gs;
+    }
 }
 
 static int got_done(void *arg)
@@ -104,19 +131,40 @@ static int got_done(void *arg)
     return ((struct got *)arg)->calls > 0;
 }
 
-static void get_start(const char *key, size_t klen, struct got *g)
+static void get_start_on(struct store *s, const char *key, size_t klen,
+                         const char *gen, struct got *g)
 {
     memset(g, 0, sizeof(*g));
     g->t0_us = mono_us();
-    store_get(st, key, klen, got_cb, g);
+    store_get(s, key, klen, gen, got_cb, g);
+}
+
+static void get_start(const char *key, size_t klen, struct got *g)
+{
+    get_start_on(st, key, klen, GEN_T, g);
 }
 
 /* -1 when no answer came at all. */
-static int get_wait(const char *key, struct got *g)
+static int get_wait_on(struct store *s, const char *key, const char *gen,
+                       struct got *g)
 {
-    get_start(key, strlen(key), g);
+    get_start_on(s, key, strlen(key), gen, g);
     run_until(got_done, g, (int)timeout_ms + 2000);
     return g->calls == 1 ? (int)g->res : -1;
+}
+
+static int get_wait(const char *key, struct got *g)
+{
+    return get_wait_on(st, key, GEN_T, g);
+}
+
+/* A round trip on s's command connection: what s sent before is done. */
+static void sync_store(struct store *s)
+{
+    struct got g;
+
+    get_wait_on(s, "rsc:t:none", GEN_T, &g);
+    free(g.enc);
 }
 
 static int64_t got_ms(const struct got *g)
@@ -135,7 +183,8 @@ struct tally {
     int calls, res[3];
 };
 
-static void tally_cb(void *arg, enum store_res res, struct centry *e)
+static void tally_cb(void *arg, enum store_res res, struct centry *e,
+                     const struct gens *g)
 {
     struct tally *t = arg;
 
@@ -288,6 +337,250 @@ static struct centry *sample_entry(size_t body_len)
     return e;
 }
 
+static int state_of(struct store *s, const char *want)
+{
+    return strcmp(s->ops->state(s), want) == 0;
+}
+
+struct store_state {
+    struct store *s;
+    const char *want;
+};
+
+static int store_state_is(void *arg)
+{
+    struct store_state *w = arg;
+
+    return state_of(w->s, w->want);
+}
+
+/* Wait until *p >= want. */
+struct int_wait {
+    const int *p;
+    int want;
+};
+
+static int int_reached(void *arg)
+{
+    struct int_wait *w = arg;
+
+    return *w->p >= w->want;
+}
+
+static int wait_int(const int *p, int want, int ms)
+{
+    struct int_wait w = {p, want};
+
+    return run_until(int_reached, &w, ms);
+}
+
+/* GET through the side connection into buf; 1, or 0 for nil. */
+static int side_get(redisContext *c, const char *key, char *buf, size_t cap)
+{
+    redisReply *r = redisCommand(c, "GET %s", key);
+    int found = 0;
+
+    buf[0] = '\0';
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        snprintf(buf, cap, "%.*s", (int)r->len, r->str);
+        found = 1;
+    }
+    freeReplyObject(r);
+    return found;
+}
+
+/* How often the server ran a command (INFO commandstats). */
+static long long side_calls(redisContext *c, const char *cmd)
+{
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    char want[64];
+    const char *p;
+    long long v = 0;
+
+    snprintf(want, sizeof(want), "cmdstat_%s:calls=", cmd);
+    if (r != NULL && r->type == REDIS_REPLY_STRING &&
+        (p = strstr(r->str, want)) != NULL)
+        v = atoll(p + strlen(want));
+    freeReplyObject(r);
+    return v;
+}
+
+static long long side_numsub(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", CHANNEL);
+    long long v = -1;
+
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER)
+        v = r->element[1]->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+struct numsub_wait {
+    redisContext *c;
+    long long want;
+};
+
+static int numsub_is(void *arg)
+{
+    struct numsub_wait *w = arg;
+
+    return side_numsub(w->c) == w->want;
+}
+
+/* Subscribers of the channel become want (connections close
+ * asynchronously on the server). */
+static int wait_numsub(redisContext *side, long long want, int ms)
+{
+    struct numsub_wait w = {side, want};
+
+    return run_until(numsub_is, &w, ms);
+}
+
+/* Leases. */
+struct lres {
+    int calls, got;
+    int64_t t0_us, t1_us;
+};
+
+static void lease_cb(void *arg, int got)
+{
+    struct lres *l = arg;
+
+    l->calls++;
+    l->got = got;
+    l->t1_us = mono_us();
+}
+
+static int lres_done(void *arg)
+{
+    return ((struct lres *)arg)->calls > 0;
+}
+
+static void lease_start(struct store *s, const char *name, uint64_t ttl_ms,
+                        struct lres *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->t0_us = mono_us();
+    s->ops->lease(s, name, ttl_ms, lease_cb, l);
+}
+
+/* The answer, or -2 when none came or more than one. */
+static int lease_wait(struct store *s, const char *name, uint64_t ttl_ms,
+                      struct lres *l)
+{
+    lease_start(s, name, ttl_ms, l);
+    run_until(lres_done, l, (int)timeout_ms + 2000);
+    return l->calls == 1 ? l->got : -2;
+}
+
+static int64_t lres_ms(const struct lres *l)
+{
+    return (l->t1_us - l->t0_us) / 1000;
+}
+
+/* Events: a recorder of what a subscription delivers. Messages that start
+ * with "probe:" only count (see subs_live). */
+#define REC_MAX 16
+
+struct rec {
+    int losses, probes, msgs;
+    int bad_len;                 /* losses reported with a length */
+    int64_t first_loss_us;
+    char *m[REC_MAX];            /* the first REC_MAX other messages */
+    size_t mlen[REC_MAX];
+};
+
+static void rec_cb(void *arg, const char *msg, size_t len)
+{
+    struct rec *r = arg;
+
+    if (msg == NULL) {
+        if (r->losses++ == 0)
+            r->first_loss_us = mono_us();
+        r->bad_len += len != 0;
+        return;
+    }
+    if (len > 6 && memcmp(msg, "probe:", 6) == 0) {
+        r->probes++;
+        return;
+    }
+    if (r->msgs < REC_MAX) {
+        r->m[r->msgs] = malloc(len + 1);
+        memcpy(r->m[r->msgs], msg, len);
+        r->mlen[r->msgs] = len;
+    }
+    r->msgs++;
+}
+
+static void rec_clear(struct rec *r)
+{
+    for (int i = 0; i < REC_MAX && i < r->msgs; i++)
+        free(r->m[i]);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Was message i exactly these bytes? */
+static int rec_has(const struct rec *r, int i, const void *want, size_t len)
+{
+    return i < REC_MAX && r->msgs > i && r->mlen[i] == len &&
+           memcmp(r->m[i], want, len) == 0;
+}
+
+/* Publish "probe:N" through the side connection every 50 ms until each
+ * counter has grown: the subscriptions behind them are live. */
+struct probe {
+    redisContext *side;
+    int n;
+    const int *cnt[4];
+    int want[4];
+    int64_t next_ms;
+};
+
+static unsigned probe_seq;
+
+static int probe_done(void *arg)
+{
+    struct probe *p = arg;
+    char msg[32];
+    int i, all = 1;
+
+    for (i = 0; i < p->n; i++)
+        all &= *p->cnt[i] >= p->want[i];
+    if (all)
+        return 1;
+    if (mono_ms() >= p->next_ms) {
+        snprintf(msg, sizeof(msg), "probe:%u", ++probe_seq);
+        side_int(p->side, "PUBLISH " CHANNEL " %s", msg);
+        p->next_ms = mono_ms() + 50;
+    }
+    return 0;
+}
+
+static int probe_until(redisContext *side, int n, const int *const *cnt,
+                       int ms)
+{
+    struct probe p = {side, n, {NULL}, {0}, 0};
+    int i;
+
+    for (i = 0; i < n; i++) {
+        p.cnt[i] = cnt[i];
+        p.want[i] = *cnt[i] + 1;
+    }
+    return run_until(probe_done, &p, ms);
+}
+
+static int subs_live(redisContext *side, struct rec **r, int n, int ms)
+{
+    const int *cnt[4];
+    int i;
+
+    for (i = 0; i < n; i++)
+        cnt[i] = &r[i]->probes;
+    return probe_until(side, n, cnt, ms);
+}
+
 static void check_bad_urls(void)
 {
     static const char *const bad[] = {
@@ -307,8 +600,8 @@ static void check_bad_urls(void)
         "unix://:s3cret@/",
         "unix:///tmp/r.sock?db=x",
         "unix:///tmp/r.sock?password=s3cret",
-        "unix:///tmp/0123456789012345678901234567890123456789012345678901"
-        "234567890123456789012345678901234567890123456789.sock",
+        ("unix:///tmp/0123456789012345678901234567890123456789012345678901"
+         "234567890123456789012345678901234567890123456789.sock"),
     };
     static const char *const good[] = {
         "redis://127.0.0.1:1",
@@ -424,13 +717,405 @@ static void check_bad_values(redisContext *side)
     r = get_wait("rsc:t:trunc", &g);
     tap_is_str(res_name(r), "ERROR", "a truncated encoding is ERROR");
     r = get_wait("rsc:t:list", &g);
-    tap_is_str(res_name(r), "ERROR", "a key of another type is ERROR");
+    tap_is_str(res_name(r), "MISS", "a key of another type reads nil in "
+               "MGET: a MISS");
+    store_set(st, "rsc:t:list", 10, e, 10000);
+    r = get_wait("rsc:t:list", &g);
+    tap_is_str(res_name(r), "HIT", "and a set replaces it");
+    free(g.enc);
     tap_is_str(st->ops->state(st), "ok", "bad values keep the connection");
     store_set(st, "rsc:t:after", 11, e, 10000);
     r = get_wait("rsc:t:after", &g);
     tap_is_str(res_name(r), "HIT", "and the store still works");
     free(g.enc);
     centry_decref(e);
+}
+
+static void check_gens(redisContext *side)
+{
+    static const char key[] = "rsc:g:k", p1[] = "lcg:1:gen:rsc-p1",
+                      p2[] = "lcg:1:gen:rsc-p2", bad[] = "lcg:1:gen:rsc-bad";
+    static const char *const bad_values[] = {
+        "12x", "-1", "", " 1", "1.5", "+1", "18446744073709551616",
+        "99999999999999999999999",
+    };
+    struct centry *e = sample_entry(300);
+    char *want, val[64];
+    size_t want_len, i;
+    long long mget0, get0;
+    struct got g;
+    int r, all_error = 1;
+
+    side_int(side, "DEL %s", STORE_GEN_ALL);
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_MISS && g.have_gens && g.gens.proj == 0 &&
+               g.gens.all == 0,
+           "a MISS carries the generations, 0 while never bumped");
+    st->ops->bump(st, STORE_GEN_ALL);
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_MISS && g.gens.all == 1 && g.gens.proj == 0,
+           "a bump of the global generation makes it 1, the project's "
+           "stays 0 (%" PRIu64 "/%" PRIu64 ")", g.gens.proj, g.gens.all);
+    st->ops->bump(st, p1);
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_MISS && g.gens.proj == 1 && g.gens.all == 1,
+           "a bump of the project's generation makes it 1 (%" PRIu64
+           "/%" PRIu64 ")", g.gens.proj, g.gens.all);
+    st->ops->bump(st, p1);
+    st->ops->bump(st, STORE_GEN_ALL);
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_MISS && g.gens.proj == 2 && g.gens.all == 2,
+           "and 2 after a second bump of each (%" PRIu64 "/%" PRIu64 ")",
+           g.gens.proj, g.gens.all);
+    r = get_wait_on(st, key, p2, &g);
+    tap_ok(r == STORE_MISS && g.gens.proj == 0 && g.gens.all == 2,
+           "another project's generation is independent (%" PRIu64
+           "/%" PRIu64 ")", g.gens.proj, g.gens.all);
+    side_get(side, p1, val, sizeof(val));
+    tap_is_str(val, "2", "the counter is a plain integer in Redis (INCR)");
+
+    e->gen_proj = 2;
+    e->gen_all = 2;
+    want = centry_encode(e, &want_len);
+    store_set(st, key, sizeof(key) - 1, e, 10000);
+    sync_store(st);
+    mget0 = side_calls(side, "mget");
+    get0 = side_calls(side, "get");
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_HIT && g.enc != NULL && g.enc_len == want_len &&
+               memcmp(g.enc, want, want_len) == 0 && g.have_gens &&
+               g.gens.proj == 2 && g.gens.all == 2,
+           "a HIT carries the entry, with its own stamp, and the current "
+           "generations");
+    tap_ok(side_calls(side, "mget") == mget0 + 1 &&
+               side_calls(side, "get") == get0,
+           "in one round trip: one MGET and nothing else");
+    free(g.enc);
+    free(want);
+    r = get_wait_on(st, key, NULL, &g);
+    tap_ok(r == STORE_HIT && g.gens.proj == 0 && g.gens.all == 2,
+           "without a project generation name its counter reads 0");
+    free(g.enc);
+
+    for (i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+        side_ok(side, "SET %b %b", bad, sizeof(bad) - 1, bad_values[i],
+                strlen(bad_values[i]));
+        r = get_wait_on(st, key, bad, &g);
+        free(g.enc);
+        if (r != STORE_ERROR || g.have_gens) {
+            all_error = 0;
+            printf("# counter \"%s\" read as %s\n", bad_values[i],
+                   res_name(r));
+        }
+    }
+    tap_ok(all_error, "a project counter that is not a decimal 64-bit "
+           "number makes the get an ERROR (%zu values)", i);
+    side_ok(side, "SET %b %b", bad, sizeof(bad) - 1, "18446744073709551615",
+            20);
+    r = get_wait_on(st, key, bad, &g);
+    free(g.enc);
+    tap_ok(r == STORE_HIT && g.gens.proj == UINT64_MAX,
+           "the largest 64-bit counter reads as such");
+    side_ok(side, "SET %b %b", STORE_GEN_ALL, sizeof(STORE_GEN_ALL) - 1,
+            "x", 1);
+    r = get_wait_on(st, key, p1, &g);
+    tap_is_str(res_name(r), "ERROR", "so does a bad global counter");
+    tap_is_str(st->ops->state(st), "ok", "bad counters keep the connection");
+    st->ops->bump(st, STORE_GEN_ALL);   /* INCR of "x": an error reply */
+    sync_store(st);
+    tap_is_str(st->ops->state(st), "ok",
+               "a bump of a counter that is not a number fails harmlessly");
+    side_ok(side, "SET %b %b", STORE_GEN_ALL, sizeof(STORE_GEN_ALL) - 1,
+            "2", 1);
+    r = get_wait_on(st, key, p1, &g);
+    free(g.enc);
+    tap_ok(r == STORE_HIT && g.gens.all == 2, "and reads work again once "
+           "the counter is a number");
+    centry_decref(e);
+}
+
+static void check_leases(redisContext *side, struct store *st2)
+{
+    static const char name[] = "rsc:lease:a";
+    char v1[128], v2[128];
+    struct lres l;
+    long long pttl;
+    int r;
+
+    side_int(side, "DEL %s", name);
+    r = lease_wait(st, name, 400, &l);
+    tap_ok(r == 1, "the first lease on a name is ours (%d)", r);
+    side_get(side, name, v1, sizeof(v1));
+    r = lease_wait(st2, name, 400, &l);
+    tap_ok(r == 0, "another store's lease on it is refused (%d)", r);
+    r = lease_wait(st, name, 400, &l);
+    tap_ok(r == 0, "and so is a second one of the holder's (%d)", r);
+    pttl = side_int(side, "PTTL %s", name);
+    tap_ok(pttl > 0 && pttl <= 400, "the lease has its ttl (PTTL %lld)",
+           pttl);
+    run_for(500);
+    r = lease_wait(st2, name, 400, &l);
+    tap_ok(r == 1, "once it expired, the other store gets it (%d)", r);
+    side_get(side, name, v2, sizeof(v2));
+    tap_ok(strlen(v1) >= 32 && strlen(v2) >= 32 && strcmp(v1, v2) != 0,
+           "the two stores hold leases with different tokens");
+
+    st->ops->lease_renew(st, name, 60000);
+    sync_store(st);
+    pttl = side_int(side, "PTTL %s", name);
+    tap_ok(pttl > 0 && pttl <= 400, "a renewal by a store that does not "
+           "hold the lease does not extend it (PTTL %lld)", pttl);
+    st2->ops->lease_renew(st2, name, 60000);
+    sync_store(st2);
+    pttl = side_int(side, "PTTL %s", name);
+    tap_ok(pttl > 50000, "a renewal by its holder does (PTTL %lld)", pttl);
+    st->ops->lease_release(st, name);
+    sync_store(st);
+    tap_ok(side_int(side, "EXISTS %s", name) == 1,
+           "a release by a store that does not hold it leaves it");
+    st2->ops->lease_release(st2, name);
+    sync_store(st2);
+    tap_ok(side_int(side, "EXISTS %s", name) == 0,
+           "a release by its holder drops it");
+    r = lease_wait(st, name, 60000, &l);
+    tap_ok(r == 1, "and the next taker gets it at once (%d)", r);
+
+    /* Our lease expired and another instance's took its place. */
+    side_ok(side, "SET %b %b PX 1000", name, sizeof(name) - 1, "foreign", 7);
+    st->ops->lease_renew(st, name, 60000);
+    sync_store(st);
+    pttl = side_int(side, "PTTL %s", name);
+    tap_ok(pttl > 0 && pttl <= 1000, "a lease overwritten by another token "
+           "is not extended by us (PTTL %lld)", pttl);
+    st->ops->lease_release(st, name);
+    sync_store(st);
+    side_get(side, name, v1, sizeof(v1));
+    tap_is_str(v1, "foreign", "nor deleted by us");
+    side_int(side, "DEL %s", name);
+}
+
+static struct rec rec1, rec2;    /* st's and st2's events */
+
+static void check_pubsub(redisContext *side, struct store *st2)
+{
+    static const char nul_msg[] = "ev\0nt \xff\r\n";
+    static const char *const seq[] = {"one", "two", "three"};
+    static char big[64 * 1024];
+    struct rec *both[2] = {&rec1, &rec2};
+    redisReply *rep;
+    size_t i;
+    int ok1, ok2, n2;
+
+    st->ops->subscribe(st, rec_cb, &rec1);
+    st2->ops->subscribe(st2, rec_cb, &rec2);
+    tap_ok(subs_live(side, both, 2, 5000),
+           "both stores' subscriptions come up");
+    tap_ok(wait_numsub(side, 2, 2000), "with one subscriber connection each");
+
+    st->ops->publish(st, nul_msg, sizeof(nul_msg) - 1);
+    wait_int(&rec1.msgs, 1, 2000);
+    wait_int(&rec2.msgs, 1, 2000);
+    tap_ok(rec_has(&rec1, 0, nul_msg, sizeof(nul_msg) - 1) &&
+               rec_has(&rec2, 0, nul_msg, sizeof(nul_msg) - 1),
+           "a message with a NUL byte reaches both subscribers, its "
+           "publisher included, byte for byte");
+    for (i = 0; i < sizeof(big); i++)
+        big[i] = (char)(i * 31 + 7);
+    st2->ops->publish(st2, big, sizeof(big));
+    wait_int(&rec1.msgs, 2, 2000);
+    wait_int(&rec2.msgs, 2, 2000);
+    tap_ok(rec_has(&rec1, 1, big, sizeof(big)) &&
+               rec_has(&rec2, 1, big, sizeof(big)),
+           "a 64 KiB message from the other store arrives byte for byte");
+    big[0] ^= 1;
+    st->ops->publish(st, big, sizeof(big));
+    wait_int(&rec1.msgs, 3, 2000);
+    wait_int(&rec2.msgs, 3, 2000);
+    tap_ok(rec_has(&rec1, 2, big, sizeof(big)) &&
+               rec_has(&rec2, 2, big, sizeof(big)),
+           "and one from this store to the other");
+    st->ops->publish(st, "", 0);
+    for (i = 0; i < 3; i++)
+        st2->ops->publish(st2, seq[i], strlen(seq[i]));
+    wait_int(&rec1.msgs, 7, 2000);
+    wait_int(&rec2.msgs, 7, 2000);
+    ok1 = ok2 = 1;
+    for (i = 0; i < 3; i++) {
+        ok1 &= rec_has(&rec1, 4 + (int)i, seq[i], strlen(seq[i]));
+        ok2 &= rec_has(&rec2, 4 + (int)i, seq[i], strlen(seq[i]));
+    }
+    tap_ok(rec_has(&rec1, 3, "", 0) && rec_has(&rec2, 3, "", 0),
+           "an empty message arrives empty");
+    tap_ok(ok1 && ok2, "messages of one publisher arrive in order");
+    tap_ok(rec1.losses == 0 && rec2.losses == 0, "no loss was reported");
+
+    /* The command connections go: the subscriptions stay. */
+    rep = redisCommand(side, "CLIENT KILL TYPE normal SKIPME yes");
+    tap_ok(rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+               rep->integer >= 2,
+           "the server closes both command connections");
+    freeReplyObject(rep);
+    side_int(side, "PUBLISH " CHANNEL " %s", "after-kill");
+    wait_int(&rec1.msgs, 8, 2000);
+    wait_int(&rec2.msgs, 8, 2000);
+    tap_ok(rec_has(&rec1, 7, "after-kill", 10) &&
+               rec_has(&rec2, 7, "after-kill", 10) && rec1.losses == 0 &&
+               rec2.losses == 0,
+           "the subscriptions do not depend on the command connections");
+    {
+        struct store_state w1 = {st, "ok"}, w2 = {st2, "ok"};
+
+        tap_ok(run_until(store_state_is, &w1, 3000) &&
+                   run_until(store_state_is, &w2, 3000),
+               "the command connections come back");
+    }
+
+    /* The subscriber connections go. */
+    rep = redisCommand(side, "CLIENT KILL TYPE pubsub");
+    tap_ok(rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+               rep->integer >= 2,
+           "the server closes both subscriber connections");
+    freeReplyObject(rep);
+    wait_int(&rec1.losses, 1, (int)timeout_ms + 2000);
+    wait_int(&rec2.losses, 1, (int)timeout_ms + 2000);
+    tap_ok(rec1.losses == 1 && rec2.losses == 1 && rec1.bad_len == 0 &&
+               rec2.bad_len == 0,
+           "each store's callback hears of the loss: (NULL, 0)");
+    tap_is_str(st->ops->state(st), "ok",
+               "the command connection does not depend on it");
+    tap_ok(subs_live(side, both, 2, 5000),
+           "the subscriptions come back by themselves");
+    tap_ok(rec1.losses == 1 && rec2.losses == 1, "one report per loss");
+    st->ops->publish(st, "back", 4);
+    wait_int(&rec1.msgs, 9, 2000);
+    wait_int(&rec2.msgs, 9, 2000);
+    tap_ok(rec_has(&rec1, 8, "back", 4) && rec_has(&rec2, 8, "back", 4),
+           "a later publish is delivered again");
+
+    /* Unsubscribe. */
+    st2->ops->subscribe(st2, NULL, NULL);
+    tap_ok(wait_numsub(side, 1, 2000),
+           "subscribe(NULL) closes the subscriber connection");
+    n2 = rec2.msgs;
+    st->ops->publish(st, "only-1", 6);
+    wait_int(&rec1.msgs, 10, 2000);
+    sync_store(st2);
+    run_for(50);
+    tap_ok(rec_has(&rec1, 9, "only-1", 6) && rec2.msgs == n2 &&
+               rec2.losses == 1,
+           "and its callback hears nothing more, no loss either");
+    st2->ops->subscribe(st2, rec_cb, &rec2);
+    tap_ok(subs_live(side, &both[1], 1, 5000), "subscribing again works");
+}
+
+/* Store free and unsubscribe from event callbacks. */
+struct evcb {
+    struct store *s;
+    int mode;                    /* 0 free, 1 unsubscribe, 2 free on loss */
+    int msgs, losses;
+};
+
+static void evcb_cb(void *arg, const char *msg, size_t len)
+{
+    struct evcb *f = arg;
+
+    if (msg == NULL)
+        f->losses++;
+    else
+        f->msgs++;
+    if (f->mode == 1 && msg != NULL) {
+        f->s->ops->subscribe(f->s, NULL, NULL);
+        /* and the store still works from here */
+        f->s->ops->publish(f->s, "from-cb", 7);
+    } else if ((f->mode == 0 && msg != NULL) || (f->mode == 2 && !msg)) {
+        f->s->ops->free(f->s);
+        f->s = NULL;
+    }
+}
+
+static void check_free_in_event_callbacks(const char *url,
+                                          redisContext *side)
+{
+    struct evcb f0 = {0}, f1 = {0}, f2 = {0};
+    const int *cnt[1];
+    struct store_state w;
+    long long subs = side_numsub(side);
+
+    f0.s = open_store(url);
+    f0.s->ops->subscribe(f0.s, evcb_cb, &f0);
+    cnt[0] = &f0.msgs;
+    probe_until(side, 1, cnt, 5000);
+    tap_ok(f0.msgs == 1 && f0.s == NULL, "an event callback may free the "
+           "store");
+    probe_until(side, 1, cnt, 300);
+    tap_ok(f0.msgs == 1 && f0.losses == 0 && wait_numsub(side, subs, 2000),
+           "its subscription is closed, no call comes after");
+
+    f1.s = open_store(url);
+    w.s = f1.s;
+    w.want = "ok";
+    run_until(store_state_is, &w, 5000);
+    f1.mode = 1;
+    f1.s->ops->subscribe(f1.s, evcb_cb, &f1);
+    cnt[0] = &f1.msgs;
+    probe_until(side, 1, cnt, 5000);
+    tap_ok(f1.msgs == 1, "an event callback may unsubscribe");
+    probe_until(side, 1, cnt, 300);
+    tap_ok(f1.msgs == 1 && f1.losses == 0 && wait_numsub(side, subs, 2000),
+           "its subscription is closed, no call comes after");
+    f1.s->ops->free(f1.s);
+
+    f2.mode = 2;
+    f2.s = open_store("unix:///nonexistent/r.sock");
+    f2.s->ops->subscribe(f2.s, evcb_cb, &f2);
+    tap_ok(f2.losses == 0, "a subscription's loss is never reported from "
+           "within subscribe()");
+    wait_int(&f2.losses, 1, (int)timeout_ms + 2000);
+    tap_ok(f2.losses == 1 && f2.s == NULL, "a subscription that cannot "
+           "connect is reported lost; that callback may free the store");
+    run_for(300);
+    tap_ok(f2.losses == 1, "no call comes after");
+}
+
+/* A lease callback frees the store; the leases behind it are -1, once. */
+struct lfree {
+    struct store *s;
+    int calls, got;
+};
+
+static void lease_free_cb(void *arg, int got)
+{
+    struct lfree *f = arg;
+
+    f->calls++;
+    f->got = got;
+    f->s->ops->free(f->s);
+}
+
+static void check_free_in_lease_callback(const char *url)
+{
+    struct lfree f = {0};
+    struct lres l[3];
+    struct store_state w;
+    char name[64];
+    int i, ok = 1;
+
+    f.s = open_store(url);
+    w.s = f.s;
+    w.want = "ok";
+    run_until(store_state_is, &w, 5000);
+    snprintf(name, sizeof(name), "rsc:lease:f:%ld", (long)getpid());
+    f.s->ops->lease(f.s, name, 1000, lease_free_cb, &f);
+    for (i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "rsc:lease:f:%ld:%d", (long)getpid(),
+                 i);
+        lease_start(f.s, name, 1000, &l[i]);
+    }
+    run_for(100);
+    for (i = 0; i < 3; i++)
+        ok &= l[i].calls == 1 && l[i].got == -1;
+    tap_ok(f.calls == 1 && f.got == 1 && ok, "a lease callback may free the "
+           "store; the leases behind it are -1, each once");
 }
 
 static void check_purge(redisContext *side)
@@ -490,7 +1175,7 @@ static void check_shedding(void)
 
     get_wait("rsc:t:none", &g);  /* every earlier reply is in */
     for (i = 0; i < 10005; i++)
-        store_get(st, "rsc:t:none", 10, tally_cb, &t);
+        store_get(st, "rsc:t:none", 10, GEN_T, tally_cb, &t);
     at_once = t.calls;
     tap_ok(at_once == 5 && t.res[STORE_ERROR] == 5,
            "with 10000 commands in flight, more gets are ERROR at once "
@@ -504,18 +1189,29 @@ static void check_shedding(void)
 static void check_free_pending(void)
 {
     struct tally t = {0};
-    int i;
+    struct lres l[20];
+    int i, leases_ok = 1, losses = rec1.losses;
 
     for (i = 0; i < 50; i++)
-        store_get(st, "rsc:t:none", 10, tally_cb, &t);
-    tap_ok(t.calls == 0, "50 gets are in flight");
+        store_get(st, "rsc:t:none", 10, GEN_T, tally_cb, &t);
+    for (i = 0; i < 20; i++)
+        lease_start(st, "rsc:lease:pending", 1000, &l[i]);
+    tap_ok(t.calls == 0 && l[0].calls == 0,
+           "50 gets and 20 leases are in flight");
     st->ops->free(st);
     st = NULL;
     tap_ok(t.calls == 50 && t.res[STORE_ERROR] == 50,
            "store free answers each pending get once, with ERROR (%d)",
            t.calls);
+    for (i = 0; i < 20; i++)
+        leases_ok &= l[i].calls == 1 && l[i].got == -1;
+    tap_ok(leases_ok, "and each pending lease once, with -1");
     event_base_loop(base, EVLOOP_NONBLOCK);
-    tap_ok(t.calls == 50, "and nothing answers them again");
+    for (i = 0; i < 20; i++)
+        leases_ok &= l[i].calls == 1;
+    tap_ok(t.calls == 50 && leases_ok, "and nothing answers them again");
+    tap_ok(rec1.losses == losses, "its subscription is closed without a "
+           "loss report");
     tap_ok(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
                                                EVENT_BASE_COUNT_ACTIVE) == 0,
            "the store left no event on the base");
@@ -526,11 +1222,12 @@ struct freer {
     struct tally t;
 };
 
-static void free_in_cb(void *arg, enum store_res res, struct centry *e)
+static void free_in_cb(void *arg, enum store_res res, struct centry *e,
+                       const struct gens *g)
 {
     struct freer *f = arg;
 
-    tally_cb(&f->t, res, e);
+    tally_cb(&f->t, res, e, g);
     f->s->ops->free(f->s);
 }
 
@@ -543,9 +1240,9 @@ static void check_free_in_callback(const char *url)
 
     st = f.s = open_store(url);
     run_until(state_is, "ok", 5000);
-    store_get(f.s, "rsc:t:none", 10, free_in_cb, &f);
+    store_get(f.s, "rsc:t:none", 10, GEN_T, free_in_cb, &f);
     for (i = 0; i < 3; i++)
-        store_get(f.s, "rsc:t:none", 10, tally_cb, &t);
+        store_get(f.s, "rsc:t:none", 10, GEN_T, tally_cb, &t);
     st = keep;
     run_for(100);
     tap_ok(f.t.calls == 1 && f.t.res[STORE_MISS] == 1 && t.calls == 3 &&
@@ -557,6 +1254,8 @@ static void check_free_in_callback(const char *url)
 static int mode_normal(const char *url)
 {
     redisContext *side;
+    struct store *st2;
+    struct store_state w;
     struct centry *e;
     struct got g;
 
@@ -564,11 +1263,24 @@ static int mode_normal(const char *url)
     st = open_store(url);
     tap_ok(run_until(state_is, "ok", 5000), "the store connects");
     side = side_open(url);
+    st2 = open_store(url);       /* another instance */
+    w.s = st2;
+    w.want = "ok";
+    tap_ok(run_until(store_state_is, &w, 5000), "a second store connects");
     check_roundtrip();
     check_bad_values(side);
+    check_gens(side);
+    check_leases(side, st2);
+    check_pubsub(side, st2);
+    st2->ops->free(st2);
+    tap_ok(wait_numsub(side, 1, 2000) && rec2.losses == 1,
+           "a store freed while subscribed closes its subscription "
+           "without a loss report");
     check_purge(side);
-    check_shedding();
+    check_shedding();            /* while st is subscribed */
     check_free_in_callback(url);
+    check_free_in_event_callbacks(url, side);
+    check_free_in_lease_callback(url);
 
     /* The harness checks that this landed in the database of the URL. */
     e = sample_entry(8);
@@ -579,7 +1291,10 @@ static int mode_normal(const char *url)
     free(g.enc);
 
     check_free_pending();
+    tap_ok(wait_numsub(side, 0, 2000), "no subscriber is left");
     redisFree(side);
+    rec_clear(&rec1);
+    rec_clear(&rec2);
     return 0;
 }
 
@@ -587,29 +1302,37 @@ static int mode_pause(const char *url)
 {
     struct centry *e = sample_entry(32);
     struct got g[5], late;
+    struct lres l;
+    struct rec ev = {0}, *evp = &ev;
     redisContext *side;
-    char ms[24];
-    int i, all_error = 1, r;
-    int64_t worst = 0;
+    redisReply *rep;
+    char ms[24], lname[64];
+    int i, all_error = 1, r, losses;
+    int64_t worst = 0, t0, took;
 
+    snprintf(lname, sizeof(lname), "rsc:lease:pause:%ld", (long)getpid());
     st = open_store(url);
     tap_ok(run_until(state_is, "ok", 5000), "the store connects");
     store_set(st, "rsc:pause", 9, e, 60000);
     r = get_wait("rsc:pause", &g[0]);
     free(g[0].enc);
     tap_is_str(res_name(r), "HIT", "get works before the pause");
-
     side = side_open(url);
+    st->ops->subscribe(st, rec_cb, &ev);
+    tap_ok(subs_live(side, &evp, 1, 5000), "the subscription comes up");
+
     snprintf(ms, sizeof(ms), "%u", 5 * timeout_ms);
-    redisReply *rep = redisCommand(side, "CLIENT PAUSE %s ALL", ms);
+    rep = redisCommand(side, "CLIENT PAUSE %s ALL", ms);
     tap_ok(rep != NULL && rep->type == REDIS_REPLY_STATUS,
            "redis is paused for %s ms", ms);
     freeReplyObject(rep);
-    redisFree(side);
 
     for (i = 0; i < 5; i++)
         get_start("rsc:pause", 9, &g[i]);
+    lease_start(st, lname, 1000, &l);
     store_set(st, "rsc:pause2", 10, e, 60000);
+    st->ops->bump(st, GEN_T);
+    st->ops->publish(st, "paused", 6);
     for (i = 0; i < 5; i++) {
         run_until(got_done, &g[i], (int)timeout_ms + 2000);
         all_error &= g[i].calls == 1 && g[i].res == STORE_ERROR;
@@ -619,26 +1342,35 @@ static int mode_pause(const char *url)
     tap_ok(all_error, "gets to a paused redis are ERROR");
     tap_ok(worst <= timeout_ms + 50, "within the deadline (%lld ms, "
            "deadline %u ms)", (long long)worst, timeout_ms);
+    run_until(lres_done, &l, (int)timeout_ms + 2000);
+    tap_ok(l.calls == 1 && l.got == -1 && lres_ms(&l) <= timeout_ms + 50,
+           "a lease is -1 within the deadline too (%lld ms)",
+           (long long)lres_ms(&l));
     tap_is_str(st->ops->state(st), "down", "the store is down after it");
     get_start("rsc:pause", 9, &late);
     tap_ok(late.calls == 1 && late.res == STORE_ERROR,
            "while down a get is answered at once");
+    lease_start(st, lname, 1000, &l);
+    tap_ok(l.calls == 1 && l.got == -1, "and so is a lease, with -1");
 
     tap_ok(run_until(state_is, "ok", 5 * (int)timeout_ms + 8000),
            "the store reconnects once the pause ends");
     r = get_wait("rsc:pause", &late);
     free(late.enc);
     tap_is_str(res_name(r), "HIT", "and reads again");
+    r = lease_wait(st, lname, 1000, &l);
+    tap_ok(r == 1, "and takes leases again (%d)", r);
+    st->ops->lease_release(st, lname);
 
     /* A connection the server closes: the gets on it fail, the store
-     * comes back by itself. */
+     * comes back by itself; the subscription is another connection. */
+    tap_ok(subs_live(side, &evp, 1, 15000), "the subscription is live");
+    losses = ev.losses;
     get_start("rsc:pause", 9, &g[0]);
-    side = side_open(url);
     rep = redisCommand(side, "CLIENT KILL TYPE normal SKIPME yes");
     tap_ok(rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
                rep->integer >= 1, "the server closes the store's connection");
     freeReplyObject(rep);
-    redisFree(side);
     run_until(got_done, &g[0], (int)timeout_ms + 2000);
     tap_ok(g[0].calls == 1 && g[0].res == STORE_ERROR,
            "a get on a connection the server closed is ERROR");
@@ -646,7 +1378,82 @@ static int mode_pause(const char *url)
     r = get_wait("rsc:pause", &late);
     free(late.enc);
     tap_is_str(res_name(r), "HIT", "and reads again");
+    tap_ok(subs_live(side, &evp, 1, 2000) && ev.losses == losses,
+           "the subscription did not notice");
+
+    /* A server that stops answering while the subscriber connection is
+     * idle: the heartbeat notices. */
+    snprintf(ms, sizeof(ms), "%d", HEARTBEAT_MS + 1000);
+    t0 = mono_ms();
+    rep = redisCommand(side, "CLIENT PAUSE %s ALL", ms);
+    tap_ok(rep != NULL && rep->type == REDIS_REPLY_STATUS,
+           "redis is paused for %s ms", ms);
+    freeReplyObject(rep);
+    wait_int(&ev.losses, losses + 1, HEARTBEAT_MS + 1000);
+    took = mono_ms() - t0;
+    tap_ok(ev.losses == losses + 1 &&
+               took <= HEARTBEAT_MS + (int)timeout_ms + 300,
+           "the subscription's loss is reported within the heartbeat "
+           "interval and its deadline (%lld ms)", (long long)took);
+    run_for((int)(t0 + HEARTBEAT_MS + 1100 - mono_ms()));
+    tap_ok(subs_live(side, &evp, 1, 15000),
+           "the subscription comes back after the pause");
+    tap_ok(ev.losses == losses + 1 && ev.bad_len == 0,
+           "one report for that outage (%d)", ev.losses - losses);
+    tap_is_str(st->ops->state(st), "ok", "the command connection, idle "
+               "meanwhile, is ok");
     st->ops->free(st);
+    redisFree(side);
+    rec_clear(&ev);
+    centry_decref(e);
+    return 0;
+}
+
+static int mode_restart(const char *url)
+{
+    struct centry *e = sample_entry(32);
+    struct rec ev = {0}, *evp = &ev;
+    redisContext *side;
+    struct got g;
+    struct lres l;
+    int r;
+
+    st = open_store(url);
+    tap_ok(run_until(state_is, "ok", 5000), "the store connects");
+    side = side_open(url);
+    st->ops->subscribe(st, rec_cb, &ev);
+    tap_ok(subs_live(side, &evp, 1, 5000), "the subscription comes up");
+    redisFree(side);
+    st->ops->bump(st, GEN_T);
+    store_set(st, "rsc:restart", 11, e, 60000);
+    r = get_wait("rsc:restart", &g);
+    free(g.enc);
+    tap_ok(r == STORE_HIT && g.gens.proj == 1, "an entry and a generation "
+           "are stored");
+
+    printf("# restart the server now\n");
+    fflush(stdout);
+    wait_int(&ev.losses, 1, 10000);
+    tap_ok(ev.losses == 1 && ev.bad_len == 0, "the subscription's loss is "
+           "reported when the server goes away");
+    /* both connections see EOF, in either order; the reconnect backoff
+     * (>= 100 ms) keeps "down" visible to this 2 ms poll */
+    tap_ok(run_until(state_is, "down", 5000),
+           "the command connection notices it too");
+    tap_ok(run_until(state_is, "ok", 20000),
+           "the store reconnects to the restarted server");
+    side = side_open(url);
+    tap_ok(subs_live(side, &evp, 1, 15000), "the subscription comes back: "
+           "a publish is delivered again");
+    tap_ok(ev.losses == 1, "one report for that outage (%d)", ev.losses);
+    r = get_wait("rsc:restart", &g);
+    tap_ok(r == STORE_MISS && g.gens.proj == 0 && g.gens.all == 0,
+           "the server kept nothing: a MISS with the generations at 0");
+    r = lease_wait(st, "rsc:lease:restart", 1000, &l);
+    tap_ok(r == 1, "leases work again (%d)", r);
+    st->ops->free(st);
+    redisFree(side);
+    rec_clear(&ev);
     centry_decref(e);
     return 0;
 }
@@ -655,10 +1462,14 @@ static int mode_hang(const char *url)
 {
     struct centry *e = sample_entry(32);
     struct got g;
-    int n = 0, errors = 0, was_ok = 0;
-    int64_t worst = 0, end = mono_ms() + 1500;
+    struct lres l;
+    struct rec ev = {0};
+    int n = 0, errors = 0, lerrors = 0, was_ok = 0;
+    int64_t worst = 0, lworst = 0, t_sub, end = mono_ms() + 1500;
 
     st = open_store(url);
+    t_sub = mono_us();
+    st->ops->subscribe(st, rec_cb, &ev);
     st->ops->purge(st, "rsc:");
     while (mono_ms() < end) {
         get_start("rsc:hang", 8, &g);
@@ -667,7 +1478,16 @@ static int mode_hang(const char *url)
         errors += g.calls == 1 && g.res == STORE_ERROR;
         if (got_ms(&g) > worst)
             worst = got_ms(&g);
+        lease_start(st, "rsc:lease:hang", 1000, &l);
+        run_until(lres_done, &l, (int)timeout_ms + 2000);
+        lerrors += l.calls == 1 && l.got == -1;
+        if (lres_ms(&l) > lworst)
+            lworst = lres_ms(&l);
         store_set(st, "rsc:hang", 8, e, 1000);
+        st->ops->bump(st, GEN_T);
+        st->ops->publish(st, "hang", 4);
+        st->ops->lease_renew(st, "rsc:lease:hang", 1000);
+        st->ops->lease_release(st, "rsc:lease:hang");
         was_ok |= state_is("ok");
         run_for(100);
     }
@@ -675,9 +1495,18 @@ static int mode_hang(const char *url)
            "(%d of %d)", errors, n);
     tap_ok(worst <= timeout_ms + 50, "within %u ms + 50 ms (worst %lld ms)",
            timeout_ms, (long long)worst);
+    tap_ok(lerrors == n && lworst <= timeout_ms + 50, "every lease is -1 "
+           "(%d of %d), within the deadline (worst %lld ms)", lerrors, n,
+           (long long)lworst);
+    tap_ok(ev.losses == 1 && ev.bad_len == 0 &&
+               (ev.first_loss_us - t_sub) / 1000 <= timeout_ms + 50,
+           "the subscription is reported lost once (%d), within the "
+           "handshake deadline (%lld ms)", ev.losses,
+           (long long)((ev.first_loss_us - t_sub) / 1000));
     tap_ok(!was_ok, "the store never claims to be ok");
     tap_is_str(st->ops->state(st), "down", "it reports down");
     st->ops->free(st);
+    rec_clear(&ev);
     centry_decref(e);
     return 0;
 }
@@ -686,19 +1515,37 @@ static int mode_down(const char *url)
 {
     struct rusage r0, r1;
     struct got g;
-    int64_t cpu_us;
+    struct lres l;
+    struct rec ev = {0};
+    int64_t cpu_us, t_sub;
 
     st = open_store(url);
+    t_sub = mono_us();
+    st->ops->subscribe(st, rec_cb, &ev);
     get_start("rsc:down", 8, &g);
     run_until(got_done, &g, 2000);
     tap_ok(g.calls == 1 && g.res == STORE_ERROR && got_ms(&g) <= 5,
            "a get right after start is ERROR at once (%lld ms)",
            (long long)got_ms(&g));
+    lease_start(st, "rsc:lease:down", 1000, &l);
+    tap_ok(l.calls == 1 && l.got == -1,
+           "a lease right after start is -1 before lease() returns");
     tap_ok(run_until(state_is, "down", (int)timeout_ms + 1000),
            "the store reports down");
     get_start("rsc:down", 8, &g);
     tap_ok(g.calls == 1 && g.res == STORE_ERROR,
            "a get while down is answered before store_get returns");
+    lease_start(st, "rsc:lease:down", 1000, &l);
+    tap_ok(l.calls == 1 && l.got == -1,
+           "a lease while down is -1 before lease() returns");
+    st->ops->bump(st, GEN_T);
+    st->ops->publish(st, "down", 4);
+    st->ops->lease_renew(st, "rsc:lease:down", 1000);
+    st->ops->lease_release(st, "rsc:lease:down");
+    wait_int(&ev.losses, 1, (int)timeout_ms + 1000);
+    tap_ok(ev.losses == 1 && ev.bad_len == 0,
+           "the subscription is reported lost (after %lld ms)",
+           (long long)((ev.first_loss_us - t_sub) / 1000));
 
     getrusage(RUSAGE_SELF, &r0);
     run_for(1000);
@@ -710,7 +1557,10 @@ static int mode_down(const char *url)
     tap_ok(cpu_us < 50000, "1 s of idle loop while down costs < 50 ms CPU "
            "(%lld us)", (long long)cpu_us);
     tap_is_str(st->ops->state(st), "down", "still down");
+    tap_ok(ev.losses == 1, "the subscription's loss was reported once, "
+           "not on every failed reconnect (%d)", ev.losses);
     st->ops->free(st);
+    rec_clear(&ev);
     return 0;
 }
 
@@ -720,7 +1570,8 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: %s URL normal|pause|hang|down [TIMEOUT_MS]\n",
+        fprintf(stderr, "usage: %s URL normal|pause|restart|hang|down "
+                "[TIMEOUT_MS]\n",
                 argv[0]);
         return 2;
     }
@@ -736,6 +1587,8 @@ int main(int argc, char **argv)
         rc = mode_normal(url);
     else if (strcmp(mode, "pause") == 0)
         rc = mode_pause(url);
+    else if (strcmp(mode, "restart") == 0)
+        rc = mode_restart(url);
     else if (strcmp(mode, "hang") == 0)
         rc = mode_hang(url);
     else if (strcmp(mode, "down") == 0)
