@@ -36,3 +36,16 @@ char *ck_build(enum qn_route r, const char *cred, size_t credlen,
     snprintf(key, n, CK_PREFIX "%s:%s:%s", route, tag, canonical);
     return key;
 }
+
+void ck_project_label(const char *project_id, const char *cred, size_t credlen, char *out,
+                      size_t len)
+{
+    char tag[CK_TAG_LEN + 1];
+
+    if (project_id != NULL) {
+        snprintf(out, len, "%s", project_id);
+        return;
+    }
+    ck_cred_tag(cred, credlen, tag);
+    snprintf(out, len, "default:%.16s", tag);
+}

@@ -18,6 +18,12 @@
 /* Hex tag of a credential (CK_TAG_LEN chars + NUL); "anon" for none. */
 void ck_cred_tag(const char *cred, size_t len, char out[CK_TAG_LEN + 1]);
 
+/* The name of a request's project for generations, budgets and holds: its
+ * project_id, else "default:" and a short tag of the credential (whose
+ * key's default project it is). Writes at most len bytes with the NUL. */
+void ck_project_label(const char *project_id, const char *cred, size_t credlen, char *out,
+                      size_t len);
+
 /* "lcg:1:<route>:<tag>:<canonical>", malloc'd; NULL on ENOMEM. */
 char *ck_build(enum qn_route r, const char *cred, size_t credlen,
                const char *canonical);

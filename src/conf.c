@@ -209,6 +209,7 @@ struct loader {
     size_t errlen;
     int failed;
     int key_lines[NKEYS];   /* where each key was set, for later checks */
+    int client_line;        /* the first [client] key's line */
     int key_file_line;
 };
 
@@ -463,6 +464,8 @@ static int handler(void *user, const char *section, const char *key, const char 
     }
     if (quoted(section, "client", name, sizeof(name))) {
         struct conf_client *cl = client_get(l, name);
+        if (l->client_line == 0)
+            l->client_line = l->line;
         return cl ? client_key(l, cl, key, value) : fail(l, "out of memory");
     }
     for (i = 0; i < NKEYS; i++) {
@@ -620,9 +623,9 @@ static int finish(struct loader *l)
         static const uint8_t zero[32];
         if (memcmp(c->clients[i].token_sha256, zero, 32) == 0 || c->clients[i].nprojects +
             (size_t)c->clients[i].all_projects == 0) {
-            snprintf(l->err, l->errlen, "%s: [client \"%s\"] needs token_sha256 and projects",
-                     l->path, c->clients[i].name);
-            return -1;
+            l->line = l->client_line;
+            return fail(l, "[client \"%s\"] needs token_sha256 and projects",
+                        c->clients[i].name), -1;
         }
     }
     if (c->api_key_file) {
@@ -640,6 +643,11 @@ static int finish(struct loader *l)
             n--;
         if (n && (c->api_key = strndup(env, n)) == NULL)
             return -1;
+    }
+    if (c->nclients > 0 && c->api_key == NULL) {
+        l->line = l->client_line;
+        return fail(l, "[client] sections need an upstream key (api_key_file or "
+                    "LLAMA_CLOUD_API_KEY): a client's token is never forwarded"), -1;
     }
     for (i = 0; i < c->nprojects; i++) {
         struct conf_project *p = &c->projects[i];

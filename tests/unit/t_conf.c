@@ -97,6 +97,7 @@ int main(void)
                  "unknown project key");
     expect_error("[client \"c\"]\ntoken_sha256 = abc\n", 2, "64 hex", "short token hash");
 
+    setenv("LLAMA_CLOUD_API_KEY", "llx-for-clients", 1);
     c = load("[server]\nlisten = [::1]:9000\nadmin_listen = unix:/run/lcgate.sock\n"
              "[cache]\nstore = redis\nredis_url = unix:///run/redis.sock\n"
              "memory_max = 1MiB\nprefetch = off ; inline comment\n"
@@ -119,6 +120,10 @@ int main(void)
         tap_ok(conf_project(c, "nope") == NULL, "unknown project has no overrides");
         conf_free(c);
     }
+    unsetenv("LLAMA_CLOUD_API_KEY");
+    expect_error("[client \"c\"]\ntoken_sha256 = "
+                 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+                 "projects = *\n", 2, "need an upstream key", "client tokens need a key");
 
     setenv("LCGATE_SERVER_LISTEN", "127.0.0.1:9999", 1);
     setenv("LCGATE_CACHE_TTL", "5s", 1);

@@ -1,0 +1,18 @@
+/* clients: who may spend the key. With [client] sections configured, every
+ * request must carry Authorization: Bearer <token> whose SHA-256 one of
+ * them names, and may only reach that client's projects. Pure. */
+#ifndef LCGATE_CLIENTS_H
+#define LCGATE_CLIENTS_H
+
+#include "conf.h"
+
+/* The project name a request without project_id uses in `projects`. */
+#define CLIENT_DEFAULT_PROJECT "default"
+
+/* The client whose token the Authorization value carries, or NULL. Every
+ * configured client is compared, in constant time, whatever matches. */
+const struct conf_client *client_find(const struct conf *c, const char *authorization);
+/* May cl use project_id (NULL: the key's default project)? */
+int client_allows(const struct conf_client *cl, const char *project_id);
+
+#endif
