@@ -28,12 +28,17 @@ struct rl_result {
 
 typedef void (*rl_cb)(void *arg, const struct rl_result *r);
 
-/* Pure GCRA on a TAT value, for both paths and the unit tests. */
+/* Pure GCRA on a TAT value, for both paths and the unit tests. The _us
+ * form is exact for any rate (the period rounded to whole microseconds);
+ * the ms form rounds the TAT up, so it never lets more through. */
 void rl_gcra(int64_t *tat_ms, int64_t now_ms, const struct rate *rate, unsigned burst,
              struct rl_result *out);
+void rl_gcra_us(int64_t *tat_us, int64_t now_us, uint64_t period_us, unsigned burst,
+                struct rl_result *out);
 
 /* store may be NULL or a memory store: decisions are then local. max_keys
- * bounds the local table (least recently used keys go first). */
+ * bounds the local table (least recently used keys go first). NULL when
+ * out of memory; rl_take and rl_peek on NULL allow the request. */
 struct ratelimiter *rl_new(struct store *store, size_t max_keys);
 void rl_free(struct ratelimiter *rl);
 

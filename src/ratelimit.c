@@ -1,0 +1,454 @@
+/* ratelimit: GCRA in integer microseconds. The period T of a rate is
+ * window_s * 1e6 / count rounded to the nearest microsecond, at least 1 us
+ * (so rates above 10^6/s count as 10^6/s) and at most MAX_PERIOD_US; it is
+ * also what the store's gcra op receives, so that the shared and the local
+ * decisions quantize alike. Durations given back are whole milliseconds
+ * rounded up, so that a client waiting retry_after_ms is never early.
+ *
+ * The local table maps key -> TAT (monotonic us) in a hash table on an LRU
+ * list of at most max_keys keys. Forgetting a key is always safe: it comes
+ * back with a full bucket, which is what a key idle long enough has. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_store.h"
+#include "clock.h"
+#include "log.h"
+#include "ratelimit.h"
+
+/* Bounds on T (some 31 years) and on tau (2^61 us, some 73,000 years), so
+ * that TAT arithmetic on a monotonic clock never overflows; nothing real
+ * is clipped. */
+#define MAX_PERIOD_US ((int64_t)1000000000000000)
+#define MAX_SPAN_US (INT64_MAX / 4)
+#define FRESH_TAT INT64_MIN
+
+struct slot {
+    struct slot *hnext;          /* bucket chain */
+    struct slot *newer, *older;  /* LRU list */
+    uint64_t hash;
+    int64_t tat_us;              /* monotonic */
+    size_t klen;
+    char key[];
+};
+
+/* One decision asked of the store. It owns a copy of the key for the local
+ * fallback, and is listed in the ratelimiter so that rl_free can orphan it
+ * if the store outlives the ratelimiter. */
+struct call {
+    struct call *prev, *next;
+    struct ratelimiter *rl;      /* NULL once orphaned */
+    rl_cb cb;
+    void *arg;
+    uint64_t period_us;
+    unsigned burst;
+    char key[];
+};
+
+struct ratelimiter {
+    struct store *store;
+    struct slot **buckets;
+    size_t nbuckets;             /* a power of two */
+    size_t max_buckets;
+    size_t count, max_keys;
+    struct slot *newest, *oldest;
+    uint64_t seed;
+    struct call *calls;
+    int outage;                  /* the store could not decide; logged */
+    int oom_logged;
+};
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+static int64_t sat_sub(int64_t a, int64_t b)
+{
+    if (b < 0 && a > INT64_MAX + b)
+        return INT64_MAX;
+    if (b > 0 && a < INT64_MIN + b)
+        return INT64_MIN;
+    return a - b;
+}
+
+/* us >= 0 */
+static int64_t ceil_ms(int64_t us)
+{
+    return us / 1000 + (us % 1000 != 0);
+}
+
+static uint64_t period_of(const struct rate *rate)
+{
+    double t;
+
+    /* count > 0 and window_s > 0 are guaranteed by conf; the clamps only
+     * keep a bad value from becoming undefined behaviour. */
+    if (!(rate->count > 0))
+        return MAX_PERIOD_US;
+    t = (double)rate->window_s * 1e6 / rate->count + 0.5;
+    if (!(t >= 1))
+        return 1;
+    if (t >= (double)MAX_PERIOD_US)
+        return MAX_PERIOD_US;
+    return (uint64_t)t;
+}
+
+static int64_t tau_of(int64_t t, unsigned burst)
+{
+    int64_t b1 = burst > 1 ? (int64_t)burst - 1 : 0;
+
+    return b1 > MAX_SPAN_US / t ? MAX_SPAN_US : t * b1;
+}
+
+void rl_gcra_us(int64_t *tat_us, int64_t now_us, uint64_t period_us, unsigned burst,
+                struct rl_result *out)
+{
+    int64_t t = period_us < 1                        ? 1
+                : period_us > (uint64_t)MAX_PERIOD_US ? MAX_PERIOD_US
+                                                      : (int64_t)period_us;
+    int64_t tau = tau_of(t, burst);
+    int64_t ahead = sat_sub(*tat_us, now_us);   /* how far TAT runs ahead of now */
+
+    out->shared = 0;
+    if (ahead > tau) {
+        out->allowed = 0;
+        out->remaining = 0;
+        out->retry_after_ms = ceil_ms(ahead - tau);
+        out->reset_ms = ceil_ms(ahead);
+        return;
+    }
+    if (ahead < 0)
+        ahead = 0;
+    ahead += t;
+    *tat_us = sat_add(now_us, ahead);
+    out->allowed = 1;
+    /* The k-th next request (k = 0, 1, ...) at now passes iff
+     * ahead + k*T <= tau. */
+    out->remaining = ahead > tau ? 0 : (tau - ahead) / t + 1;
+    out->retry_after_ms = 0;
+    out->reset_ms = ceil_ms(ahead);
+}
+
+static int64_t ms_to_us(int64_t ms)
+{
+    if (ms > INT64_MAX / 1000)
+        return INT64_MAX;
+    if (ms < INT64_MIN / 1000)
+        return INT64_MIN;
+    return ms * 1000;
+}
+
+/* The millisecond TAT is exact when T is a whole number of milliseconds.
+ * Otherwise the TAT is rounded up after each request: this never admits
+ * more than the rate, but a period under 1 ms then admits at most one
+ * request per millisecond; rl_take keeps its TATs in microseconds. */
+void rl_gcra(int64_t *tat_ms, int64_t now_ms, const struct rate *rate, unsigned burst,
+             struct rl_result *out)
+{
+    int64_t tat = ms_to_us(*tat_ms);
+
+    rl_gcra_us(&tat, ms_to_us(now_ms), period_of(rate), burst, out);
+    if (out->allowed)
+        *tat_ms = tat / 1000 + (tat % 1000 > 0);
+}
+
+static void uncounted(struct rl_result *out, unsigned burst)
+{
+    out->allowed = 1;
+    out->remaining = burst > 1 ? (int64_t)burst - 1 : 0;
+    out->retry_after_ms = 0;
+    out->reset_ms = 0;
+    out->shared = 0;
+}
+
+static void oom(struct ratelimiter *rl)
+{
+    if (rl->oom_logged)
+        return;
+    rl->oom_logged = 1;
+    log_error("ratelimit: out of memory: requests that cannot be counted are allowed, "
+              "and shared decisions may be made per instance (logged once)");
+}
+
+/* ---- the local table ---- */
+
+static uint64_t hash(const struct ratelimiter *rl, const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL ^ rl->seed;
+
+    while (n--) {
+        h ^= (uint8_t)*p++;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static struct slot **chain(struct ratelimiter *rl, const char *key, size_t klen, uint64_t h)
+{
+    struct slot **pp = &rl->buckets[h & (rl->nbuckets - 1)];
+
+    while (*pp && !((*pp)->hash == h && (*pp)->klen == klen &&
+                    memcmp((*pp)->key, key, klen) == 0))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void lru_unlink(struct ratelimiter *rl, struct slot *s)
+{
+    if (s->newer)
+        s->newer->older = s->older;
+    else
+        rl->newest = s->older;
+    if (s->older)
+        s->older->newer = s->newer;
+    else
+        rl->oldest = s->newer;
+    s->newer = s->older = NULL;
+}
+
+static void lru_push(struct ratelimiter *rl, struct slot *s)
+{
+    s->older = rl->newest;
+    s->newer = NULL;
+    if (rl->newest)
+        rl->newest->newer = s;
+    else
+        rl->oldest = s;
+    rl->newest = s;
+}
+
+static void evict_oldest(struct ratelimiter *rl)
+{
+    struct slot *s = rl->oldest, **pp;
+
+    pp = chain(rl, s->key, s->klen, s->hash);
+    *pp = s->hnext;
+    lru_unlink(rl, s);
+    rl->count--;
+    free(s);
+}
+
+/* Keeps the load at most 1 until the table holds max_keys; a failed
+ * allocation just leaves the chains longer. */
+static void grow(struct ratelimiter *rl)
+{
+    size_t n = rl->nbuckets * 2, i;
+    struct slot **b, *s, *next;
+
+    if (rl->count < rl->nbuckets || rl->nbuckets >= rl->max_buckets)
+        return;
+    if ((b = calloc(n, sizeof(*b))) == NULL)
+        return;
+    for (i = 0; i < rl->nbuckets; i++) {
+        for (s = rl->buckets[i]; s; s = next) {
+            next = s->hnext;
+            s->hnext = b[s->hash & (n - 1)];
+            b[s->hash & (n - 1)] = s;
+        }
+    }
+    free(rl->buckets);
+    rl->buckets = b;
+    rl->nbuckets = n;
+}
+
+static struct slot *find(struct ratelimiter *rl, const char *key)
+{
+    size_t klen = strlen(key);
+
+    return *chain(rl, key, klen, hash(rl, key, klen));
+}
+
+/* key's slot, made most recent, or a new one with a full bucket; NULL
+ * when out of memory. */
+static struct slot *get(struct ratelimiter *rl, const char *key)
+{
+    size_t klen = strlen(key);
+    uint64_t h = hash(rl, key, klen);
+    struct slot **pp = chain(rl, key, klen, h), *s = *pp;
+
+    if (s) {
+        lru_unlink(rl, s);
+        lru_push(rl, s);
+        return s;
+    }
+    if (rl->count >= rl->max_keys) {
+        evict_oldest(rl);
+        pp = chain(rl, key, klen, h);
+    }
+    if ((s = malloc(sizeof(*s) + klen + 1)) == NULL)
+        return NULL;
+    memcpy(s->key, key, klen + 1);
+    s->klen = klen;
+    s->hash = h;
+    s->tat_us = FRESH_TAT;
+    s->hnext = *pp;
+    *pp = s;
+    lru_push(rl, s);
+    rl->count++;
+    grow(rl);
+    return s;
+}
+
+static void decide_local(struct ratelimiter *rl, const char *key, uint64_t period_us,
+                         unsigned burst, struct rl_result *out)
+{
+    struct slot *s = get(rl, key);
+
+    if (s == NULL) {
+        oom(rl);
+        uncounted(out, burst);
+        return;
+    }
+    rl_gcra_us(&s->tat_us, mono_us(), period_us, burst, out);
+}
+
+/* A shared decision also sets the local TAT (Redis's reset is TAT - now on
+ * its clock), so that rl_peek sees the shared budget and an outage starts
+ * from it rather than from a full bucket. */
+static void mirror(struct ratelimiter *rl, const char *key, uint64_t period_us,
+                   unsigned burst, int64_t reset_ms)
+{
+    int64_t t = (int64_t)period_us, cap = tau_of(t, burst) + t;
+    int64_t ahead = reset_ms <= 0 ? 0 : reset_ms > cap / 1000 ? cap : reset_ms * 1000;
+    struct slot *s = get(rl, key);
+
+    if (s)
+        s->tat_us = sat_add(mono_us(), ahead);
+}
+
+/* ---- the API ---- */
+
+struct ratelimiter *rl_new(struct store *store, size_t max_keys)
+{
+    struct ratelimiter *rl = calloc(1, sizeof(*rl));
+
+    if (rl == NULL)
+        return NULL;
+    rl->store = store;
+    rl->max_keys = max_keys ? max_keys : 1;
+    rl->max_buckets = 1;
+    while (rl->max_buckets < rl->max_keys && rl->max_buckets < ((size_t)1 << 30))
+        rl->max_buckets <<= 1;
+    rl->nbuckets = rl->max_buckets < 64 ? rl->max_buckets : 64;
+    if ((rl->buckets = calloc(rl->nbuckets, sizeof(*rl->buckets))) == NULL) {
+        free(rl);
+        return NULL;
+    }
+    rl->seed = (uint64_t)mono_us() ^ (uint64_t)(uintptr_t)rl;
+    return rl;
+}
+
+void rl_free(struct ratelimiter *rl)
+{
+    struct call *c;
+
+    if (rl == NULL)
+        return;
+    for (c = rl->calls; c; c = c->next)
+        c->rl = NULL;
+    while (rl->oldest)
+        evict_oldest(rl);
+    free(rl->buckets);
+    free(rl);
+}
+
+static void on_gcra(void *arg, const struct store_gcra *g)
+{
+    struct call *c = arg;
+    struct ratelimiter *rl = c->rl;
+    struct rl_result r;
+    rl_cb cb = c->cb;
+    void *cbarg = c->arg;
+
+    if (rl) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            rl->calls = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
+    if (g) {
+        r.allowed = g->allowed != 0;
+        r.remaining = g->remaining > 0 ? g->remaining : 0;
+        r.retry_after_ms = r.allowed ? 0 : g->retry_after_ms > 0 ? g->retry_after_ms : 1;
+        r.reset_ms = g->reset_ms > 0 ? g->reset_ms : 0;
+        r.shared = 1;
+        if (rl) {
+            if (rl->outage) {
+                rl->outage = 0;
+                log_info("ratelimit: Redis decides again, budgets are shared by all instances");
+            }
+            mirror(rl, c->key, c->period_us, c->burst, r.reset_ms);
+        }
+    } else if (rl) {
+        if (!rl->outage) {
+            const char *st = rl->store->ops->state ? rl->store->ops->state(rl->store) : NULL;
+
+            rl->outage = 1;
+            log_warn("ratelimit: Redis cannot decide (%s), limiting per instance until it is back",
+                     st && strcmp(st, "ok") != 0 ? st : "error or deadline");
+        }
+        decide_local(rl, c->key, c->period_us, c->burst, &r);
+    } else {
+        /* The ratelimiter is gone: nothing to count with. */
+        uncounted(&r, c->burst);
+    }
+    free(c);
+    cb(cbarg, &r);
+}
+
+void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst,
+             rl_cb cb, void *arg)
+{
+    uint64_t period_us = period_of(rate);
+    struct rl_result r;
+
+    if (burst < 1)
+        burst = 1;
+    if (rl == NULL) {
+        uncounted(&r, burst);
+        cb(arg, &r);
+        return;
+    }
+    if (rl->store && rl->store->ops->gcra) {
+        size_t klen = strlen(key);
+        struct call *c = malloc(sizeof(*c) + klen + 1);
+
+        if (c) {
+            memcpy(c->key, key, klen + 1);
+            c->rl = rl;
+            c->cb = cb;
+            c->arg = arg;
+            c->period_us = period_us;
+            c->burst = burst;
+            /* Listed before the call: the store may answer at once. */
+            c->prev = NULL;
+            c->next = rl->calls;
+            if (rl->calls)
+                rl->calls->prev = c;
+            rl->calls = c;
+            rl->store->ops->gcra(rl->store, key, period_us, burst, on_gcra, c);
+            return;
+        }
+        oom(rl);
+    }
+    decide_local(rl, key, period_us, burst, &r);
+    cb(arg, &r);
+}
+
+int rl_peek(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst)
+{
+    struct slot *s;
+    int64_t t;
+
+    if (rl == NULL || (s = find(rl, key)) == NULL)
+        return 1;
+    t = (int64_t)period_of(rate);
+    return sat_sub(s->tat_us, mono_us()) <= tau_of(t, burst);
+}
