@@ -18,6 +18,7 @@
 #include "http_front.h"
 #include "log.h"
 #include "paging.h"
+#include "ratelimit.h"
 #include "upstream.h"
 
 #define NBUCKETS 4096            /* flights and pending prefetches */
@@ -51,6 +52,7 @@ struct flight {
     char *key;
     size_t klen;
     char *gen_name, *lock_name, *canonical, *cred, *rid, *project_id;
+    char label[256];             /* project label: budgets and holds */
     size_t credlen;
     int injected, no_store, holds_lease, checking;
     struct gens gens;            /* current when the flight began */
@@ -71,6 +73,16 @@ struct pending {
     enum qn_route route;
 };
 
+/* An upstream 429 for a project: its requests wait until until_ms. */
+struct hold {
+    struct hold *next;
+    int64_t until_ms;            /* monotonic */
+    char label[];
+};
+#define NHOLDBUCKETS 256
+#define MAX_HOLDS 10000
+#define MAX_HOLD_MS 300000
+
 struct lookup {
     struct cache *c;
     struct list_query q;
@@ -86,6 +98,8 @@ struct cache {
     struct pending *pending[NBUCKETS];
     struct pending *oldest, *newest;
     size_t npending;
+    struct hold *holds[NHOLDBUCKETS];
+    size_t nholds;
     struct cache_stats stats;
 };
 
@@ -119,6 +133,120 @@ static uint64_t keep_ms(const struct cache *c, const char *project_id)
     return ttl_of(c, project_id) + (swr > sie ? swr : sie);
 }
 
+static struct hold **hold_slot(struct cache *c, const char *label)
+{
+    struct hold **pp = &c->holds[hash(label, strlen(label)) % NHOLDBUCKETS];
+
+    while (*pp && strcmp((*pp)->label, label) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Milliseconds the upstream asked this project to wait for, or 0. */
+static int64_t held_ms(struct cache *c, const char *label)
+{
+    struct hold **pp, *h;
+    int64_t left;
+
+    if (c->nholds == 0)
+        return 0;
+    pp = hold_slot(c, label);
+    if ((h = *pp) == NULL)
+        return 0;
+    left = h->until_ms - mono_ms();
+    if (left > 0)
+        return left;
+    *pp = h->next;
+    free(h);
+    c->nholds--;
+    return 0;
+}
+
+/* The wait an upstream 429 asks for: retry-after-ms, else Retry-After in
+ * seconds, else one second; at most MAX_HOLD_MS. */
+static int64_t retry_hint_ms(const struct up_resp *r)
+{
+    int64_t ms = -1;
+    size_t i;
+
+    for (i = 0; i < r->nheaders; i++) {
+        const char *v = r->headers[i].value;
+        if (strcasecmp(r->headers[i].name, "retry-after-ms") == 0 && v[0] >= '0' && v[0] <= '9')
+            ms = (int64_t)strtod(v, NULL);
+        else if (ms < 0 && strcasecmp(r->headers[i].name, "Retry-After") == 0 &&
+                 v[0] >= '0' && v[0] <= '9')
+            ms = (int64_t)(strtod(v, NULL) * 1000);
+    }
+    if (ms < 0)
+        ms = 1000;
+    return ms > MAX_HOLD_MS ? MAX_HOLD_MS : ms;
+}
+
+void cache_upstream_said_429(struct cache *c, const char *label, const struct up_resp *r)
+{
+    struct hold **pp = hold_slot(c, label), *h = *pp;
+    int64_t until = mono_ms() + retry_hint_ms(r);
+    size_t n = strlen(label);
+
+    if (h == NULL) {
+        if (c->nholds >= MAX_HOLDS || (h = malloc(sizeof(*h) + n + 1)) == NULL)
+            return;
+        memcpy(h->label, label, n + 1);
+        h->next = NULL;
+        h->until_ms = 0;
+        *pp = h;
+        c->nholds++;
+        log_warn("upstream answered 429 for project %s: holding its upstream requests "
+                 "for %lld ms", label, (long long)(until - mono_ms()));
+    }
+    if (until > h->until_ms)
+        h->until_ms = until;
+}
+
+/* ---- the upstream budget ---- */
+
+struct admit_ctx {
+    cache_admit_cb cb;
+    void *arg;
+};
+
+static void on_admit(void *arg, const struct rl_result *r)
+{
+    struct admit_ctx *a = arg;
+
+    a->cb(a->arg, r->allowed, r->allowed ? 0 : r->retry_after_ms);
+    free(a);
+}
+
+void cache_upstream_admit(struct cache *c, const char *label, const char *project_id,
+                          int background, cache_admit_cb cb, void *arg)
+{
+    const struct conf_project *p = conf_project(cf(c), project_id);
+    const struct rate *rate = p && p->has_upstream_rate ? &p->upstream_rate : &cf(c)->upstream_rate;
+    unsigned burst = p && p->has_upstream_burst ? p->upstream_burst : cf(c)->upstream_burst;
+    int64_t held = held_ms(c, label);
+    struct admit_ctx *a;
+    char key[300];
+
+    snprintf(key, sizeof(key), "lcg:1:rl:u:%s", label);
+    if (held > 0) {
+        cb(arg, 0, held);
+        return;
+    }
+    /* Background work only spends what clients leave over. */
+    if (background && !rl_peek(c->gw->rl, key, rate, burst)) {
+        cb(arg, 0, 1000);
+        return;
+    }
+    if ((a = malloc(sizeof(*a))) == NULL) {
+        cb(arg, 1, 0);
+        return;
+    }
+    a->cb = cb;
+    a->arg = arg;
+    rl_take(c->gw->rl, key, rate, burst, on_admit, a);
+}
+
 static char *cat(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 1;
@@ -133,12 +261,11 @@ static char *cat(const char *a, const char *b)
  * credential's default project (named by a tag of the credential). */
 static char *gen_name_of(const char *project_id, const char *cred, size_t credlen)
 {
-    char tag[CK_TAG_LEN + 1], label[64];
+    char label[64];
 
     if (project_id)
         return cat(GEN_PREFIX, project_id);
-    ck_cred_tag(cred, credlen, tag);
-    snprintf(label, sizeof(label), "default:%.16s", tag);
+    ck_project_label(NULL, cred, credlen, label, sizeof(label));
     return cat(GEN_PREFIX, label);
 }
 
@@ -273,6 +400,7 @@ static void flight_end(struct flight *f)
 }
 
 static void on_flight_timer(evutil_socket_t fd, short what, void *arg);
+static void fetch(struct flight *f);
 
 static void arm(struct flight *f, uint64_t ms)
 {
@@ -382,6 +510,8 @@ static void on_fetched(void *arg, struct up_resp *r)
     int had_waiters = f->waiters != NULL;
 
     f->xfer = NULL;
+    if (r->err == UP_OK && r->status == 429)
+        cache_upstream_said_429(c, f->label, r);
     len = evbuffer_get_length(r->body);
     body = evbuffer_pullup(r->body, -1);
     if (r->err == UP_OK && r->status == 200 && json_valid(body, len)) {
@@ -516,7 +646,7 @@ static struct curl_slist *header(struct curl_slist *l, const char *name, const c
     return r;
 }
 
-static void fetch(struct flight *f)
+static void send_upstream(struct flight *f)
 {
     struct cache *c = f->c;
     const struct conf *conf = cf(c);
@@ -524,7 +654,6 @@ static void fetch(struct flight *f)
     struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE};
     char *url, *auth = NULL;
 
-    f->state = FS_FETCH;
     if (f->credlen)
         auth = f->injected ? cat("Bearer ", f->cred) : strdup(f->cred);
     url = malloc(strlen(conf->base_url) + strlen(qn_routes[f->route].path) +
@@ -554,6 +683,59 @@ static void fetch(struct flight *f)
     }
     if (f->holds_lease)
         arm(f, conf->lock_lease_ms / 3);
+}
+
+/* Over the upstream budget, or held after an upstream 429: a stale entry
+ * if there is one, else 429 with the wait. */
+static void over_budget(struct flight *f, int64_t retry_after_ms)
+{
+    struct cache *c = f->c;
+    char status[160], detail[320];
+    struct centry *e;
+
+    c->stats.over_budget++;
+    if (f->stale != NULL) {
+        int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);
+        snprintf(status, sizeof(status),
+                 "lcgate; fwd=stale; fwd-status=429; ttl=-%lld; detail=upstream-budget",
+                 (long long)((past + 999) / 1000));
+        c->stats.stale_sie++;
+        answer_waiters(f, f->stale, 1, "STALE", status, status);
+        flight_end(f);
+        return;
+    }
+    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
+             f->project_id ? f->project_id : "default");
+    if ((e = error_entry(429, detail)) != NULL) {
+        char hdrs[96];
+        snprintf(hdrs, sizeof(hdrs), "Retry-After: %lld\nretry-after-ms: %lld\n",
+                 (long long)((retry_after_ms + 999) / 1000), (long long)retry_after_ms);
+        e->extra_headers = strdup(hdrs);
+    }
+    answer_waiters(f, e, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=429; detail=upstream-budget",
+                   "lcgate; fwd=uri-miss; fwd-status=429; detail=upstream-budget");
+    centry_decref(e);
+    flight_end(f);
+}
+
+static void on_budget(void *arg, int allowed, int64_t retry_after_ms)
+{
+    struct flight *f = arg;
+
+    if (!f->done && !f->c->gw->stopping) {
+        if (allowed)
+            send_upstream(f);
+        else
+            over_budget(f, retry_after_ms);
+    }
+    flight_unref(f);
+}
+
+static void fetch(struct flight *f)
+{
+    f->state = FS_FETCH;
+    f->refs++;
+    cache_upstream_admit(f->c, f->label, f->project_id, f->kind != FK_CLIENT, on_budget, f);
 }
 
 static void try_lease(struct flight *f);
@@ -701,6 +883,7 @@ static struct flight *flight_get(struct cache *c, enum fkind kind, const struct 
         centry_incref(stale);
         f->stale = stale;
     }
+    ck_project_label(q->project_id, q->cred, q->credlen, f->label, sizeof(f->label));
     f->deadline_ms = mono_ms() + (int64_t)cf(c)->lock_lease_ms + (int64_t)cf(c)->timeout_ms;
     if (!q->no_store) {
         f->hnext = *pp;
@@ -1017,8 +1200,16 @@ void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
+    size_t i;
+
     while (c->oldest)
         pending_free(c, c->oldest);
+    for (i = 0; i < NHOLDBUCKETS; i++)
+        while (c->holds[i]) {
+            struct hold *h = c->holds[i];
+            c->holds[i] = h->next;
+            free(h);
+        }
     free(c);
 }
 

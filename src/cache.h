@@ -10,6 +10,7 @@
 #define LCGATE_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cache_entry.h"
 #include "query_norm.h"
@@ -56,9 +57,22 @@ void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
 /* Admin purge of one project's lists (project_id) or of all (NULL). */
 void cache_purge(struct cache *c, const char *project_id);
 
+struct up_resp;
+
+/* May a request of this project go upstream now? Upstream budget
+ * (upstream_rate/upstream_burst) and any hold after an upstream 429. cb
+ * gets allowed and, when not, the milliseconds to wait. background: only
+ * spare budget (refreshes, prefetches). */
+typedef void (*cache_admit_cb)(void *arg, int allowed, int64_t retry_after_ms);
+void cache_upstream_admit(struct cache *c, const char *label, const char *project_id,
+                          int background, cache_admit_cb cb, void *arg);
+/* The upstream answered 429 for this project: hold its requests for the
+ * time it asked (retry-after-ms or Retry-After, else 1 s). */
+void cache_upstream_said_429(struct cache *c, const char *label, const struct up_resp *r);
+
 struct cache_stats {
     unsigned long long hits, misses, stale_swr, stale_sie, collapsed, prefetches,
-        refreshes, flights, remote_waits, takeovers;
+        refreshes, flights, remote_waits, takeovers, over_budget;
 };
 const struct cache_stats *cache_stats(const struct cache *c);
 

@@ -23,11 +23,13 @@
 #include "cache.h"
 #include "cache_key.h"
 #include "cache_store.h"
+#include "clients.h"
 #include "clock.h"
 #include "conf.h"
 #include "config.h"
 #include "log.h"
 #include "query_norm.h"
+#include "ratelimit.h"
 #include "upstream.h"
 
 #define MAX_QUERY_PARAMS 256
@@ -46,6 +48,11 @@ struct greq {
     char *canonical;             /* list routes: the canonical query */
     struct up_xfer *xfer;
     int write_route;             /* a write that changes this route's lists, or -1 */
+    const char *path, *query;    /* of req, valid while it lives */
+    char label[256];             /* project label: budgets, holds */
+    int has_rl;                  /* rl holds the client budget's state */
+    struct rl_result rl;
+    const struct rate *rate;     /* the client budget that applied */
     char rid[72];
     int64_t t0_us;
 };
@@ -103,8 +110,17 @@ static void greq_free(struct greq *g)
 static void add_common_headers(struct greq *g)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+    char v[96];
 
     evhttp_add_header(out, "X-Request-Id", g->rid);
+    if (g->has_rl) {
+        /* IETF httpapi ratelimit-headers draft: the client budget. */
+        snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", g->rate->count, g->rate->window_s);
+        evhttp_add_header(out, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
+                 (long long)((g->rl.reset_ms + 999) / 1000));
+        evhttp_add_header(out, "RateLimit", v);
+    }
 }
 
 /* Reply and free g: the one way a request ends. */
@@ -329,15 +345,14 @@ static int has_token(const char *value, const char *token)
     return 0;
 }
 
-static void handle_list(struct greq *g, const char *path, const char *query)
+/* Normalize the list query: 0, or -1 when it was answered (400/422). */
+static int prepare_list(struct greq *g)
 {
     struct qn_result qr;
-    struct list_query q;
-    const char *key, *cred, *cc;
 
-    if (qn_normalize((enum qn_route)g->route, query, MAX_QUERY_PARAMS, &qr) != 0) {
+    if (qn_normalize((enum qn_route)g->route, g->query, MAX_QUERY_PARAMS, &qr) != 0) {
         fail_greq(g, 500, "Out of memory");
-        return;
+        return -1;
     }
     if (qr.status != QN_OK) {
         /* The upstream's own 422 (or our 400), without asking it. */
@@ -345,13 +360,21 @@ static void handle_list(struct greq *g, const char *path, const char *query)
         reply_json(g->req, qr.status == QN_INVALID ? 422 : 400, qr.body, strlen(qr.body));
         qn_result_free(&qr);
         greq_free(g);
-        return;
+        return -1;
     }
     /* The request owns what the cache borrows until it is answered. */
     g->project_id = qr.project_id;
     g->canonical = qr.canonical;
     qr.project_id = qr.canonical = NULL;
     qn_result_free(&qr);
+    return 0;
+}
+
+static void run_list(struct greq *g)
+{
+    struct list_query q;
+    const char *key, *cred, *cc;
+
     cred = credential(g, &key);
     cc = evhttp_find_header(evhttp_request_get_input_headers(g->req), "Cache-Control");
     memset(&q, 0, sizeof(q));
@@ -425,6 +448,8 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     }
     if (r->status >= 200 && r->status < 300 && g->write_route >= 0)
         invalidate_after_write(g, r);
+    if (r->status == 429)
+        cache_upstream_said_429(g->gw->cache, g->label, r);
     for (i = 0; i < r->nheaders; i++)
         if (strcasecmp(r->headers[i].name, "Connection") == 0)
             conn = r->headers[i].value;
@@ -467,8 +492,9 @@ static char *query_project(const char *query)
     return r;
 }
 
-static void handle_pass(struct greq *g, const char *path, const char *query)
+static void send_pass(struct greq *g)
 {
+    const char *path = g->path, *query = g->query;
     struct evkeyvalq *in = evhttp_request_get_input_headers(g->req);
     struct evbuffer *body = evhttp_request_get_input_buffer(g->req);
     const char *method = method_name(evhttp_request_get_command(g->req));
@@ -484,7 +510,6 @@ static void handle_pass(struct greq *g, const char *path, const char *query)
         fail_greq(g, 405, "Method Not Allowed");
         return;
     }
-    g->project_id = query_project(query);
     g->write_route = write_route(path, evhttp_request_get_command(g->req));
     key = conf_api_key(g->gw->conf, g->project_id);
     if ((g->url = join_url(g->gw->conf->base_url, path, query)) == NULL)
@@ -538,14 +563,116 @@ static int path_safe(const char *path)
     return ok;
 }
 
+static void reply_429(struct greq *g, int64_t retry_after_ms)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
+    char v[32], detail[320];
+
+    snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
+    evhttp_add_header(out, "Retry-After", v);
+    snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
+    evhttp_add_header(out, "retry-after-ms", v);
+    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
+             g->project_id ? g->project_id : "default");
+    fail_greq(g, 429, detail);
+}
+
+static void on_pass_admitted(void *arg, int allowed, int64_t retry_after_ms)
+{
+    struct greq *g = arg;
+
+    if (g->gw->stopping)
+        fail_greq(g, 503, "Shutting down");
+    else if (allowed)
+        send_pass(g);
+    else
+        reply_429(g, retry_after_ms);
+}
+
+static void on_admitted(void *arg, const struct rl_result *r)
+{
+    struct greq *g = arg;
+
+    g->rl = *r;
+    g->has_rl = 1;
+    if (g->gw->stopping) {
+        fail_greq(g, 503, "Shutting down");
+    } else if (!r->allowed) {
+        g->gw->rate_limited++;
+        reply_429(g, r->retry_after_ms);
+    } else if (g->route >= 0) {
+        run_list(g);
+    } else {
+        /* Sent upstream as it is: it spends the upstream budget too. */
+        cache_upstream_admit(g->gw->cache, g->label, g->project_id, 0, on_pass_admitted, g);
+    }
+}
+
+/* A project_id in a JSON request body also names the project it acts on. */
+static char *body_project(struct greq *g)
+{
+    static const char *path[] = {"project_id", NULL};
+    struct evbuffer *body = evhttp_request_get_input_buffer(g->req);
+    size_t len = evbuffer_get_length(body);
+    char *copy, *r = NULL;
+    yajl_val root, v;
+
+    if (len == 0 || (copy = malloc(len + 1)) == NULL)
+        return NULL;
+    memcpy(copy, evbuffer_pullup(body, (ev_ssize_t)len), len);
+    copy[len] = '\0';
+    root = yajl_tree_parse(copy, NULL, 0);
+    free(copy);
+    if (root && (v = yajl_tree_get(root, path, yajl_t_string)) != NULL) {
+        const char *named = YAJL_GET_STRING(v);
+        if (named != NULL)
+            r = strdup(named);
+    }
+    yajl_tree_free(root);
+    return r;
+}
+
+/* Client tokens: 0, or -1 when answered 401/403. */
+static int authorize(struct greq *g)
+{
+    const struct conf *c = g->gw->conf;
+    const struct conf_client *cl;
+    char *in_body;
+    int ok;
+
+    if (c->nclients == 0)
+        return 0;
+    cl = client_find(c, evhttp_find_header(evhttp_request_get_input_headers(g->req),
+                                           "Authorization"));
+    if (cl == NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(g->req), "WWW-Authenticate",
+                          "Bearer realm=\"lcgate\"");
+        fail_greq(g, 401, "Missing or invalid client token");
+        return -1;
+    }
+    ok = client_allows(cl, g->project_id);
+    if (ok && g->route < 0 && (in_body = body_project(g)) != NULL) {
+        ok = client_allows(cl, in_body);
+        free(in_body);
+    }
+    if (!ok) {
+        fail_greq(g, 403, "This client may not use this project");
+        return -1;
+    }
+    return 0;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct gw *gw = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    const struct conf_project *p;
+    const char *key, *cred;
     struct greq *g;
-    int route;
+    unsigned burst;
+    char rlkey[300];
 
     gw->requests++;
     if (path == NULL || (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0)) {
@@ -562,6 +689,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     g->gw = gw;
     g->req = req;
+    g->path = path;
+    g->query = query;
     g->t0_us = mono_us();
     g->next = gw->inflight;
     if (gw->inflight)
@@ -569,12 +698,23 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw->inflight = g;
     gw->ninflight++;
     set_rid(g);
-    route = qn_route_by_path(path);
-    g->route = evhttp_request_get_command(req) == EVHTTP_REQ_GET ? route : -1;
-    if (g->route >= 0)
-        handle_list(g, path, query);
-    else
-        handle_pass(g, path, query);
+    g->route = evhttp_request_get_command(req) == EVHTTP_REQ_GET ? qn_route_by_path(path) : -1;
+    if (g->route >= 0) {
+        if (prepare_list(g) != 0)
+            return;
+    } else {
+        g->project_id = query_project(query);
+    }
+    if (authorize(g) != 0)
+        return;
+    /* Every /api request spends its project's client budget, hits too. */
+    cred = credential(g, &key);
+    ck_project_label(g->project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
+    p = conf_project(gw->conf, g->project_id);
+    g->rate = p && p->has_rate ? &p->rate : &gw->conf->rate;
+    burst = p && p->has_burst ? p->burst : gw->conf->burst;
+    snprintf(rlkey, sizeof(rlkey), "lcg:1:rl:c:%s", g->label);
+    rl_take(gw->rl, rlkey, g->rate, burst, on_admitted, g);
 }
 
 struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,

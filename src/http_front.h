@@ -15,6 +15,7 @@ struct store;
 struct up_client;
 struct greq;
 struct cache;
+struct ratelimiter;
 
 /* The gateway: what every request handler reaches. One per process. */
 struct gw {
@@ -23,13 +24,14 @@ struct gw {
     struct store *store;
     struct up_client *up;
     struct cache *cache;
+    struct ratelimiter *rl;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct greq *inflight;       /* every request not yet answered */
     size_t ninflight;
     int draining;                /* listeners closed, finishing */
     int stopping;                /* tearing down: answer 503 */
-    uint64_t requests, hits, misses, upstream_errors;
+    uint64_t requests, hits, misses, upstream_errors, rate_limited;
 };
 
 /* Bind http on addr (host:port, [v6]:port, unix:/path): the socket's

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "http_front.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "upstream.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/lcgate/lcgate.conf"
@@ -143,9 +144,11 @@ int main(int argc, char **argv)
     }
     gw.store = open_store(gw.conf, err, sizeof(err));
     gw.up = up_client_new(gw.base);
-    if (gw.store && gw.up)
+    if (gw.store && gw.up) {
+        gw.rl = rl_new(gw.store, 100000);
         gw.cache = cache_new(&gw);
-    if (gw.store == NULL || gw.up == NULL || gw.cache == NULL) {
+    }
+    if (gw.store == NULL || gw.up == NULL || gw.rl == NULL || gw.cache == NULL) {
         log_error("cannot start the %s store: %s",
                   gw.conf->store == STORE_KIND_REDIS ? "redis" : "memory", err);
         goto out;
@@ -181,6 +184,7 @@ out:
     if (gw.store)
         gw.store->ops->free(gw.store);
     gw.store = NULL;
+    rl_free(gw.rl);
     cache_free(gw.cache);
     front_free(&gw);
     admin_free();

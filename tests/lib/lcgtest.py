@@ -212,9 +212,12 @@ class Env:
     def lcgate(self, conf, env=None, name="lcgate", wait=True):
         """conf: dict of section -> dict, or INI text. Returns a Gate."""
         port, admin = free_port(), free_port()
+        # Rate limits out of the way unless a test is about them.
         base = {"server": {"listen": "127.0.0.1:%d" % port,
                            "admin_listen": "127.0.0.1:%d" % admin,
-                           "log_level": "info"}}
+                           "log_level": "info"},
+                "ratelimit": {"rate": "100000/s", "burst": "100000",
+                              "upstream_rate": "100000/s", "upstream_burst": "100000"}}
         if isinstance(conf, dict):
             for sec, kv in conf.items():
                 base.setdefault(sec, {}).update(kv)
