@@ -1,0 +1,493 @@
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double metrics_buckets[METRICS_NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                  0.5,   1,    2.5,   5,    10};
+
+struct mseries {
+    struct mseries *next;            /* creation order, for rendering */
+    struct mfamily *fam;
+    const char *lv[METRICS_MAX_LABELS];
+    uint64_t hash;
+    double value;                    /* counter, gauge; histogram: the sum */
+    uint64_t count;                  /* histogram */
+    uint64_t bucket[];               /* histogram: per bucket (not cumulative),
+                                        METRICS_NBUCKETS + 1 with +Inf; the label
+                                        values follow */
+};
+
+struct mfamily {
+    struct mfamily *next;
+    char *name, *help;
+    enum mtype type;
+    int nlabels;
+    char *label[METRICS_MAX_LABELS];
+    int cap_label;                   /* the label folded first; -1: all */
+    size_t cap;
+    struct mseries *first, **tail;
+    size_t n;
+    struct mseries **slot;           /* open addressing, power of two */
+    size_t nslot;
+};
+
+struct metrics {
+    struct mfamily *first, **tail;
+};
+
+typedef char lvbuf[METRICS_MAX_LABELS][METRICS_VALUE_MAX + 1];
+
+struct metrics *metrics_new(void)
+{
+    struct metrics *m = calloc(1, sizeof(*m));
+
+    if (m)
+        m->tail = &m->first;
+    return m;
+}
+
+static void family_free(struct mfamily *f)
+{
+    struct mseries *s, *next;
+    int i;
+
+    for (s = f->first; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+    for (i = 0; i < f->nlabels; i++)
+        free(f->label[i]);
+    free(f->slot);
+    free(f->name);
+    free(f->help);
+    free(f);
+}
+
+void metrics_free(struct metrics *m)
+{
+    struct mfamily *f, *next;
+
+    if (m == NULL)
+        return;
+    for (f = m->first; f; f = next) {
+        next = f->next;
+        family_free(f);
+    }
+    free(m);
+}
+
+static int name_ok(const char *s, int colon)
+{
+    const char *p;
+
+    if (s == NULL || *s == '\0' || (*s >= '0' && *s <= '9'))
+        return 0;
+    for (p = s; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || (colon && c == ':')))
+            return 0;
+    }
+    return 1;
+}
+
+/* The length of the strict UTF-8 sequence at s (no overlongs, surrogates
+ * or > U+10FFFF), or 0 if the byte at s does not start one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t k, j;
+    uint32_t cp, min;
+
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0)
+        k = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        k = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        k = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    for (j = 1; j < k; j++) {
+        if ((s[j] & 0xc0) != 0x80)   /* also stops at the NUL */
+            return 0;
+        cp = cp << 6 | (s[j] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return k;
+}
+
+/* A label value as it is kept: valid UTF-8, at most METRICS_VALUE_MAX
+ * bytes, cut at a character boundary. */
+static void normalize(const char *in, char *out)
+{
+    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    size_t o = 0, k;
+
+    while (*s) {
+        k = utf8_len(s);
+        if (k == 0) {
+            if (o + 3 > METRICS_VALUE_MAX)
+                break;
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            s++;
+            continue;
+        }
+        if (o + k > METRICS_VALUE_MAX)
+            break;
+        memcpy(out + o, s, k);
+        o += k;
+        s += k;
+    }
+    out[o] = '\0';
+}
+
+static uint64_t hash_values(const struct mfamily *f, lvbuf v)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *p;
+    int i;
+
+    for (i = 0; i < f->nlabels; i++) {
+        for (p = (const unsigned char *)v[i]; *p; p++)
+            h = (h ^ *p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;   /* 0xff never occurs in UTF-8 */
+    }
+    return h;
+}
+
+static struct mseries *find(const struct mfamily *f, lvbuf v, uint64_t h)
+{
+    size_t mask = f->nslot - 1, i = (size_t)h & mask;
+    struct mseries *s;
+    int j;
+
+    for (; (s = f->slot[i]) != NULL; i = (i + 1) & mask) {
+        if (s->hash != h)
+            continue;
+        for (j = 0; j < f->nlabels; j++)
+            if (strcmp(s->lv[j], v[j]) != 0)
+                break;
+        if (j == f->nlabels)
+            return s;
+    }
+    return NULL;
+}
+
+static void slot_put(struct mseries **slot, size_t nslot, struct mseries *s)
+{
+    size_t i = (size_t)s->hash & (nslot - 1);
+
+    while (slot[i])
+        i = (i + 1) & (nslot - 1);
+    slot[i] = s;
+}
+
+static struct mseries *add(struct mfamily *f, lvbuf v, uint64_t h)
+{
+    size_t len[METRICS_MAX_LABELS], size, nb;
+    struct mseries *s;
+    char *p;
+    int i;
+
+    if ((f->n + 1) * 2 > f->nslot) {
+        size_t nslot = f->nslot * 2;
+        struct mseries **slot = calloc(nslot, sizeof(*slot)), *t;
+        if (slot == NULL)
+            return NULL;
+        for (t = f->first; t; t = t->next)
+            slot_put(slot, nslot, t);
+        free(f->slot);
+        f->slot = slot;
+        f->nslot = nslot;
+    }
+    nb = f->type == MT_HISTOGRAM ? METRICS_NBUCKETS + 1 : 0;
+    size = sizeof(*s) + nb * sizeof(uint64_t);
+    for (i = 0; i < f->nlabels; i++) {
+        len[i] = strlen(v[i]) + 1;
+        size += len[i];
+    }
+    s = calloc(1, size);
+    if (s == NULL)
+        return NULL;
+    s->fam = f;
+    s->hash = h;
+    p = (char *)(s->bucket + nb);
+    for (i = 0; i < f->nlabels; i++) {
+        memcpy(p, v[i], len[i]);
+        s->lv[i] = p;
+        p += len[i];
+    }
+    slot_put(f->slot, f->nslot, s);
+    *f->tail = s;
+    f->tail = &s->next;
+    f->n++;
+    return s;
+}
+
+static struct mseries *fold_find(struct mfamily *f, lvbuf v, int label)
+{
+    int i;
+
+    for (i = 0; i < f->nlabels; i++)
+        if (label < 0 || i == label)
+            memcpy(v[i], METRICS_OTHER, sizeof(METRICS_OTHER));
+    return find(f, v, hash_values(f, v));
+}
+
+struct mseries *metrics_series(struct mfamily *f, const char *l1, const char *l2,
+                               const char *l3)
+{
+    const char *in[METRICS_MAX_LABELS] = {l1, l2, l3};
+    lvbuf v;
+    struct mseries *s;
+    int i;
+
+    for (i = 0; i < f->nlabels; i++)
+        normalize(in[i], v[i]);
+    s = find(f, v, hash_values(f, v));
+    if (s)
+        return s;
+    if (f->n >= f->cap) {
+        if (f->cap_label >= 0 && (s = fold_find(f, v, f->cap_label)) != NULL)
+            return s;
+        if ((f->cap_label < 0 || f->n >= 2 * f->cap) && (s = fold_find(f, v, -1)) != NULL)
+            return s;
+    }
+    return add(f, v, hash_values(f, v));
+}
+
+struct mfamily *metrics_family(struct metrics *m, const char *name, const char *help,
+                               enum mtype type, int nlabels, const char *const *label_names)
+{
+    struct mfamily *f;
+    int i, j;
+
+    if (!name_ok(name, 1) || nlabels < 0 || nlabels > METRICS_MAX_LABELS ||
+        (nlabels > 0 && label_names == NULL) ||
+        (type != MT_COUNTER && type != MT_GAUGE && type != MT_HISTOGRAM))
+        return NULL;
+    for (i = 0; i < nlabels; i++) {
+        if (!name_ok(label_names[i], 0) || strncmp(label_names[i], "__", 2) == 0 ||
+            (type == MT_HISTOGRAM && strcmp(label_names[i], "le") == 0))
+            return NULL;
+        for (j = 0; j < i; j++)
+            if (strcmp(label_names[i], label_names[j]) == 0)
+                return NULL;
+    }
+    for (f = m->first; f; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            return NULL;
+    f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    f->type = type;
+    f->nlabels = nlabels;
+    f->cap = METRICS_DEFAULT_CAP;
+    f->cap_label = -1;
+    f->tail = &f->first;
+    f->nslot = 8;
+    f->slot = calloc(f->nslot, sizeof(*f->slot));
+    f->name = strdup(name);
+    f->help = strdup(help ? help : "");
+    for (i = 0; i < nlabels; i++)
+        if ((f->label[i] = strdup(label_names[i])) == NULL)
+            break;
+    if (f->slot == NULL || f->name == NULL || f->help == NULL || i < nlabels ||
+        (nlabels == 0 && metrics_series(f, NULL, NULL, NULL) == NULL)) {
+        f->nlabels = i;
+        family_free(f);
+        return NULL;
+    }
+    *m->tail = f;
+    m->tail = &f->next;
+    return f;
+}
+
+int metrics_family_cap(struct mfamily *f, const char *label, size_t max_series)
+{
+    int i = -1;
+
+    if (max_series == 0)
+        return -1;
+    if (label) {
+        for (i = 0; i < f->nlabels; i++)
+            if (strcmp(f->label[i], label) == 0)
+                break;
+        if (i == f->nlabels)
+            return -1;
+    }
+    f->cap_label = i;
+    f->cap = max_series > SIZE_MAX / 4 ? SIZE_MAX / 4 : max_series;
+    return 0;
+}
+
+size_t metrics_family_size(const struct mfamily *f)
+{
+    return f->n;
+}
+
+void mseries_inc(struct mseries *s, double by)
+{
+    if (s == NULL || s->fam->type == MT_HISTOGRAM)
+        return;
+    if (s->fam->type == MT_COUNTER && !(by >= 0))
+        return;
+    s->value += by;
+}
+
+void mseries_set(struct mseries *s, double v)
+{
+    if (s && s->fam->type != MT_HISTOGRAM)
+        s->value = v;
+}
+
+void mseries_observe(struct mseries *s, double v)
+{
+    size_t lo = 0, hi = METRICS_NBUCKETS;
+
+    if (s == NULL || s->fam->type != MT_HISTOGRAM || isnan(v))
+        return;
+    /* The first bucket whose bound is >= v; METRICS_NBUCKETS is +Inf. */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v <= metrics_buckets[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    s->bucket[lo]++;
+    s->count++;
+    s->value += v;
+}
+
+void metrics_inc(struct mfamily *f, double by, const char *l1, const char *l2,
+                 const char *l3)
+{
+    mseries_inc(metrics_series(f, l1, l2, l3), by);
+}
+
+void metrics_set(struct mfamily *f, double v, const char *l1, const char *l2,
+                 const char *l3)
+{
+    mseries_set(metrics_series(f, l1, l2, l3), v);
+}
+
+void metrics_observe(struct mfamily *f, double v, const char *l1, const char *l2,
+                     const char *l3)
+{
+    mseries_observe(metrics_series(f, l1, l2, l3), v);
+}
+
+/* Shortest %g that reads back as the same double; the format's spelling
+ * of the infinities and NaN. */
+static const char *fmt_double(double v, char *buf, size_t len)
+{
+    int prec;
+
+    if (isnan(v))
+        return "NaN";
+    if (isinf(v))
+        return v > 0 ? "+Inf" : "-Inf";
+    for (prec = 15; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* Text with '\\', '\n' and (in label values) '"' escaped. */
+static int add_escaped(struct evbuffer *out, const char *s, int quote)
+{
+    const char *run = s;
+    int rc = 0;
+
+    for (; *s; s++) {
+        const char *esc = *s == '\\' ? "\\\\" : *s == '\n' ? "\\n"
+                        : quote && *s == '"' ? "\\\"" : NULL;
+        if (esc == NULL)
+            continue;
+        rc |= evbuffer_add(out, run, (size_t)(s - run));
+        rc |= evbuffer_add(out, esc, 2);
+        run = s + 1;
+    }
+    rc |= evbuffer_add(out, run, (size_t)(s - run));
+    return rc;
+}
+
+/* name{l="v",...[,le="x"]} value */
+static int add_sample(struct evbuffer *out, const struct mseries *s, const char *suffix,
+                      const char *le, const char *value)
+{
+    const struct mfamily *f = s->fam;
+    int rc = 0, i;
+
+    rc |= evbuffer_add_printf(out, "%s%s", f->name, suffix) < 0;
+    if (f->nlabels > 0 || le) {
+        rc |= evbuffer_add(out, "{", 1);
+        for (i = 0; i < f->nlabels; i++) {
+            rc |= evbuffer_add_printf(out, "%s%s=\"", i ? "," : "", f->label[i]) < 0;
+            rc |= add_escaped(out, s->lv[i], 1);
+            rc |= evbuffer_add(out, "\"", 1);
+        }
+        if (le)
+            rc |= evbuffer_add_printf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le) < 0;
+        rc |= evbuffer_add(out, "}", 1);
+    }
+    rc |= evbuffer_add_printf(out, " %s\n", value) < 0;
+    return rc;
+}
+
+static int render_histogram(struct evbuffer *out, const struct mseries *s)
+{
+    char le[32], num[32];
+    uint64_t cum = 0;
+    int rc = 0, b;
+
+    for (b = 0; b <= METRICS_NBUCKETS; b++) {
+        cum += s->bucket[b];
+        snprintf(num, sizeof(num), "%" PRIu64, cum);
+        rc |= add_sample(out, s, "_bucket",
+                         b < METRICS_NBUCKETS ? fmt_double(metrics_buckets[b], le, sizeof(le))
+                                              : "+Inf",
+                         num);
+    }
+    rc |= add_sample(out, s, "_sum", NULL, fmt_double(s->value, num, sizeof(num)));
+    snprintf(num, sizeof(num), "%" PRIu64, s->count);
+    rc |= add_sample(out, s, "_count", NULL, num);
+    return rc;
+}
+
+int metrics_render(struct metrics *m, struct evbuffer *out)
+{
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    const struct mfamily *f;
+    const struct mseries *s;
+    char num[32];
+    int rc = 0;
+
+    for (f = m->first; f; f = f->next) {
+        if (f->n == 0)
+            continue;
+        rc |= evbuffer_add_printf(out, "# HELP %s ", f->name) < 0;
+        rc |= add_escaped(out, f->help, 0);
+        rc |= evbuffer_add_printf(out, "\n# TYPE %s %s\n", f->name, types[f->type]) < 0;
+        for (s = f->first; s; s = s->next) {
+            if (f->type == MT_HISTOGRAM)
+                rc |= render_histogram(out, s);
+            else
+                rc |= add_sample(out, s, "", NULL, fmt_double(s->value, num, sizeof(num)));
+        }
+    }
+    return rc ? -1 : 0;
+}
