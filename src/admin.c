@@ -13,8 +13,109 @@
 #include "cache_store.h"
 #include "conf.h"
 #include "http_front.h"
+#include "metrics.h"
+#include "upstream.h"
+#include "config.h"
 
 static struct evhttp *admin_http;
+
+static void reply(struct evhttp_request *req, int status, const char *body);
+
+static void on_upstream_done(void *arg, const struct up_resp *r)
+{
+    struct gw *gw = arg;
+    char st[16];
+
+    if (r->err == UP_OK)
+        snprintf(st, sizeof(st), "%ld", r->status);
+    else
+        snprintf(st, sizeof(st), "%s", r->err == UP_ETIMEOUT ? "timeout" : "error");
+    metrics_inc(gw->m.upstream, 1, st, NULL, NULL);
+    metrics_observe(gw->m.upstream_seconds, (double)r->elapsed_us / 1e6, NULL, NULL, NULL);
+}
+
+int admin_metrics_init(struct gw *gw)
+{
+    static const char *const route_status_cache[] = {"route", "status", "cache"};
+    static const char *const status[] = {"status"};
+    static const char *const project_budget[] = {"project", "budget"};
+    static const char *const reason[] = {"reason"};
+    static const char *const version[] = {"version"};
+    struct gw_metrics *m = &gw->m;
+
+    if ((m->reg = metrics_new()) == NULL)
+        return -1;
+    m->requests = metrics_family(m->reg, "lcgate_requests_total",
+                                 "Requests answered, by route, status and cache result.",
+                                 MT_COUNTER, 3, route_status_cache);
+    m->upstream = metrics_family(m->reg, "lcgate_upstream_requests_total",
+                                 "Requests sent upstream, by status (or error, timeout).",
+                                 MT_COUNTER, 1, status);
+    m->upstream_seconds = metrics_family(m->reg, "lcgate_upstream_request_duration_seconds",
+                                         "Time of upstream requests.", MT_HISTOGRAM, 0, NULL);
+    m->rate_limited = metrics_family(m->reg, "lcgate_rate_limited_total",
+                                     "Requests refused or served stale by a budget, by "
+                                     "project and budget (client, upstream).",
+                                     MT_COUNTER, 2, project_budget);
+    m->collapsed = metrics_family(m->reg, "lcgate_coalesced_waits_total",
+                                  "Requests answered by another request's fetch.",
+                                  MT_COUNTER, 0, NULL);
+    m->stale = metrics_family(m->reg, "lcgate_stale_answers_total",
+                              "Stale answers served, by reason.", MT_COUNTER, 1, reason);
+    m->prefetches = metrics_family(m->reg, "lcgate_prefetches_total",
+                                   "Next pages fetched ahead.", MT_COUNTER, 0, NULL);
+    m->refreshes = metrics_family(m->reg, "lcgate_refreshes_total",
+                                  "Background refreshes of stale entries.", MT_COUNTER, 0, NULL);
+    m->store_up = metrics_family(m->reg, "lcgate_store_up",
+                                 "1 while the cache store answers (Redis connected).",
+                                 MT_GAUGE, 0, NULL);
+    m->cache_entries = metrics_family(m->reg, "lcgate_cache_entries",
+                                      "Entries in the memory store.", MT_GAUGE, 0, NULL);
+    m->cache_bytes = metrics_family(m->reg, "lcgate_cache_bytes",
+                                    "Bytes held by the memory store.", MT_GAUGE, 0, NULL);
+    m->in_flight = metrics_family(m->reg, "lcgate_requests_in_flight",
+                                  "Client requests not yet answered.", MT_GAUGE, 0, NULL);
+    m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
+                              MT_GAUGE, 1, version);
+    if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
+        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->store_up ||
+        !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build)
+        return -1;
+    /* A flood of project ids must not grow memory: the top ones, then "other". */
+    metrics_family_cap(m->rate_limited, "project", 100);
+    metrics_set(m->build, 1, PACKAGE_VERSION, NULL, NULL);
+    up_client_observe(gw->up, on_upstream_done, gw);
+    return 0;
+}
+
+static void serve_metrics(struct gw *gw, struct evhttp_request *req)
+{
+    const struct cache_stats *cs = cache_stats(gw->cache);
+    struct gw_metrics *m = &gw->m;
+    struct evbuffer *buf = evbuffer_new();
+
+    if (buf == NULL) {
+        reply(req, 500, "{\"detail\":\"Out of memory\"}");
+        return;
+    }
+    metrics_set(m->collapsed, (double)cs->collapsed, NULL, NULL, NULL);
+    metrics_set(m->stale, (double)cs->stale_swr, "stale-while-revalidate", NULL, NULL);
+    metrics_set(m->stale, (double)cs->stale_sie, "stale-if-error", NULL, NULL);
+    metrics_set(m->prefetches, (double)cs->prefetches, NULL, NULL, NULL);
+    metrics_set(m->refreshes, (double)cs->refreshes, NULL, NULL, NULL);
+    metrics_set(m->store_up, strcmp(gw->store->ops->state(gw->store), "ok") == 0, NULL, NULL,
+                NULL);
+    if (strcmp(gw->store->ops->name, "memory") == 0) {
+        metrics_set(m->cache_entries, (double)store_memory_count(gw->store), NULL, NULL, NULL);
+        metrics_set(m->cache_bytes, (double)store_memory_bytes(gw->store), NULL, NULL, NULL);
+    }
+    metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
+    metrics_render(m->reg, buf);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, NULL, buf);
+    evbuffer_free(buf);
+}
 
 static void reply(struct evhttp_request *req, int status, const char *body)
 {
@@ -92,6 +193,8 @@ static void on_admin(struct evhttp_request *req, void *arg)
                  gw->draining ? "draining" : strcmp(st, "ok") ? "degraded" : "ready",
                  gw->store->ops->name, st, gw->ninflight);
         reply(req, gw->draining ? 503 : 200, body);
+    } else if (path && strcmp(path, "/metrics") == 0) {
+        serve_metrics(gw, req);
     } else if (path && strcmp(path, "/admin/purge") == 0) {
         purge(gw, req);
     } else {
@@ -113,8 +216,10 @@ int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen)
     return front_listen(admin_http, addr, err, errlen) ? 0 : -1;
 }
 
-void admin_free(void)
+void admin_free(struct gw *gw)
 {
+    metrics_free(gw->m.reg);
+    gw->m.reg = NULL;
     if (admin_http)
         evhttp_free(admin_http);
     admin_http = NULL;

@@ -1,4 +1,5 @@
-/* admin: the operator's listener (/healthz, /readyz), kept on its own
+/* admin: the operator's listener (/healthz, /readyz, /metrics,
+ * /admin/purge), kept on its own
  * address so that it can stay off the client network. */
 #ifndef LCGATE_ADMIN_H
 #define LCGATE_ADMIN_H
@@ -7,7 +8,9 @@
 
 struct gw;
 
+/* The metric families the other modules feed; before any request. */
+int admin_metrics_init(struct gw *gw);
 int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen);
-void admin_free(void);
+void admin_free(struct gw *gw);
 
 #endif

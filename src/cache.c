@@ -17,6 +17,7 @@
 #include "config.h"
 #include "http_front.h"
 #include "log.h"
+#include "metrics.h"
 #include "paging.h"
 #include "ratelimit.h"
 #include "upstream.h"
@@ -59,6 +60,8 @@ struct flight {
     struct centry *stale;        /* fallback for stale-if-error */
     struct waiter *waiters;
     struct up_xfer *xfer;
+    int up_status;               /* of the finished fetch, for logs */
+    int64_t up_us;
     struct event *timer;
     int64_t deadline_ms;         /* FS_REMOTE: fetch ourselves past this */
 };
@@ -296,7 +299,7 @@ static struct centry *error_entry(int status, const char *detail)
 static void answer_one(cache_done_cb cb, void *arg, struct centry *e, int stored,
                        const char *xcache, const char *status)
 {
-    struct answer a = {e, xcache, status, stored};
+    struct answer a = {e, xcache, status, stored, 0, 0};
 
     if (e == NULL) {
         struct centry *oom = error_entry(500, "Out of memory");
@@ -422,10 +425,15 @@ static void answer_waiters(struct flight *f, struct centry *e, int stored,
 
     f->waiters = NULL;
     for (; w; w = next) {
+        struct answer a = {e, xcache, w->origin ? origin_status : other_status, stored,
+                           f->up_status, f->up_us};
         next = w->next;
         if (!w->origin)
             f->c->stats.collapsed++;
-        answer_one(w->cb, w->arg, e, stored, xcache, w->origin ? origin_status : other_status);
+        if (e == NULL)
+            answer_one(w->cb, w->arg, e, stored, xcache, a.cache_status);
+        else
+            w->cb(w->arg, &a);
         free(w);
     }
 }
@@ -510,6 +518,8 @@ static void on_fetched(void *arg, struct up_resp *r)
     int had_waiters = f->waiters != NULL;
 
     f->xfer = NULL;
+    f->up_status = (int)fwd_status(r);
+    f->up_us = r->elapsed_us;
     if (r->err == UP_OK && r->status == 429)
         cache_upstream_said_429(c, f->label, r);
     len = evbuffer_get_length(r->body);
@@ -694,6 +704,7 @@ static void over_budget(struct flight *f, int64_t retry_after_ms)
     struct centry *e;
 
     c->stats.over_budget++;
+    metrics_inc(c->gw->m.rate_limited, 1, f->label, "upstream", NULL);
     if (f->stale != NULL) {
         int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);
         snprintf(status, sizeof(status),

@@ -35,6 +35,8 @@ struct answer {
     const char *xcache;          /* HIT, MISS, STALE or BYPASS */
     const char *cache_status;    /* RFC 9211 value */
     int stored;                  /* e is a stored answer (carries an ETag) */
+    int upstream_status;         /* of the fetch behind it, 0 if none */
+    int64_t upstream_us;         /* its duration */
 };
 
 typedef void (*cache_done_cb)(void *arg, const struct answer *a);

@@ -28,6 +28,7 @@ static const struct keydef keys[] = {
     K("server", "drain_timeout", V_DURATION, drain_timeout_ms),
     K("server", "max_body", V_SIZE, max_body),
     K("server", "log_level", V_LEVEL, log_level),
+    K("server", "access_log", V_BOOL, access_log),
     K("upstream", "base_url", V_URL, base_url),
     K("upstream", "api_key_file", V_STR, api_key_file),
     K("upstream", "timeout", V_DURATION, timeout_ms),
@@ -562,6 +563,7 @@ static int set_defaults(struct conf *c)
     static const struct { const char *key, *value; } defs[] = {
         {"listen", "127.0.0.1:8080"}, {"admin_listen", "127.0.0.1:8081"},
         {"drain_timeout", "10s"}, {"max_body", "1MiB"}, {"log_level", "info"},
+        {"access_log", "on"},
         {"base_url", "https://api.cloud.llamaindex.ai"},
         {"timeout", "30s"}, {"connect_timeout", "5s"},
         {"store", "memory"}, {"redis_url", "redis://127.0.0.1:6379/0"},

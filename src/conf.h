@@ -42,6 +42,7 @@ struct conf {
     uint64_t drain_timeout_ms;
     size_t max_body;
     char *log_level;             /* error, warn, info, debug */
+    int access_log;              /* one JSON line per request on stderr */
 
     /* [upstream] */
     char *base_url;              /* without a trailing '/' */

@@ -27,7 +27,9 @@
 #include "clock.h"
 #include "conf.h"
 #include "config.h"
+#include "accesslog.h"
 #include "log.h"
+#include "metrics.h"
 #include "query_norm.h"
 #include "ratelimit.h"
 #include "upstream.h"
@@ -50,6 +52,9 @@ struct greq {
     int write_route;             /* a write that changes this route's lists, or -1 */
     const char *path, *query;    /* of req, valid while it lives */
     char label[256];             /* project label: budgets, holds */
+    const char *xcache;          /* for the log: HIT, MISS, ... */
+    int up_status;               /* of the upstream fetch behind the answer */
+    int64_t up_us;
     int has_rl;                  /* rl holds the client budget's state */
     struct rl_result rl;
     const struct rate *rate;     /* the client budget that applied */
@@ -123,61 +128,114 @@ static void add_common_headers(struct greq *g)
     }
 }
 
+static const char *method_name(enum evhttp_cmd_type t);
+
+/* The access log line and the request metrics, for every answer. */
+static void account(struct gw *gw, struct evhttp_request *req, const struct greq *g,
+                    int status, size_t bytes)
+{
+    const char *route = g == NULL ? "none" : g->route >= 0 ? qn_routes[g->route].name : "pass";
+    char st[8];
+
+    snprintf(st, sizeof(st), "%d", status);
+    metrics_inc(gw->m.requests, 1, route, st, g && g->xcache ? g->xcache : "none");
+    if (gw->conf->access_log) {
+        struct accesslog_entry e;
+        struct evhttp_connection *conn = evhttp_request_get_connection(req);
+        char *addr = NULL;
+        ev_uint16_t port = 0;
+        char client[80] = "";
+
+        accesslog_entry_init(&e);
+        if (conn) {
+            evhttp_connection_get_peer(conn, &addr, &port);
+            if (addr)
+                snprintf(client, sizeof(client), "%s:%u", addr, (unsigned)port);
+        }
+        e.request_id = g ? g->rid : NULL;
+        e.method = method_name(evhttp_request_get_command(req));
+        e.path = evhttp_request_get_uri(req);
+        e.route = route;
+        e.status = status;
+        e.cache = g ? g->xcache : NULL;
+        e.project = g && g->label[0] ? g->label : NULL;
+        e.upstream_status = g ? g->up_status : 0;
+        e.upstream_ms = g && g->up_status ? (double)g->up_us / 1000.0 : -1;
+        e.duration_ms = g ? (double)(mono_us() - g->t0_us) / 1000.0 : 0;
+        e.bytes = bytes;
+        e.client = client[0] ? client : NULL;
+        accesslog_write(stderr, &e);
+    }
+}
+
 /* Reply and free g: the one way a request ends. */
 static void finish(struct greq *g, int status, struct evbuffer *body)
 {
+    size_t bytes = body ? evbuffer_get_length(body) : 0;
+
     add_common_headers(g);
     evhttp_send_reply(g->req, status, NULL, body);
-    log_debug("%s %s -> %d (%lld us)",
-              evhttp_request_get_command(g->req) == EVHTTP_REQ_GET ? "GET" : "other",
-              evhttp_request_get_uri(g->req), status, (long long)(mono_us() - g->t0_us));
+    account(g->gw, g->req, g, status, bytes);
     greq_free(g);
 }
 
-static void reply_json(struct evhttp_request *req, int status, const char *json,
-                       size_t len)
-{
-    struct evbuffer *buf = evbuffer_new();
-
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    if (buf)
-        evbuffer_add(buf, json, len);
-    evhttp_send_reply(req, status, NULL, buf);
-    if (buf)
-        evbuffer_free(buf);
-}
-
-/* {"detail":"<text>"} with text escaped as JSON. */
-static void reply_detail(struct evhttp_request *req, int status, const char *text)
+static struct evbuffer *detail_body(const char *text)
 {
     yajl_gen gen = yajl_gen_alloc(NULL);
+    struct evbuffer *buf = evbuffer_new();
     const unsigned char *out;
     size_t len;
 
-    if (gen == NULL) {
-        reply_json(req, status, "{}", 2);
-        return;
+    if (gen == NULL || buf == NULL) {
+        if (gen)
+            yajl_gen_free(gen);
+        return buf;
     }
     yajl_gen_map_open(gen);
     yajl_gen_string(gen, (const unsigned char *)"detail", 6);
     yajl_gen_string(gen, (const unsigned char *)text, strlen(text));
     yajl_gen_map_close(gen);
     yajl_gen_get_buf(gen, &out, &len);
-    reply_json(req, status, (const char *)out, len);
+    evbuffer_add(buf, out, len);
     yajl_gen_free(gen);
+    return buf;
+}
+
+static void finish_json(struct greq *g, int status, struct evbuffer *buf)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(g->req), "Content-Type",
+                      "application/json");
+    finish(g, status, buf);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+/* {"detail":"<text>"} with text escaped as JSON, for a request that never
+ * became a struct greq. */
+static void reply_detail(struct gw *gw, struct evhttp_request *req, int status,
+                         const char *text)
+{
+    struct evbuffer *buf = detail_body(text);
+    size_t bytes = buf ? evbuffer_get_length(buf) : 0;
+
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, status, NULL, buf);
+    account(gw, req, NULL, status, bytes);
+    if (buf)
+        evbuffer_free(buf);
 }
 
 static void fail_greq(struct greq *g, int status, const char *text)
 {
-    add_common_headers(g);
-    reply_detail(g->req, status, text);
-    greq_free(g);
+    finish_json(g, status, detail_body(text));
 }
 
 static void fail_upstream(struct greq *g, const struct up_resp *r)
 {
     g->gw->upstream_errors++;
+    g->up_status = r->err == UP_ETIMEOUT ? 504 : 502;
+    g->up_us = r->elapsed_us;
     log_warn("upstream %s failed: %s (request %s)",
              g->route >= 0 ? qn_routes[g->route].name : "pass-through", r->errmsg, g->rid);
     if (r->err == UP_ETIMEOUT)
@@ -284,6 +342,10 @@ static void on_answer(void *arg, const struct answer *a)
     struct greq *g = arg;
     struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
     struct centry *e = a->e;
+
+    g->xcache = a->xcache;
+    g->up_status = a->upstream_status;
+    g->up_us = a->upstream_us;
     struct evbuffer *buf;
     int64_t age = (wall_ms() - e->stored_ms) / 1000;
     char agebuf[24];
@@ -356,10 +418,11 @@ static int prepare_list(struct greq *g)
     }
     if (qr.status != QN_OK) {
         /* The upstream's own 422 (or our 400), without asking it. */
-        add_common_headers(g);
-        reply_json(g->req, qr.status == QN_INVALID ? 422 : 400, qr.body, strlen(qr.body));
+        struct evbuffer *buf = evbuffer_new();
+        if (buf)
+            evbuffer_add(buf, qr.body, strlen(qr.body));
+        finish_json(g, qr.status == QN_INVALID ? 422 : 400, buf);
         qn_result_free(&qr);
-        greq_free(g);
         return -1;
     }
     /* The request owns what the cache borrows until it is answered. */
@@ -446,6 +509,8 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
         fail_upstream(g, r);
         return;
     }
+    g->up_status = (int)r->status;
+    g->up_us = r->elapsed_us;
     if (r->status >= 200 && r->status < 300 && g->write_route >= 0)
         invalidate_after_write(g, r);
     if (r->status == 429)
@@ -581,12 +646,14 @@ static void on_pass_admitted(void *arg, int allowed, int64_t retry_after_ms)
 {
     struct greq *g = arg;
 
-    if (g->gw->stopping)
+    if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
-    else if (allowed)
+    } else if (allowed) {
         send_pass(g);
-    else
+    } else {
+        metrics_inc(g->gw->m.rate_limited, 1, g->label, "upstream", NULL);
         reply_429(g, retry_after_ms);
+    }
 }
 
 static void on_admitted(void *arg, const struct rl_result *r)
@@ -599,6 +666,7 @@ static void on_admitted(void *arg, const struct rl_result *r)
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
         g->gw->rate_limited++;
+        metrics_inc(g->gw->m.rate_limited, 1, g->label, "client", NULL);
         reply_429(g, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
@@ -676,15 +744,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 
     gw->requests++;
     if (path == NULL || (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0)) {
-        reply_detail(req, 404, "Not Found");
+        reply_detail(gw, req, 404, "Not Found");
         return;
     }
     if (!path_safe(path)) {
-        reply_detail(req, 400, "Malformed request path");
+        reply_detail(gw, req, 400, "Malformed request path");
         return;
     }
     if ((g = calloc(1, sizeof(*g))) == NULL) {
-        reply_detail(req, 500, "Out of memory");
+        reply_detail(gw, req, 500, "Out of memory");
         return;
     }
     g->gw = gw;

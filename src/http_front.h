@@ -17,6 +17,20 @@ struct greq;
 struct cache;
 struct ratelimiter;
 
+struct metrics;
+struct mfamily;
+
+/* The metric families the modules feed (see admin.c for their names). */
+struct gw_metrics {
+    struct metrics *reg;
+    struct mfamily *requests;        /* route, status, cache */
+    struct mfamily *upstream;        /* status */
+    struct mfamily *upstream_seconds;
+    struct mfamily *rate_limited;    /* project, budget */
+    struct mfamily *collapsed, *stale, *prefetches, *refreshes;
+    struct mfamily *store_up, *cache_entries, *cache_bytes, *in_flight, *build;
+};
+
 /* The gateway: what every request handler reaches. One per process. */
 struct gw {
     struct event_base *base;
@@ -25,6 +39,8 @@ struct gw {
     struct up_client *up;
     struct cache *cache;
     struct ratelimiter *rl;
+    struct gw_metrics m;
+    int access_log;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct greq *inflight;       /* every request not yet answered */

@@ -153,6 +153,10 @@ int main(int argc, char **argv)
                   gw.conf->store == STORE_KIND_REDIS ? "redis" : "memory", err);
         goto out;
     }
+    if (admin_metrics_init(&gw) != 0) {
+        log_error("cannot set up metrics: out of memory");
+        goto out;
+    }
     if (front_start(&gw, err, sizeof(err)) != 0 ||
         admin_start(&gw, gw.conf->admin_listen, err, sizeof(err)) != 0) {
         log_error("%s", err);
@@ -187,7 +191,7 @@ out:
     rl_free(gw.rl);
     cache_free(gw.cache);
     front_free(&gw);
-    admin_free();
+    admin_free(&gw);
     up_client_free(gw.up);
     if (gw.base)
         event_base_free(gw.base);

@@ -30,12 +30,29 @@
  *           compilation by SHA anyway, and there is no NOSCRIPT retry (which
  *           would need the arguments kept past the send) to get wrong.
  *   publish PUBLISH lcg:1:events <msg>
+ *   gcra    EVALSHA <sha1 of gcra_lua> 1 <key> <T us> <tau us>: one GCRA
+ *           decision in one atomic script on Redis's clock (TIME), so that
+ *           every instance spends one budget (see gcra_lua for the
+ *           arithmetic). One per request, of a ~750-byte script: worth
+ *           EVALSHA, unlike renew and release. The SHA-1 is computed here,
+ *           once per store, from the script's text (Redis names cached
+ *           scripts by it), so there is no SCRIPT LOAD and no handshake
+ *           step. An EVALSHA answered NOSCRIPT (a restarted or failed-over
+ *           server, SCRIPT FLUSH) is sent again once as EVAL of the full
+ *           text, which also puts the script back in the server's cache;
+ *           the command keeps a copy of the key and the numbers for that,
+ *           and the EVAL inherits what is left of the EVALSHA's deadline,
+ *           so the caller still hears within timeout_ms of the call. The
+ *           key is written with SET PX (the time until the bucket is full
+ *           again): an idle key vanishes exactly when it would read as a
+ *           full bucket anyway.
  *   purge   SCAN MATCH <escaped prefix>* + UNLINK, one step in flight.
- * Gets and leases are answered (ERROR, -1) at once when the connection is
- * not ok or MAX_PENDING commands are in flight; sets are then dropped. The
- * fire-and-forget control commands (bump, renew, release, publish) are rare
- * and matter more than a cache write, so they are shed only past
- * MAX_PENDING_CTL; a purge is never shed (it holds at most two commands).
+ * Gets, leases and gcra decisions are answered (ERROR, -1, NULL) at once
+ * when the connection is not ok or MAX_PENDING commands are in flight;
+ * sets are then dropped. The fire-and-forget control commands (bump,
+ * renew, release, publish) are rare and matter more than a cache write, so
+ * they are shed only past MAX_PENDING_CTL; a purge is never shed (it holds
+ * at most two commands).
  *
  * The subscriber connection. subscribe() opens one more connection to the
  * same server (AUTH as above; no SELECT, channels are global) in subscriber
@@ -85,9 +102,9 @@
  * connection that fails its handshake is parked in s->doomed (s->sub_doomed)
  * and freed from a zero-delay event. Inside a reply callback hiredis defers
  * the free until the callback returns; store free and subscribe(NULL) from a
- * get, lease or event callback rely on that. The caller's callbacks run only
- * from reply callbacks, from store free, from the operation itself (an
- * answer given at once), and from sub_note_ev. */
+ * get, lease, gcra or event callback rely on that. The caller's callbacks
+ * run only from reply callbacks, from store free, from the operation itself
+ * (an answer given at once), and from sub_note_ev. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -127,7 +144,7 @@ enum sstate { SS_OFF, SS_CONNECTING, SS_LIVE, SS_DOWN };
 
 enum cmd_kind {
     K_AUTH, K_SELECT, K_PING, K_GET, K_SET, K_SCAN, K_UNLINK,
-    K_INCR, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH,
+    K_INCR, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH, K_GCRA, K_GCRA_EVAL,
     K_SUB_AUTH, K_SUBSCRIBE,
 };
 
@@ -138,6 +155,8 @@ static const char *const kind_name[] = {
     [K_RENEW] = "lease renewal (EVAL)",
     [K_RELEASE] = "lease release (EVAL)",
     [K_PUBLISH] = "PUBLISH", [K_SUB_AUTH] = "AUTH",   [K_SUBSCRIBE] = "SUBSCRIBE",
+    [K_GCRA] = "rate-limit decision (EVALSHA)",
+    [K_GCRA_EVAL] = "rate-limit decision (EVAL)",
 };
 
 /* Only our token's lease is extended or dropped. KEYS[1] the lease,
@@ -151,6 +170,48 @@ static const char release_lua[] =
     "  return redis.call('DEL', KEYS[1])\n"
     "end\nreturn 0";
 
+/* One GCRA decision (ratelimit.h), atomically, on Redis's clock.
+ *   KEYS[1]  the budget: its TAT, in microseconds of Redis's TIME, as a
+ *            decimal integer string
+ *   ARGV[1]  T, the period in us (1 .. GCRA_MAX_US)
+ *   ARGV[2]  tau = T * (burst - 1) in us (0 .. GCRA_MAX_US)
+ * returns {allowed, remaining, retry_after_ms, reset_ms}: allowed iff
+ * TAT - now <= tau, and then TAT = max(TAT, now) + T; remaining is how many
+ * more pass right now (the k-th next passes iff ahead + k*T <= tau);
+ * durations are rounded up to whole ms, so a client that waits
+ * retry_after_ms is never early.
+ * Lua numbers are doubles: every value here is an integer below 2^53 (now is
+ * about 2^50.6 us in 2025, T and tau are at most 2^50; that holds until
+ * about the year 2180), so + - * are exact and floor(a / b) is exact too
+ * (a < 2^53: the rounding error of the quotient is below 1/b). A missing
+ * key, or a value that is not a number, reads as a full bucket (TAT = now);
+ * a TAT further ahead than any decision could have put it (now + tau + T:
+ * Redis's clock stepped back, or the budget was made smaller) is cut back
+ * to that, so a clock step costs at most one period beyond the burst.
+ * The values written go out as "%.0f" strings, not Lua numbers (which
+ * Redis versions format differently). TIME before a write needs effects
+ * replication: the default since Redis 5, the only mode in 7; the
+ * replicate_commands() call turns it on in 3.2 and 4 and is a no-op after. */
+static const char gcra_lua[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local T, tau = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]))\n"
+    "if tat == nil or tat ~= tat or tat < now then tat = now end\n"
+    "tat = math.floor(tat)\n"
+    "if tat > now + tau + T then tat = now + tau + T end\n"
+    "local function ms(us) return math.floor((us + 999) / 1000) end\n"
+    "local ahead = tat - now\n"
+    "if ahead > tau then return {0, 0, ms(ahead - tau), ms(ahead)} end\n"
+    "local left = math.floor((tau - ahead) / T)\n"
+    "ahead = ahead + T\n"
+    "redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX',\n"
+    "           string.format('%.0f', ms(ahead)))\n"
+    "return {1, left, 0, ms(ahead)}\n";
+#define GCRA_MAX_US (UINT64_C(1) << 50)  /* some 35 years */
+#define SHA1_HEX 41
+
 /* Counters for a later /metrics (read on the loop thread). */
 struct redis_counters {
     uint64_t gets, hits, misses, get_errors, bad_gens;
@@ -160,6 +221,7 @@ struct redis_counters {
     uint64_t bumps, leases, leases_got, leases_busy, lease_errors;
     uint64_t renews, renews_lost, releases;
     uint64_t publishes, ctl_errors, ctl_dropped;
+    uint64_t gcras, gcras_allowed, gcras_refused, gcra_errors, gcra_noscript;
     uint64_t events, sub_connects, sub_losses, sub_heartbeats;
 };
 
@@ -191,8 +253,12 @@ struct cmd {
     struct event timer;
     store_get_cb cb;             /* K_GET */
     store_lease_cb lcb;          /* K_LEASE */
+    store_gcra_cb gcb;           /* K_GCRA, K_GCRA_EVAL */
     void *arg;
     size_t nkeys;                /* K_GET: keys in the MGET */
+    char *gkey;                  /* K_GCRA*: the key, for a NOSCRIPT retry */
+    uint64_t t_us, tau_us;       /* ... and the script's arguments */
+    int64_t end_us;              /* ... and the caller's deadline (mono) */
     struct purge *job;           /* K_SCAN: owned by the step in flight */
 };
 
@@ -208,6 +274,7 @@ struct rstore {
     long db;
     char *where;                 /* the URL without credentials, for logs */
     char token[TOKEN_CAP];       /* the value of our leases */
+    char gcra_sha[SHA1_HEX];     /* SHA-1 of gcra_lua, hex */
 
     unsigned timeout_ms;
     struct timeval timeout_tv;
@@ -239,7 +306,7 @@ struct rstore {
     struct timeval sub_hb_tv;
 
     struct ratelog rl_value, rl_get, rl_set, rl_shed, rl_gen, rl_ctl,
-        rl_drop, rl_sub;
+        rl_drop, rl_sub, rl_gcra;
     struct redis_counters n;
 };
 
@@ -488,21 +555,29 @@ static void cmd_link(struct rstore *s, struct cmd *c, redisAsyncContext *ac)
         s->npending++;
 }
 
-/* Hand c to hiredis on the current connection; 0, or -1 (c is still the
- * caller's). */
-static int cmd_send(struct rstore *s, struct cmd *c, int argc,
-                    const char **argv, const size_t *lens, int timed)
+/* Hand c to hiredis on the current connection with the deadline tv (NULL:
+ * none); 0, or -1 (c is still the caller's). */
+static int cmd_send_tv(struct rstore *s, struct cmd *c, int argc,
+                       const char **argv, const size_t *lens,
+                       const struct timeval *tv)
 {
     if (redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, lens) !=
         REDIS_OK)
         return -1;
     cmd_link(s, c, s->ac);
-    if (timed) {
+    if (tv != NULL) {
         evtimer_assign(&c->timer, s->evb, on_cmd_timeout, c);
-        evtimer_add(&c->timer, s->cmd_tv);
+        evtimer_add(&c->timer, tv);
         c->timed = 1;
     }
     return 0;
+}
+
+/* ... with the common deadline of timeout_ms, or none. */
+static int cmd_send(struct rstore *s, struct cmd *c, int argc,
+                    const char **argv, const size_t *lens, int timed)
+{
+    return cmd_send_tv(s, c, argc, argv, lens, timed ? s->cmd_tv : NULL);
 }
 
 static void connect_start(struct rstore *s)
@@ -787,6 +862,125 @@ static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
                  reply_msg(s, reply), s->rl_ctl.more);
 }
 
+/* EVALSHA (K_GCRA) or EVAL (K_GCRA_EVAL) of gcra_lua for c, with the
+ * deadline tv; 0, or -1 (c is still the caller's). */
+static int gcra_send(struct rstore *s, struct cmd *c, const struct timeval *tv)
+{
+    const char *argv[6];
+    size_t lens[6];
+    char t[24], tau[24];
+
+    snprintf(t, sizeof(t), "%" PRIu64, c->t_us);
+    snprintf(tau, sizeof(tau), "%" PRIu64, c->tau_us);
+    if (c->kind == K_GCRA) {
+        argv[0] = "EVALSHA", lens[0] = 7;
+        argv[1] = s->gcra_sha, lens[1] = SHA1_HEX - 1;
+    } else {
+        argv[0] = "EVAL", lens[0] = 4;
+        argv[1] = gcra_lua, lens[1] = sizeof(gcra_lua) - 1;
+    }
+    argv[2] = "1", lens[2] = 1;
+    argv[3] = c->gkey, lens[3] = strlen(c->gkey);
+    argv[4] = t, lens[4] = strlen(t);
+    argv[5] = tau, lens[5] = strlen(tau);
+    return cmd_send_tv(s, c, 6, argv, lens, tv);
+}
+
+/* The EVALSHA of c was answered NOSCRIPT: send the script itself, once,
+ * within what is left of c's deadline. 0 when sent (the new command now
+ * owns the key and the callback), -1 when not (c unchanged; why says why). */
+static int gcra_retry(struct rstore *s, struct cmd *c, const char **why)
+{
+    int64_t left = c->end_us - mono_us();
+    struct timeval tv;
+    struct cmd *e;
+
+    s->n.gcra_noscript++;
+    if (s->state != RS_OK || s->ac == NULL) {
+        *why = "NOSCRIPT, and the connection is gone";
+        return -1;
+    }
+    if (left <= 0) {
+        *why = "NOSCRIPT, and no time is left for EVAL";
+        return -1;
+    }
+    if ((e = cmd_new(K_GCRA_EVAL)) == NULL) {
+        *why = "NOSCRIPT, and out of memory";
+        return -1;
+    }
+    e->gkey = c->gkey;
+    e->t_us = c->t_us;
+    e->tau_us = c->tau_us;
+    e->end_us = c->end_us;
+    e->gcb = c->gcb;
+    e->arg = c->arg;
+    tv.tv_sec = (time_t)(left / 1000000);
+    tv.tv_usec = (suseconds_t)(left % 1000000);
+    if (gcra_send(s, e, &tv) != 0) {
+        free(e);
+        *why = "NOSCRIPT, and cannot send EVAL";
+        return -1;
+    }
+    c->gkey = NULL;              /* e's now; on_reply frees c alone */
+    return 0;
+}
+
+/* The script's answer: four integers, consistent with each other. */
+static int gcra_parse(const redisReply *reply, struct store_gcra *out)
+{
+    size_t i;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+        return -1;
+    for (i = 0; i < 4; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER ||
+            reply->element[i]->integer < 0)
+            return -1;
+    if (reply->element[0]->integer > 1)
+        return -1;
+    out->allowed = (int)reply->element[0]->integer;
+    out->remaining = reply->element[1]->integer;
+    out->retry_after_ms = reply->element[2]->integer;
+    out->reset_ms = reply->element[3]->integer;
+    if (out->allowed ? out->retry_after_ms != 0
+                     : out->retry_after_ms == 0 || out->remaining != 0)
+        return -1;
+    return 0;
+}
+
+static void gcra_done(struct rstore *s, struct cmd *c, const redisReply *reply)
+{
+    struct store_gcra r = {0, 0, 0, 0};
+    const char *why = NULL;
+    int ok = 0;
+
+    if (s == NULL)
+        return;                  /* answered by store free */
+    if (reply == NULL) {
+        /* the connection went away; set_down logged why */
+    } else if (c->kind == K_GCRA && reply->type == REDIS_REPLY_ERROR &&
+               strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        if (gcra_retry(s, c, &why) == 0)
+            return;
+    } else if (gcra_parse(reply, &r) == 0) {
+        ok = 1;
+    } else {
+        why = reply->type == REDIS_REPLY_ERROR ? reply_msg(s, reply)
+                                               : "unexpected reply";
+    }
+    if (why != NULL && ratelog_take(&s->rl_gcra))
+        log_warn("redis: %s failed: %s; answered as undecided%s",
+                 kind_name[c->kind], why, s->rl_gcra.more);
+    if (!ok)
+        s->n.gcra_errors++;
+    else if (r.allowed)
+        s->n.gcras_allowed++;
+    else
+        s->n.gcras_refused++;
+    /* last use of s: the callback may free the store */
+    c->gcb(c->arg, ok ? &r : NULL);
+}
+
 static void purge_free(struct purge *job)
 {
     free(job->pattern);
@@ -929,10 +1123,15 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     case K_PUBLISH:
         ctl_done(s, c, reply);
         break;
+    case K_GCRA:
+    case K_GCRA_EVAL:
+        gcra_done(s, c, reply);
+        break;
     case K_SUB_AUTH:
     case K_SUBSCRIBE:
         break;                   /* on_sub_reply's */
     }
+    free(c->gkey);
     free(c);
 }
 
@@ -1366,6 +1565,43 @@ error:
     cb(arg, -1);
 }
 
+/* One GCRA decision in Redis; NULL at once when Redis cannot take it. T
+ * and tau are clamped to GCRA_MAX_US (the script's arithmetic is in
+ * doubles): only budgets of decades are affected. */
+static void rs_gcra(struct store *st, const char *key, uint64_t period_us,
+                    unsigned burst, store_gcra_cb cb, void *arg)
+{
+    struct rstore *s = (struct rstore *)st;
+    uint64_t t, b1;
+    struct cmd *c = NULL;
+
+    s->n.gcras++;
+    if (key == NULL || s->state != RS_OK || s->closing)
+        goto error;
+    if (!room_for(s, "answering more rate-limit decisions as undecided"))
+        goto error;
+    if ((c = cmd_new(K_GCRA)) == NULL || (c->gkey = strdup(key)) == NULL)
+        goto error;
+    t = period_us < 1 ? 1 : period_us > GCRA_MAX_US ? GCRA_MAX_US : period_us;
+    b1 = burst > 1 ? burst - 1 : 0;
+    c->t_us = t;
+    c->tau_us = b1 > GCRA_MAX_US / t ? GCRA_MAX_US : t * b1;
+    c->end_us = mono_us() + (int64_t)s->timeout_ms * 1000;
+    c->gcb = cb;
+    c->arg = arg;
+    if (gcra_send(s, c, s->cmd_tv) != 0)
+        goto error;
+    return;
+
+error:
+    if (c != NULL) {
+        free(c->gkey);
+        free(c);
+    }
+    s->n.gcra_errors++;
+    cb(arg, NULL);
+}
+
 static void rs_lease_renew(struct store *st, const char *name,
                            uint64_t ttl_ms)
 {
@@ -1506,11 +1742,11 @@ static void rstore_release(struct rstore *s)
     free(s);
 }
 
-/* Every pending get is answered STORE_ERROR and every pending lease -1
- * before this returns (so free the store before what the callbacks' args
- * point to); sets, control commands and purges in flight are abandoned, the
- * subscription is closed without a (NULL, 0) call. It may be called from
- * any callback of the store. */
+/* Every pending get is answered STORE_ERROR, every pending lease -1 and
+ * every pending gcra NULL before this returns (so free the store before
+ * what the callbacks' args point to); sets, control commands and purges in
+ * flight are abandoned, the subscription is closed without a (NULL, 0)
+ * call. It may be called from any callback of the store. */
 static void rs_free(struct store *st)
 {
     struct rstore *s = (struct rstore *)st;
@@ -1531,6 +1767,9 @@ static void rs_free(struct store *st)
         } else if (c->kind == K_LEASE) {
             s->n.lease_errors++;
             c->lcb(c->arg, -1);
+        } else if (c->kind == K_GCRA || c->kind == K_GCRA_EVAL) {
+            s->n.gcra_errors++;
+            c->gcb(c->arg, NULL);
         }
     }
     sub_stop(s);
@@ -1562,6 +1801,10 @@ static void rs_free(struct store *st)
               n->lease_errors, n->renews, n->renews_lost, n->releases,
               n->publishes, n->ctl_errors, n->ctl_dropped, n->events,
               n->sub_connects, n->sub_losses, n->sub_heartbeats);
+    log_debug("redis: rate-limit decisions %" PRIu64 " (allowed %" PRIu64
+              ", refused %" PRIu64 ", undecided %" PRIu64 ", NOSCRIPT %"
+              PRIu64 ")", n->gcras, n->gcras_allowed, n->gcras_refused,
+              n->gcra_errors, n->gcra_noscript);
     rstore_release(s);
 }
 
@@ -1575,10 +1818,82 @@ static const struct store_ops redis_ops = {
     .lease_release = rs_lease_release,
     .publish = rs_publish,
     .subscribe = rs_subscribe,
+    .gcra = rs_gcra,
     .purge = rs_purge,
     .state = rs_state,
     .free = rs_free,
 };
+
+/* SHA-1 (FIPS 180-4), only to name gcra_lua for EVALSHA: Redis keys its
+ * script cache by the lowercase hex SHA-1 of the script's text. */
+static uint32_t rol32(uint32_t x, unsigned n)
+{
+    return x << n | x >> (32 - n);
+}
+
+static void sha1_block(uint32_t h[5], const unsigned char *p)
+{
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
+    int i;
+
+    for (i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+    for (; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (i = 0; i < 80; i++) {
+        if (i < 20)
+            f = (b & c) | (~b & d), k = 0x5a827999;
+        else if (i < 40)
+            f = b ^ c ^ d, k = 0x6ed9eba1;
+        else if (i < 60)
+            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
+        else
+            f = b ^ c ^ d, k = 0xca62c1d6;
+        t = rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1_hex(const void *data, size_t len, char out[SHA1_HEX])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476,
+                     0xc3d2e1f0};
+    const unsigned char *p = data;
+    unsigned char last[128];
+    uint64_t bits = (uint64_t)len * 8;
+    size_t i, rest, n;
+    unsigned v;
+
+    for (i = 0; len - i >= 64; i += 64)
+        sha1_block(h, p + i);
+    rest = len - i;
+    memset(last, 0, sizeof(last));
+    memcpy(last, p + i, rest);
+    last[rest] = 0x80;
+    n = rest < 56 ? 64 : 128;
+    for (i = 0; i < 8; i++)
+        last[n - 1 - i] = (unsigned char)(bits >> (8 * i));
+    sha1_block(h, last);
+    if (n == 128)
+        sha1_block(h, last + 64);
+    for (i = 0; i < 20; i++) {
+        v = (h[i / 4] >> (24 - 8 * (i % 4))) & 0xff;
+        out[2 * i] = hex[v >> 4];
+        out[2 * i + 1] = hex[v & 15];
+    }
+    out[40] = '\0';
+}
 
 /* This store's lease token: 16 random bytes in hex, the pid, and a
  * sequence number that keeps two stores of one process apart even if
@@ -1859,6 +2174,7 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         return NULL;
     }
     make_token(s->token, sizeof(s->token));
+    sha1_hex(gcra_lua, sizeof(gcra_lua) - 1, s->gcra_sha);
     connect_start(s);
     return &s->base;
 }

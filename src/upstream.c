@@ -16,6 +16,8 @@ struct up_client {
     struct event *timer;
     size_t inflight;
     struct up_xfer *xfers;       /* in flight, for up_client_free */
+    up_observe_cb observe;
+    void *observe_arg;
 };
 
 struct up_xfer {
@@ -244,6 +246,8 @@ static void check_done(struct up_client *c)
         curl_easy_cleanup(x->easy);
         x->easy = NULL;
         unlink_xfer(x);
+        if (c->observe)
+            c->observe(c->observe_arg, &x->resp);
         x->cb(x->arg, &x->resp);
         xfer_free(x);
     }
@@ -281,6 +285,12 @@ void up_client_free(struct up_client *c)
     if (c->timer)
         event_free(c->timer);
     free(c);
+}
+
+void up_client_observe(struct up_client *c, up_observe_cb cb, void *arg)
+{
+    c->observe = cb;
+    c->observe_arg = arg;
 }
 
 size_t up_client_inflight(const struct up_client *c)

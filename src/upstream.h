@@ -43,6 +43,9 @@ struct up_client;
 struct up_xfer;
 
 struct up_client *up_client_new(struct event_base *base);
+/* Called once per finished transfer (not cancelled ones), for metrics. */
+typedef void (*up_observe_cb)(void *arg, const struct up_resp *resp);
+void up_client_observe(struct up_client *c, up_observe_cb cb, void *arg);
 /* Abort every transfer in flight (their callbacks are not called). */
 void up_client_free(struct up_client *c);
 size_t up_client_inflight(const struct up_client *c);

@@ -10,8 +10,9 @@ TCP and a unix socket, with AUTH and with an ACL user, CLIENT PAUSE, a
 server restarted under the check, a SIGSTOPped server, nothing listening, a
 wrong password), passes the check's TAP through as indented subtests, and
 stops exactly the servers it started. Every mode also exercises the store's
-subscriber connection (the event channel); in the restart mode the harness
-restarts the server when the check asks for it on its stdout.
+subscriber connection (the event channel) and its rate-limit decisions (the
+GCRA script, answered NULL when Redis cannot decide); in the restart mode
+the harness restarts the server when the check asks for it on its stdout.
 Exit status 1 when anything failed.
 """
 import atexit

@@ -8,30 +8,35 @@
  *           parsing, round trips, misses, expiry, undecodable values,
  *           generations (MGET in one round trip, bump, bad counters),
  *           leases (NX, expiry, renew and release only of our own token,
- *           two stores as two instances), publish/subscribe (exact bytes,
- *           NUL, 64 KiB, both stores see each other's messages, CLIENT KILL
- *           of either connection, unsubscribe), purge, shedding, store free
- *           with gets and leases in flight and from get, lease and event
- *           callbacks.
+ *           two stores as two instances), GCRA decisions (burst, remaining,
+ *           retry after, refill, one budget for two stores, independent
+ *           keys, expiry, the TAT on Redis's clock, bad stored values, the
+ *           NOSCRIPT fallback), publish/subscribe (exact bytes, NUL, 64 KiB,
+ *           both stores see each other's messages, CLIENT KILL of either
+ *           connection, unsubscribe), purge, shedding, store free with
+ *           gets, leases and decisions in flight and from get, lease, gcra
+ *           and event callbacks.
  *   pause   Redis is up; once connected the test pauses it (CLIENT PAUSE):
- *           gets and leases fail within their deadline, the store is down,
- *           then it reconnects; then the server closes the connection
- *           (CLIENT KILL) and the store reconnects again, its subscription
- *           untouched; last, a pause longer than the subscriber heartbeat
- *           is noticed on the subscriber connection (one (NULL, 0) event)
- *           and the subscription comes back after it.
- *   hang    Redis was SIGSTOPped before the start: every get and lease
- *           fails within TIMEOUT_MS + 50 ms, the subscription reports its
- *           loss once within that, and the program finishes.
+ *           gets, leases and decisions fail within their deadline, the
+ *           store is down, then it reconnects; then the server closes the
+ *           connection (CLIENT KILL) and the store reconnects again, its
+ *           subscription untouched; last, a pause longer than the
+ *           subscriber heartbeat is noticed on the subscriber connection
+ *           (one (NULL, 0) event) and the subscription comes back after it.
+ *   hang    Redis was SIGSTOPped before the start: every get, lease and
+ *           decision fails within TIMEOUT_MS + 50 ms, the subscription
+ *           reports its loss once within that, and the program finishes.
  *   restart Redis is up, without persistence; the test prints the line
  *           "# restart the server now" and the harness restarts it on the
  *           same address: both connections notice, the subscription's loss
- *           is reported once, and both come back by themselves.
- *   down    nothing answers at URL (or AUTH fails): gets and leases fail at
- *           once, the subscription reports its loss once, and the idle
- *           process does not spin.
+ *           is reported once, and both come back by themselves; decisions
+ *           work again on the new server (which has no cached script).
+ *   down    nothing answers at URL (or AUTH fails): gets, leases and
+ *           decisions fail at once, the subscription reports its loss once,
+ *           and the idle process does not spin.
  * tests/integration/store_redis.py starts redis-server and runs them all. */
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +60,7 @@ static unsigned timeout_ms = 200;
 #define GEN_T "lcg:1:gen:rsc"       /* the generation the plain gets read */
 #define CHANNEL "lcg:1:events"
 #define HEARTBEAT_MS 5000           /* SUB_HEARTBEAT_MS of the store */
+#define PERIOD_10 100000            /* us: 10 requests per second */
 
 /* Run the loop until done(arg) or ms elapse; returns done(arg). */
 struct until {
@@ -480,6 +486,56 @@ static int64_t lres_ms(const struct lres *l)
     return (l->t1_us - l->t0_us) / 1000;
 }
 
+/* GCRA decisions. */
+struct gres {
+    int calls, decided;          /* decided: r was not NULL */
+    struct store_gcra r;
+    int64_t t0_us, t1_us;
+};
+
+static void gcra_cb(void *arg, const struct store_gcra *r)
+{
+    struct gres *g = arg;
+
+    g->calls++;
+    g->decided = r != NULL;
+    if (r != NULL)
+        g->r = *r;
+    else
+        memset(&g->r, 0, sizeof(g->r));
+    g->t1_us = mono_us();
+}
+
+static int gres_done(void *arg)
+{
+    return ((struct gres *)arg)->calls > 0;
+}
+
+static void gcra_start(struct store *s, const char *key, uint64_t period_us,
+                       unsigned burst, struct gres *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->t0_us = mono_us();
+    s->ops->gcra(s, key, period_us, burst, gcra_cb, g);
+}
+
+/* 1 allowed, 0 refused, -1 undecided (NULL), -2 no answer or more than
+ * one. */
+static int gcra_wait(struct store *s, const char *key, uint64_t period_us,
+                     unsigned burst, struct gres *g)
+{
+    gcra_start(s, key, period_us, burst, g);
+    run_until(gres_done, g, (int)timeout_ms + 2000);
+    if (g->calls != 1)
+        return -2;
+    return g->decided ? g->r.allowed : -1;
+}
+
+static int64_t gres_ms(const struct gres *g)
+{
+    return (g->t1_us - g->t0_us) / 1000;
+}
+
 /* Events: a recorder of what a subscription delivers. Messages that start
  * with "probe:" only count (see subs_live). */
 #define REC_MAX 16
@@ -894,6 +950,193 @@ static void check_leases(redisContext *side, struct store *st2)
     side_int(side, "DEL %s", name);
 }
 
+/* Redis's clock in microseconds, through the side connection. */
+static int64_t side_time_us(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "TIME");
+    int64_t v = -1;
+
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+        v = atoll(r->element[0]->str) * 1000000 + atoll(r->element[1]->str);
+    freeReplyObject(r);
+    return v;
+}
+
+static void check_gcra(redisContext *side, struct store *st2)
+{
+    static const char ka[] = "rsc:rl:a", kb[] = "rsc:rl:b",
+                      kc[] = "rsc:rl:c", ks[] = "rsc:rl:shared",
+                      kx[] = "rsc:rl:exp", kj[] = "rsc:rl:junk",
+                      kf[] = "rsc:rl:future", kn[] = "rsc:rl:noscript",
+                      kl[] = "rsc:rl:list", kh[] = "rsc:rl:huge",
+                      kt[] = "rsc:rl:tiny";
+    static const char *const keys[] = {ka, kb, kc, ks, kx, kj, kf, kn, kl,
+                                       kh, kt};
+    struct gres g;
+    char val[64];
+    long long pttl, eval0, sha0;
+    int64_t rem[5], reset[5], now_us, tat_us, t0;
+    int r, i, all = 1;
+    size_t k;
+
+    for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+        side_int(side, "DEL %s", keys[k]);
+
+    /* rate 10/s, burst 5 */
+    t0 = mono_us();
+    for (i = 0; i < 5; i++) {
+        r = gcra_wait(st, ka, PERIOD_10, 5, &g);
+        all &= r == 1 && g.r.retry_after_ms == 0;
+        rem[i] = g.r.remaining;
+        reset[i] = g.r.reset_ms;
+    }
+    tap_ok(all, "rate 10/s, burst 5: 5 requests at once are allowed");
+    tap_ok(rem[0] == 4 && rem[1] == 3 && rem[2] == 2 && rem[3] == 1 &&
+               rem[4] == 0,
+           "remaining counts 4,3,2,1,0 (%lld,%lld,%lld,%lld,%lld)",
+           (long long)rem[0], (long long)rem[1], (long long)rem[2],
+           (long long)rem[3], (long long)rem[4]);
+    tap_ok(reset[0] == 100 && reset[4] > 400 && reset[4] <= 500,
+           "reset_ms is the time until full: 100 after the first, (400, "
+           "500] after the fifth (%lld, %lld)", (long long)reset[0],
+           (long long)reset[4]);
+    r = gcra_wait(st, ka, PERIOD_10, 5, &g);
+    tap_ok(r == 0 && g.r.remaining == 0 && g.r.retry_after_ms >= 1 &&
+               g.r.retry_after_ms <= 100 && g.r.reset_ms > 400 &&
+               g.r.reset_ms <= 500,
+           "the 6th is refused, retry after %lld ms (1..100), reset %lld ms",
+           (long long)g.r.retry_after_ms, (long long)g.r.reset_ms);
+    pttl = side_int(side, "PTTL %s", ka);
+    tap_ok(pttl > 300 && pttl <= 500,
+           "the key expires when the bucket is full again (PTTL %lld)",
+           pttl);
+    now_us = side_time_us(side);
+    tap_ok(side_get(side, ka, val, sizeof(val)) &&
+               strspn(val, "0123456789") == strlen(val),
+           "the TAT is stored as a decimal integer (%s)", val);
+    tat_us = atoll(val);
+    tap_ok(tat_us - now_us > 300000 && tat_us - now_us <= 500000,
+           "in microseconds on Redis's clock: %lld us ahead of its TIME",
+           (long long)(tat_us - now_us));
+    run_for(100);
+    r = gcra_wait(st, ka, PERIOD_10, 5, &g);
+    tap_ok(r == 1 && g.r.remaining == 0,
+           "100 ms later one more is allowed, with 0 remaining (%d, %lld; "
+           "%lld ms after the burst)", r, (long long)g.r.remaining,
+           (long long)((mono_us() - t0) / 1000));
+    r = gcra_wait(st, ka, PERIOD_10, 5, &g);
+    tap_ok(r == 0, "and the next one right after is refused (%d)", r);
+
+    /* two instances, one budget */
+    r = gcra_wait(st, ks, 1000000, 3, &g);
+    all = r == 1 && g.r.remaining == 2;
+    r = gcra_wait(st2, ks, 1000000, 3, &g);
+    all &= r == 1 && g.r.remaining == 1;
+    r = gcra_wait(st, ks, 1000000, 3, &g);
+    all &= r == 1 && g.r.remaining == 0;
+    tap_ok(all, "two stores spend one budget on the same key: 3 of burst 3 "
+           "allowed, remaining 2,1,0 across them");
+    r = gcra_wait(st2, ks, 1000000, 3, &g);
+    tap_ok(r == 0 && g.r.retry_after_ms > 900 &&
+               g.r.retry_after_ms <= 1000,
+           "and the other store's next is refused (retry after %lld ms)",
+           (long long)g.r.retry_after_ms);
+    r = gcra_wait(st, ks, 1000000, 3, &g);
+    tap_ok(r == 0, "so is this store's (%d)", r);
+
+    /* independent keys */
+    r = gcra_wait(st, kb, 1000000, 1, &g);
+    all = r == 1 && g.r.remaining == 0;
+    r = gcra_wait(st, kb, 1000000, 1, &g);
+    all &= r == 0;
+    tap_ok(all, "burst 1: one allowed, the next refused");
+    r = gcra_wait(st, kc, 1000000, 1, &g);
+    tap_ok(r == 1 && g.r.remaining == 0,
+           "another key is independent: allowed (%d)", r);
+    tap_ok(side_int(side, "EXISTS %s", kc) == 1 &&
+               side_int(side, "EXISTS %s", "rsc:rl:d") == 0,
+           "each key has its own TAT");
+
+    /* idle keys vanish */
+    r = gcra_wait(st, kx, 20000, 1, &g);
+    pttl = side_int(side, "PTTL %s", kx);
+    tap_ok(r == 1 && g.r.reset_ms == 20 && pttl > 0 && pttl <= 20,
+           "a key of rate 50/s, burst 1 expires in 20 ms (PTTL %lld)",
+           pttl);
+    run_for(100);
+    tap_ok(side_int(side, "EXISTS %s", kx) == 0,
+           "and is gone once its bucket is full again");
+
+    /* stored values that are not ours */
+    side_ok(side, "SET %b %b", kj, sizeof(kj) - 1, "not a number", 12);
+    r = gcra_wait(st, kj, PERIOD_10, 5, &g);
+    tap_ok(r == 1 && g.r.remaining == 4,
+           "a value that is not a number reads as a full bucket (%d, %lld)",
+           r, (long long)g.r.remaining);
+    tap_ok(side_get(side, kj, val, sizeof(val)) &&
+               strspn(val, "0123456789") == strlen(val),
+           "and is replaced by a TAT (%s)", val);
+    snprintf(val, sizeof(val), "%lld",
+             (long long)(side_time_us(side) + 3600LL * 1000000));
+    side_ok(side, "SET %b %b", kf, sizeof(kf) - 1, val, strlen(val));
+    r = gcra_wait(st, kf, PERIOD_10, 5, &g);
+    tap_ok(r == 0 && g.r.retry_after_ms == 100 && g.r.reset_ms == 500,
+           "a TAT an hour ahead (a clock stepped back) refuses for one "
+           "period past the burst, not an hour (retry %lld, reset %lld)",
+           (long long)g.r.retry_after_ms, (long long)g.r.reset_ms);
+    side_int(side, "DEL %s", kl);
+    side_int(side, "RPUSH %s x", kl);
+    r = gcra_wait(st, kl, PERIOD_10, 5, &g);
+    tap_ok(r == -1, "a key of another type is undecided: NULL (%d)", r);
+    tap_is_str(st->ops->state(st), "ok", "and keeps the connection");
+
+    /* extreme budgets are clamped, not errors */
+    r = gcra_wait(st, kh, UINT64_MAX, UINT_MAX, &g);
+    all = r == 1;
+    r = gcra_wait(st, kh, UINT64_MAX, UINT_MAX, &g);
+    all &= r == 1;
+    tap_ok(all && g.r.reset_ms > 0, "a period and a burst of decades are "
+           "decided (reset %lld ms)", (long long)g.r.reset_ms);
+    r = gcra_wait(st, kt, 1, 1000000, &g);
+    tap_ok(r == 1 && g.r.remaining == 999999,
+           "and so is a period of 1 us (%d, remaining %lld)", r,
+           (long long)g.r.remaining);
+
+    /* EVALSHA, and EVAL after NOSCRIPT */
+    r = gcra_wait(st, kn, 1000000, 2, &g);
+    eval0 = side_calls(side, "eval");
+    sha0 = side_calls(side, "evalsha");
+    r = gcra_wait(st, kn, 1000000, 2, &g);
+    tap_ok(r == 1 && g.r.remaining == 0 &&
+               side_calls(side, "evalsha") == sha0 + 1 &&
+               side_calls(side, "eval") == eval0,
+           "a decision is one EVALSHA once the script is cached");
+    {
+        redisReply *rep = redisCommand(side, "SCRIPT FLUSH");
+
+        tap_ok(rep != NULL && rep->type == REDIS_REPLY_STATUS,
+               "SCRIPT FLUSH empties the server's script cache");
+        freeReplyObject(rep);
+    }
+    eval0 = side_calls(side, "eval");
+    sha0 = side_calls(side, "evalsha");
+    r = gcra_wait(st, kn, 1000000, 2, &g);
+    tap_ok(r == 0 && g.r.retry_after_ms > 900 && g.r.retry_after_ms <= 1000,
+           "after it, a decision still comes, on the same budget (refused, "
+           "retry %lld ms)", (long long)g.r.retry_after_ms);
+    tap_ok(side_calls(side, "evalsha") == sha0 + 1 &&
+               side_calls(side, "eval") == eval0 + 1,
+           "through EVALSHA answered NOSCRIPT, then one EVAL");
+    r = gcra_wait(st2, kn, 1000000, 2, &g);
+    tap_ok(r == 0 && side_calls(side, "evalsha") == sha0 + 2 &&
+               side_calls(side, "eval") == eval0 + 1,
+           "the EVAL cached the script: the next decision, of another "
+           "store, is an EVALSHA again (our SHA-1 is Redis's)");
+    tap_is_str(st->ops->state(st), "ok", "the store is still ok");
+    for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+        side_int(side, "DEL %s", keys[k]);
+}
+
 static struct rec rec1, rec2;    /* st's and st2's events */
 
 static void check_pubsub(redisContext *side, struct store *st2)
@@ -1118,6 +1361,45 @@ static void check_free_in_lease_callback(const char *url)
            "store; the leases behind it are -1, each once");
 }
 
+/* A gcra callback frees the store; the decisions behind it are NULL,
+ * once. */
+struct gfree {
+    struct store *s;
+    int calls, decided;
+};
+
+static void gcra_free_cb(void *arg, const struct store_gcra *r)
+{
+    struct gfree *f = arg;
+
+    f->calls++;
+    f->decided = r != NULL;
+    f->s->ops->free(f->s);
+}
+
+static void check_free_in_gcra_callback(const char *url)
+{
+    struct gfree f = {0};
+    struct gres g[3];
+    struct store_state w;
+    char key[64];
+    int i, ok = 1;
+
+    f.s = open_store(url);
+    w.s = f.s;
+    w.want = "ok";
+    run_until(store_state_is, &w, 5000);
+    snprintf(key, sizeof(key), "rsc:rl:f:%ld", (long)getpid());
+    f.s->ops->gcra(f.s, key, PERIOD_10, 5, gcra_free_cb, &f);
+    for (i = 0; i < 3; i++)
+        gcra_start(f.s, key, PERIOD_10, 5, &g[i]);
+    run_for(100);
+    for (i = 0; i < 3; i++)
+        ok &= g[i].calls == 1 && !g[i].decided;
+    tap_ok(f.calls == 1 && f.decided && ok, "a gcra callback may free the "
+           "store; the decisions behind it are NULL, each once");
+}
+
 static void check_purge(redisContext *side)
 {
     static const char *const keep[] = {"rsc:pb:1", "rsc:pa", "rsc:pa:x:1"};
@@ -1168,6 +1450,7 @@ static void check_purge(redisContext *side)
 
 static void check_shedding(void)
 {
+    struct gres gr;
     struct tally t = {0};
     struct want_calls w = {&t, 10005};
     struct got g;
@@ -1180,6 +1463,9 @@ static void check_shedding(void)
     tap_ok(at_once == 5 && t.res[STORE_ERROR] == 5,
            "with 10000 commands in flight, more gets are ERROR at once "
            "(%d)", at_once);
+    gcra_start(st, "rsc:rl:shed", PERIOD_10, 5, &gr);
+    tap_ok(gr.calls == 1 && !gr.decided,
+           "and a rate-limit decision is NULL at once");
     run_until(tally_done, &w, 10000);
     tap_ok(t.calls == 10005 && t.res[STORE_MISS] == 10000,
            "the 10000 in flight are answered, each once (%d MISS)",
@@ -1190,14 +1476,17 @@ static void check_free_pending(void)
 {
     struct tally t = {0};
     struct lres l[20];
-    int i, leases_ok = 1, losses = rec1.losses;
+    struct gres gr[20];
+    int i, leases_ok = 1, gcras_ok = 1, losses = rec1.losses;
 
     for (i = 0; i < 50; i++)
         store_get(st, "rsc:t:none", 10, GEN_T, tally_cb, &t);
     for (i = 0; i < 20; i++)
         lease_start(st, "rsc:lease:pending", 1000, &l[i]);
-    tap_ok(t.calls == 0 && l[0].calls == 0,
-           "50 gets and 20 leases are in flight");
+    for (i = 0; i < 20; i++)
+        gcra_start(st, "rsc:rl:pending", PERIOD_10, 5, &gr[i]);
+    tap_ok(t.calls == 0 && l[0].calls == 0 && gr[0].calls == 0,
+           "50 gets, 20 leases and 20 decisions are in flight");
     st->ops->free(st);
     st = NULL;
     tap_ok(t.calls == 50 && t.res[STORE_ERROR] == 50,
@@ -1206,10 +1495,14 @@ static void check_free_pending(void)
     for (i = 0; i < 20; i++)
         leases_ok &= l[i].calls == 1 && l[i].got == -1;
     tap_ok(leases_ok, "and each pending lease once, with -1");
+    for (i = 0; i < 20; i++)
+        gcras_ok &= gr[i].calls == 1 && !gr[i].decided;
+    tap_ok(gcras_ok, "and each pending decision once, with NULL");
     event_base_loop(base, EVLOOP_NONBLOCK);
     for (i = 0; i < 20; i++)
-        leases_ok &= l[i].calls == 1;
-    tap_ok(t.calls == 50 && leases_ok, "and nothing answers them again");
+        leases_ok &= l[i].calls == 1, gcras_ok &= gr[i].calls == 1;
+    tap_ok(t.calls == 50 && leases_ok && gcras_ok,
+           "and nothing answers them again");
     tap_ok(rec1.losses == losses, "its subscription is closed without a "
            "loss report");
     tap_ok(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
@@ -1271,6 +1564,7 @@ static int mode_normal(const char *url)
     check_bad_values(side);
     check_gens(side);
     check_leases(side, st2);
+    check_gcra(side, st2);
     check_pubsub(side, st2);
     st2->ops->free(st2);
     tap_ok(wait_numsub(side, 1, 2000) && rec2.losses == 1,
@@ -1281,6 +1575,7 @@ static int mode_normal(const char *url)
     check_free_in_callback(url);
     check_free_in_event_callbacks(url, side);
     check_free_in_lease_callback(url);
+    check_free_in_gcra_callback(url);
 
     /* The harness checks that this landed in the database of the URL. */
     e = sample_entry(8);
@@ -1303,6 +1598,7 @@ static int mode_pause(const char *url)
     struct centry *e = sample_entry(32);
     struct got g[5], late;
     struct lres l;
+    struct gres gr;
     struct rec ev = {0}, *evp = &ev;
     redisContext *side;
     redisReply *rep;
@@ -1330,6 +1626,7 @@ static int mode_pause(const char *url)
     for (i = 0; i < 5; i++)
         get_start("rsc:pause", 9, &g[i]);
     lease_start(st, lname, 1000, &l);
+    gcra_start(st, "rsc:rl:pause", PERIOD_10, 5, &gr);
     store_set(st, "rsc:pause2", 10, e, 60000);
     st->ops->bump(st, GEN_T);
     st->ops->publish(st, "paused", 6);
@@ -1346,12 +1643,18 @@ static int mode_pause(const char *url)
     tap_ok(l.calls == 1 && l.got == -1 && lres_ms(&l) <= timeout_ms + 50,
            "a lease is -1 within the deadline too (%lld ms)",
            (long long)lres_ms(&l));
+    run_until(gres_done, &gr, (int)timeout_ms + 2000);
+    tap_ok(gr.calls == 1 && !gr.decided && gres_ms(&gr) <= timeout_ms + 50,
+           "and a rate-limit decision NULL (%lld ms)",
+           (long long)gres_ms(&gr));
     tap_is_str(st->ops->state(st), "down", "the store is down after it");
     get_start("rsc:pause", 9, &late);
     tap_ok(late.calls == 1 && late.res == STORE_ERROR,
            "while down a get is answered at once");
     lease_start(st, lname, 1000, &l);
     tap_ok(l.calls == 1 && l.got == -1, "and so is a lease, with -1");
+    gcra_start(st, "rsc:rl:pause", PERIOD_10, 5, &gr);
+    tap_ok(gr.calls == 1 && !gr.decided, "and a decision, with NULL");
 
     tap_ok(run_until(state_is, "ok", 5 * (int)timeout_ms + 8000),
            "the store reconnects once the pause ends");
@@ -1361,6 +1664,8 @@ static int mode_pause(const char *url)
     r = lease_wait(st, lname, 1000, &l);
     tap_ok(r == 1, "and takes leases again (%d)", r);
     st->ops->lease_release(st, lname);
+    r = gcra_wait(st, "rsc:rl:pause", PERIOD_10, 5, &gr);
+    tap_ok(r == 0 || r == 1, "and decides again (%d)", r);
 
     /* A connection the server closes: the gets on it fail, the store
      * comes back by itself; the subscription is another connection. */
@@ -1416,6 +1721,7 @@ static int mode_restart(const char *url)
     redisContext *side;
     struct got g;
     struct lres l;
+    struct gres gr;
     int r;
 
     st = open_store(url);
@@ -1451,6 +1757,12 @@ static int mode_restart(const char *url)
            "the server kept nothing: a MISS with the generations at 0");
     r = lease_wait(st, "rsc:lease:restart", 1000, &l);
     tap_ok(r == 1, "leases work again (%d)", r);
+    r = gcra_wait(st, "rsc:rl:restart", PERIOD_10, 5, &gr);
+    tap_ok(r == 1 && gr.r.remaining == 4, "rate-limit decisions work again "
+           "on the restarted server, its script cache empty (%d, %lld)",
+           r, (long long)gr.r.remaining);
+    tap_ok(side_calls(side, "evalsha") == 1 && side_calls(side, "eval") == 1,
+           "through EVALSHA answered NOSCRIPT and one EVAL");
     st->ops->free(st);
     redisFree(side);
     rec_clear(&ev);
@@ -1463,9 +1775,10 @@ static int mode_hang(const char *url)
     struct centry *e = sample_entry(32);
     struct got g;
     struct lres l;
+    struct gres gr;
     struct rec ev = {0};
-    int n = 0, errors = 0, lerrors = 0, was_ok = 0;
-    int64_t worst = 0, lworst = 0, t_sub, end = mono_ms() + 1500;
+    int n = 0, errors = 0, lerrors = 0, gerrors = 0, was_ok = 0;
+    int64_t worst = 0, lworst = 0, gworst = 0, t_sub, end = mono_ms() + 1500;
 
     st = open_store(url);
     t_sub = mono_us();
@@ -1483,6 +1796,11 @@ static int mode_hang(const char *url)
         lerrors += l.calls == 1 && l.got == -1;
         if (lres_ms(&l) > lworst)
             lworst = lres_ms(&l);
+        gcra_start(st, "rsc:rl:hang", PERIOD_10, 5, &gr);
+        run_until(gres_done, &gr, (int)timeout_ms + 2000);
+        gerrors += gr.calls == 1 && !gr.decided;
+        if (gres_ms(&gr) > gworst)
+            gworst = gres_ms(&gr);
         store_set(st, "rsc:hang", 8, e, 1000);
         st->ops->bump(st, GEN_T);
         st->ops->publish(st, "hang", 4);
@@ -1498,6 +1816,9 @@ static int mode_hang(const char *url)
     tap_ok(lerrors == n && lworst <= timeout_ms + 50, "every lease is -1 "
            "(%d of %d), within the deadline (worst %lld ms)", lerrors, n,
            (long long)lworst);
+    tap_ok(gerrors == n && gworst <= timeout_ms + 50, "every rate-limit "
+           "decision is NULL (%d of %d), within the deadline (worst %lld ms)",
+           gerrors, n, (long long)gworst);
     tap_ok(ev.losses == 1 && ev.bad_len == 0 &&
                (ev.first_loss_us - t_sub) / 1000 <= timeout_ms + 50,
            "the subscription is reported lost once (%d), within the "
@@ -1516,6 +1837,7 @@ static int mode_down(const char *url)
     struct rusage r0, r1;
     struct got g;
     struct lres l;
+    struct gres gr;
     struct rec ev = {0};
     int64_t cpu_us, t_sub;
 
@@ -1530,6 +1852,9 @@ static int mode_down(const char *url)
     lease_start(st, "rsc:lease:down", 1000, &l);
     tap_ok(l.calls == 1 && l.got == -1,
            "a lease right after start is -1 before lease() returns");
+    gcra_start(st, "rsc:rl:down", PERIOD_10, 5, &gr);
+    tap_ok(gr.calls == 1 && !gr.decided,
+           "a decision right after start is NULL before gcra() returns");
     tap_ok(run_until(state_is, "down", (int)timeout_ms + 1000),
            "the store reports down");
     get_start("rsc:down", 8, &g);
@@ -1538,6 +1863,9 @@ static int mode_down(const char *url)
     lease_start(st, "rsc:lease:down", 1000, &l);
     tap_ok(l.calls == 1 && l.got == -1,
            "a lease while down is -1 before lease() returns");
+    gcra_start(st, "rsc:rl:down", PERIOD_10, 5, &gr);
+    tap_ok(gr.calls == 1 && !gr.decided,
+           "a decision while down is NULL before gcra() returns");
     st->ops->bump(st, GEN_T);
     st->ops->publish(st, "down", 4);
     st->ops->lease_renew(st, "rsc:lease:down", 1000);
