@@ -57,7 +57,8 @@ struct greq {
     int64_t up_us;
     int has_rl;                  /* rl holds the client budget's state */
     struct rl_result rl;
-    const struct rate *rate;     /* the client budget that applied */
+    struct rate rate;            /* the client budget that applied (a copy:
+                                    a reload frees the configuration) */
     char rid[72];
     int64_t t0_us;
 };
@@ -120,7 +121,7 @@ static void add_common_headers(struct greq *g)
     evhttp_add_header(out, "X-Request-Id", g->rid);
     if (g->has_rl) {
         /* IETF httpapi ratelimit-headers draft: the client budget. */
-        snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", g->rate->count, g->rate->window_s);
+        snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", g->rate.count, g->rate.window_s);
         evhttp_add_header(out, "RateLimit-Policy", v);
         snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));
@@ -779,10 +780,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     cred = credential(g, &key);
     ck_project_label(g->project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
     p = conf_project(gw->conf, g->project_id);
-    g->rate = p && p->has_rate ? &p->rate : &gw->conf->rate;
+    g->rate = p && p->has_rate ? p->rate : gw->conf->rate;
     burst = p && p->has_burst ? p->burst : gw->conf->burst;
     snprintf(rlkey, sizeof(rlkey), "lcg:1:rl:c:%s", g->label);
-    rl_take(gw->rl, rlkey, g->rate, burst, on_admitted, g);
+    rl_take(gw->rl, rlkey, &g->rate, burst, on_admitted, g);
 }
 
 struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,

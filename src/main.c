@@ -18,9 +18,39 @@
 #include "ratelimit.h"
 #include "upstream.h"
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #define DEFAULT_CONF SYSCONFDIR "/lcgate/lcgate.conf"
 
 static struct gw gw;
+static struct event *watchdog_timer;
+
+/* systemd's notify protocol, when built with libsystemd and run by it. */
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
+/* WATCHDOG=1 at half the interval systemd asked for: proof that the event
+ * loop turns. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        struct timeval tv = {(time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000)};
+        sd_notify(0, "WATCHDOG=1");
+        evtimer_add(watchdog_timer, &tv);
+    }
+#endif
+}
 static struct event *drain_timer;
 static int64_t drain_deadline_ms;
 
@@ -68,6 +98,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
         return;
     log_info("signal %d: draining %zu requests (up to %llu ms), then exiting", (int)sig,
              gw.ninflight, (unsigned long long)gw.conf->drain_timeout_ms);
+    notify("STOPPING=1");
     front_close_listeners(&gw);
     drain_deadline_ms = mono_ms() + (int64_t)gw.conf->drain_timeout_ms;
     on_drain_tick(-1, 0, NULL);
@@ -79,8 +110,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     struct conf *next = conf_load(gw.conf->path, err, sizeof(err));
     enum log_level lvl;
 
+    notify("RELOADING=1");
     if (next == NULL) {
         log_error("reload rejected, keeping the running configuration: %s", err);
+        notify("READY=1");
         return;
     }
     if (strcmp(next->listen, gw.conf->listen) != 0 ||
@@ -93,6 +126,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     conf_free(gw.conf);
     gw.conf = next;
     log_info("configuration reloaded from %s", next->path);
+    notify("READY=1");
 }
 
 static struct store *open_store(const struct conf *c, char *err, size_t errlen)
@@ -169,15 +203,19 @@ int main(int argc, char **argv)
     for (i = 0; i < 3; i++)
         evsignal_add(sigs[i], NULL);
     drain_timer = evtimer_new(gw.base, on_drain_tick, NULL);
+    watchdog_timer = evtimer_new(gw.base, on_watchdog, NULL);
+    on_watchdog(-1, 0, NULL);
     log_info("lcgate %s listening on %s (admin %s), store %s, upstream %s, %s",
              PACKAGE_VERSION, gw.conf->listen, gw.conf->admin_listen,
              gw.store->ops->name, gw.conf->base_url,
              gw.conf->api_key ? "key injected" : "no key configured: pass-through mode");
+    notify("READY=1");
     event_base_dispatch(gw.base);
     rc = 0;
     for (i = 0; i < 3; i++)
         event_free(sigs[i]);
     event_free(drain_timer);
+    event_free(watchdog_timer);
     log_info("stopped");
 out:
     /* Fetches end first, then the store (its pending callbacks still find

@@ -114,6 +114,13 @@ void rl_gcra_us(int64_t *tat_us, int64_t now_us, uint64_t period_us, unsigned bu
     int64_t tau = tau_of(t, burst);
     int64_t ahead = sat_sub(*tat_us, now_us);   /* how far TAT runs ahead of now */
 
+    /* A TAT spent under a slower rate (before a reload) counts as a bucket
+     * spent under this one, not as the old rate's debt. (The Redis script
+     * cuts it back to tau + T, which owes one more period.) */
+    if (ahead > sat_add(sat_add(tau, t), 1000)) { /* 1 ms: rl_gcra's rounding */
+        ahead = tau;
+        *tat_us = sat_add(now_us, ahead);
+    }
     out->shared = 0;
     if (ahead > tau) {
         out->allowed = 0;

@@ -514,8 +514,26 @@ static void store_defers(void)
            "ratelimiter freed first: late answers still fire once each, without it");
 }
 
+/* A reload to a faster rate: the spent bucket carries over, the old
+ * rate's debt does not. */
+static void reload_to_faster_rate(void)
+{
+    int64_t tat = 0;
+    struct rl_result r;
+
+    rl_gcra_us(&tat, 1000000, 3600000000ULL, 1, &r);          /* 1/h, spent */
+    rl_gcra_us(&tat, 1000001, 3600000000ULL, 1, &r);
+    tap_ok(!r.allowed, "reload: spent under 1/h");
+    rl_gcra_us(&tat, 1000002, 10000, 100, &r);                 /* now 100/s burst 100 */
+    tap_ok(r.allowed, "reload: allowed again under the faster rate at once");
+    rl_gcra_us(&tat, 1000003, 10000, 100, &r);
+    tap_ok(!r.allowed && r.retry_after_ms <= 10,
+           "reload: but the bucket counts as spent (retry %lld ms)", (long long)r.retry_after_ms);
+}
+
 int main(void)
 {
+    reload_to_faster_rate();
     gcra_10_per_s_burst_5();
     gcra_10_seconds_every_ms();
     gcra_per_min_and_per_h();
