@@ -7,41 +7,12 @@
 #include <yajl/yajl_gen.h>
 
 #include "clock.h"
+#include "util.h"
 
 void accesslog_entry_init(struct accesslog_entry *e)
 {
     memset(e, 0, sizeof(*e));
     e->upstream_ms = -1;
-}
-
-/* The length of the strict UTF-8 sequence at s[0..n) (no overlongs,
- * surrogates or > U+10FFFF), or 0 if none starts there. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t k, j;
-    uint32_t cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0)
-        k = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        k = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        k = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (n < k)
-        return 0;
-    for (j = 1; j < k; j++) {
-        if ((s[j] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[j] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return k;
 }
 
 /* s[0..n) as a JSON string; bytes outside valid UTF-8 become U+FFFD
@@ -54,7 +25,7 @@ static yajl_gen_status gen_text(yajl_gen g, const char *str, size_t n)
     unsigned char *fixed;
     size_t i = 0, o = 0, k;
 
-    while (i < n && (k = utf8_len(s + i, n - i)) != 0)
+    while (i < n && (k = utf8_seq_len(s + i, n - i)) != 0)
         i += k;
     if (i == n)
         return yajl_gen_string(g, s, n);
@@ -64,7 +35,7 @@ static yajl_gen_status gen_text(yajl_gen g, const char *str, size_t n)
     memcpy(fixed, s, i);
     o = i;
     while (i < n) {
-        k = utf8_len(s + i, n - i);
+        k = utf8_seq_len(s + i, n - i);
         if (k == 0) {
             memcpy(fixed + o, "\xef\xbf\xbd", 3);
             o += 3;

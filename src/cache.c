@@ -13,6 +13,7 @@
 #include "cache_key.h"
 #include "cache_store.h"
 #include "clock.h"
+#include "util.h"
 #include "conf.h"
 #include "config.h"
 #include "http_front.h"
@@ -108,13 +109,7 @@ struct cache {
 
 static uint64_t hash(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-
-    while (n--) {
-        h ^= (uint8_t)*p++;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return fnv1a(p, n, 0);
 }
 
 static const struct conf *cf(const struct cache *c)
@@ -640,22 +635,6 @@ static void on_fetched(void *arg, struct up_resp *r)
     flight_end(f);
 }
 
-static struct curl_slist *header(struct curl_slist *l, const char *name, const char *value)
-{
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    struct curl_slist *r = NULL;
-
-    if (line) {
-        snprintf(line, n, "%s: %s", name, value);
-        r = curl_slist_append(l, line);
-        free(line);
-    }
-    if (r == NULL)
-        curl_slist_free_all(l);
-    return r;
-}
-
 static void send_upstream(struct flight *f)
 {
     struct cache *c = f->c;
@@ -672,10 +651,10 @@ static void send_upstream(struct flight *f)
         sprintf(url, "%s%s%s%s", conf->base_url, qn_routes[f->route].path,
                 *f->canonical ? "?" : "", f->canonical);
     if (url == NULL || (f->credlen && auth == NULL) ||
-        (auth && (h = header(h, "Authorization", auth)) == NULL) ||
-        (h = header(h, "Accept", "application/json")) == NULL ||
-        (h = header(h, "X-Request-Id", f->rid)) == NULL ||
-        (h = header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL) {
+        (auth && (h = up_header(h, "Authorization", auth)) == NULL) ||
+        (h = up_header(h, "Accept", "application/json")) == NULL ||
+        (h = up_header(h, "X-Request-Id", f->rid)) == NULL ||
+        (h = up_header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL) {
         curl_slist_free_all(h);
         h = NULL;
     }

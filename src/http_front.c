@@ -267,22 +267,6 @@ static void set_rid(struct greq *g)
              (unsigned long long)++rid_counter);
 }
 
-static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
-{
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    struct curl_slist *r = NULL;
-
-    if (line != NULL) {
-        snprintf(line, n, "%s: %s", name, value);
-        r = curl_slist_append(l, line);
-        free(line);
-    }
-    if (r == NULL)
-        curl_slist_free_all(l);
-    return r;
-}
-
 static struct up_opts up_opts(const struct conf *c)
 {
     struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE};
@@ -587,18 +571,18 @@ static void send_pass(struct greq *g)
             continue;
         if (strcasecmp(kv->key, "Content-Type") == 0)
             has_ctype = 1;
-        if ((h = add_header(h, kv->key, kv->value)) == NULL)
+        if ((h = up_header(h, kv->key, kv->value)) == NULL)
             goto oom;
     }
     if (key) {
         snprintf(bearer, sizeof(bearer), "Bearer %s", key);
-        if ((h = add_header(h, "Authorization", bearer)) == NULL)
+        if ((h = up_header(h, "Authorization", bearer)) == NULL)
             goto oom;
     }
     /* curl would add its own defaults for these; the client's (or none) win. */
     if ((h = curl_slist_append(h, "Expect:")) == NULL ||
         (!has_ctype && (h = curl_slist_append(h, "Content-Type:")) == NULL) ||
-        (h = add_header(h, "X-Request-Id", g->rid)) == NULL)
+        (h = up_header(h, "X-Request-Id", g->rid)) == NULL)
         goto oom;
     opts = up_opts(g->gw->conf);
     g->xfer = up_start(g->gw->up, method, g->url, h, evbuffer_pullup(body, -1), blen,

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 const double metrics_buckets[METRICS_NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                   0.5,   1,    2.5,   5,    10};
 
@@ -97,43 +99,16 @@ static int name_ok(const char *s, int colon)
     return 1;
 }
 
-/* The length of the strict UTF-8 sequence at s (no overlongs, surrogates
- * or > U+10FFFF), or 0 if the byte at s does not start one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    size_t k, j;
-    uint32_t cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0)
-        k = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        k = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        k = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    for (j = 1; j < k; j++) {
-        if ((s[j] & 0xc0) != 0x80)   /* also stops at the NUL */
-            return 0;
-        cp = cp << 6 | (s[j] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return k;
-}
-
 /* A label value as it is kept: valid UTF-8, at most METRICS_VALUE_MAX
  * bytes, cut at a character boundary. */
 static void normalize(const char *in, char *out)
 {
     const unsigned char *s = (const unsigned char *)(in ? in : "");
+    const unsigned char *end = s + strlen((const char *)s);
     size_t o = 0, k;
 
     while (*s) {
-        k = utf8_len(s);
+        k = utf8_seq_len(s, (size_t)(end - s));
         if (k == 0) {
             if (o + 3 > METRICS_VALUE_MAX)
                 break;

@@ -6,6 +6,7 @@
 
 #include "cache_store.h"
 #include "clock.h"
+#include "util.h"
 
 struct item {
     struct item *hnext;          /* bucket chain */
@@ -41,13 +42,7 @@ struct mstore {
 
 static uint64_t hash(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-
-    while (n--) {
-        h ^= (uint8_t)*p++;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return fnv1a(p, n, 0);
 }
 
 static size_t item_bytes(const struct item *it)

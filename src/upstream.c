@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -377,4 +378,20 @@ struct up_xfer *up_start(struct up_client *c, const char *method, const char *ur
         c->xfers->prev = x;
     c->xfers = x;
     return x;
+}
+
+struct curl_slist *up_header(struct curl_slist *l, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    struct curl_slist *r = NULL;
+
+    if (line != NULL) {
+        snprintf(line, n, "%s: %s", name, value);
+        r = curl_slist_append(l, line);
+        free(line);
+    }
+    if (r == NULL)
+        curl_slist_free_all(l);
+    return r;
 }

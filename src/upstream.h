@@ -61,6 +61,10 @@ struct up_opts {
 struct up_xfer *up_start(struct up_client *c, const char *method, const char *url,
                          struct curl_slist *headers, const void *body, size_t body_len,
                          const struct up_opts *opts, up_done_cb cb, void *arg);
+/* Append "name: value" to a header list; on failure the list is freed
+ * and NULL returned, so calls can be chained. */
+struct curl_slist *up_header(struct curl_slist *l, const char *name, const char *value);
+
 /* Stop a transfer in flight; its callback will not be called. */
 void up_cancel(struct up_xfer *x);
 
