@@ -69,6 +69,10 @@ int admin_metrics_init(struct gw *gw)
     m->store_up = metrics_family(m->reg, "lcgate_store_up",
                                  "1 while the cache store answers (Redis connected).",
                                  MT_GAUGE, 0, NULL);
+    m->store_errors = metrics_family(m->reg, "lcgate_store_errors_total",
+                                     "Cache lookups the store could not answer (Redis down, "
+                                     "slow or failing); each went upstream.",
+                                     MT_COUNTER, 0, NULL);
     m->cache_entries = metrics_family(m->reg, "lcgate_cache_entries",
                                       "Entries in the memory store.", MT_GAUGE, 0, NULL);
     m->cache_bytes = metrics_family(m->reg, "lcgate_cache_bytes",
@@ -78,7 +82,7 @@ int admin_metrics_init(struct gw *gw)
     m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
                               MT_GAUGE, 1, version);
     if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
-        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->store_up ||
+        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->store_up || !m->store_errors ||
         !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build)
         return -1;
     /* A flood of project ids must not grow memory: the top ones, then "other". */
@@ -103,6 +107,7 @@ static void serve_metrics(struct gw *gw, struct evhttp_request *req)
     metrics_set(m->stale, (double)cs->stale_sie, "stale-if-error", NULL, NULL);
     metrics_set(m->prefetches, (double)cs->prefetches, NULL, NULL, NULL);
     metrics_set(m->refreshes, (double)cs->refreshes, NULL, NULL, NULL);
+    metrics_set(m->store_errors, (double)cs->store_errors, NULL, NULL, NULL);
     metrics_set(m->store_up, strcmp(gw->store->ops->state(gw->store), "ok") == 0, NULL, NULL,
                 NULL);
     if (strcmp(gw->store->ops->name, "memory") == 0) {

@@ -1005,6 +1005,8 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
     struct centry *stale = NULL;
     char status[128];
 
+    if (res == STORE_ERROR)
+        c->stats.store_errors++;
     if (c->gw->stopping) {
         struct centry *err = error_entry(503, "Shutting down");
         answer_one(l->cb, l->arg, err, 0, "MISS", "lcgate; fwd=uri-miss; fwd-status=503");

@@ -74,7 +74,7 @@ void cache_upstream_said_429(struct cache *c, const char *label, const struct up
 
 struct cache_stats {
     unsigned long long hits, misses, stale_swr, stale_sie, collapsed, prefetches,
-        refreshes, flights, remote_waits, takeovers, over_budget;
+        refreshes, flights, remote_waits, takeovers, over_budget, store_errors;
 };
 const struct cache_stats *cache_stats(const struct cache *c);
 

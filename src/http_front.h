@@ -28,7 +28,7 @@ struct gw_metrics {
     struct mfamily *upstream_seconds;
     struct mfamily *rate_limited;    /* project, budget */
     struct mfamily *collapsed, *stale, *prefetches, *refreshes;
-    struct mfamily *store_up, *cache_entries, *cache_bytes, *in_flight, *build;
+    struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
 };
 
 /* The gateway: what every request handler reaches. One per process. */

@@ -24,6 +24,12 @@ def metrics(g):
     return r, r.body.decode()
 
 
+def promtool_ok(body):
+    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                       timeout=30)
+    return p.returncode == 0
+
+
 def sample(text, name, **labels):
     want = name + ("{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
                    if labels else "")
@@ -43,21 +49,29 @@ g.get(V1 + "?limit=3")
 g.get(V1 + "?limit=3")
 g.get(V1 + "?limit=ten")
 g.get("/nowhere")
+# Five concurrent misses for one key: one fetch, four coalesced waits.
+mock.fault(delay_ms=500, count=1, match="limit=7")
+ths = [threading.Thread(target=g.get, args=(V1 + "?limit=7",)) for _ in range(5)]
+for th in ths:
+    th.start()
+for th in ths:
+    th.join(10)
 r, text = metrics(g)
 tap.ok(r.status == 200 and r.header("content-type", "").startswith("text/plain; version=0.0.4"),
        "/metrics answers Prometheus text", r.headers)
 tap.eq(sample(text, "lcgate_requests_total", route="v1_batch_jobs", status="200", cache="HIT"),
        2.0, "two hits counted by route, status and cache result")
 tap.eq(sample(text, "lcgate_requests_total", route="v1_batch_jobs", status="200", cache="MISS"),
-       1.0, "one miss counted")
+       6.0, "six misses counted (one, then a fetch and its four waiters)")
 tap.eq(sample(text, "lcgate_requests_total", route="v1_batch_jobs", status="422", cache="none"),
        1.0, "the 422 counted")
 tap.eq(sample(text, "lcgate_requests_total", route="none", status="404", cache="none"), 1.0,
        "the 404 counted")
-tap.eq(sample(text, "lcgate_upstream_requests_total", status="200"), 1.0,
-       "one upstream request counted by status")
-tap.eq(sample(text, "lcgate_upstream_request_duration_seconds_count"), 1.0,
-       "the upstream latency histogram saw it")
+tap.eq(sample(text, "lcgate_coalesced_waits_total"), 4.0, "four coalesced waits counted")
+tap.eq(sample(text, "lcgate_upstream_requests_total", status="200"), 2.0,
+       "two upstream requests counted by status")
+tap.eq(sample(text, "lcgate_upstream_request_duration_seconds_count"), 2.0,
+       "the upstream latency histogram saw them")
 tap.ok(sample(text, "lcgate_build_info", version=t.run_version()) == 1.0
        if hasattr(t, "run_version") else "lcgate_build_info{" in text, "build info is exposed")
 tap.ok(t.KEY_A not in text, "no key in the metrics")
@@ -73,7 +87,7 @@ try:
 except ValueError as e:
     recs = []
     tap.diag("not JSON: %s" % e)
-tap.eq(len(recs), 5, "one JSON access-log line per request")
+tap.eq(len(recs), 10, "one JSON access-log line per request")
 if recs:
     first = recs[0]
     tap.ok(set(first) >= {"time", "request_id", "method", "path", "route", "status", "cache",
@@ -105,6 +119,36 @@ tap.ok(len(series) <= 201 and other is not None and other >= 100,
 # --- readyz ---
 r = t.request(g.admin, "GET", "/readyz")
 tap.ok(r.status == 200 and r.json().get("status") == "ready", "/readyz is 200 ready", r)
+g.stop()
+
+# --- stale answers, Redis errors and /readyz degraded ---
+redis = env.redis()
+g = env.lcgate({"upstream": {"base_url": mock.url},
+                "cache": {"prefetch": "off", "ttl": "1s", "stale_while_revalidate": "30s",
+                          "store": "redis", "redis_timeout": "100ms",
+                          "redis_url": "redis://127.0.0.1:%d" % redis.port}},
+               env={"LLAMA_CLOUD_API_KEY": t.KEY_A}, name="lcgate-redis-ops")
+g.get(V1 + "?limit=8")
+time.sleep(1.2)
+r = g.get(V1 + "?limit=8")
+tap.eq(r.header("x-cache"), "STALE", "past ttl the answer is stale")
+r, text = metrics(g)
+tap.eq(sample(text, "lcgate_stale_answers_total", reason="stale-while-revalidate"), 1.0,
+       "the stale answer is counted by reason")
+tap.eq(sample(text, "lcgate_store_up"), 1.0, "the store is up")
+env.stop(redis, sig=signal.SIGKILL)
+answers = [g.get(V1 + "?limit=%d" % (20 + i)) for i in range(3)]
+tap.ok(all(a.status == 200 for a in answers), "with Redis dead, lists are answered from upstream",
+       [a.status for a in answers])
+r, text = metrics(g)
+tap.ok((sample(text, "lcgate_store_errors_total") or 0) >= 1 and
+       sample(text, "lcgate_store_up") == 0.0,
+       "Redis errors are counted and the store reported down",
+       [ln for ln in text.splitlines() if "store" in ln])
+r = t.request(g.admin, "GET", "/readyz")
+tap.ok(r.status == 200 and r.json().get("status") == "degraded",
+       "/readyz says degraded (still 200: lcgate serves without Redis)", r)
+tap.ok(promtool_ok(r and metrics(g)[0].body), "promtool accepts the metrics with Redis down")
 g.stop()
 
 # --- SIGHUP reload ---
@@ -141,12 +185,24 @@ tap.ok(("%s:" % g.conf_path) in line and "bogus" in line,
 r = g.get(V1 + "?limit=4")
 tap.ok(r.status == 200 and g.proc.poll() is None, "and the running configuration stays", r)
 
-# --- SIGTERM drain ---
-mock.fault(delay_ms=1500, count=1, match="limit=6")
-slow = {}
-th = threading.Thread(target=lambda: slow.setdefault("r", g.get(V1 + "?limit=6", timeout=10)))
-th.start()
-time.sleep(0.3)
+# --- SIGTERM drain: 50 slow requests in flight ---
+mock.fault(delay_ms=1500, count=50, match="drain-")
+slow = []
+lock = threading.Lock()
+
+
+def one(i):
+    r = g.get("/api/v2/batches?project_id=drain-%d" % i, timeout=15)
+    with lock:
+        slow.append(r.status)
+
+
+ths = [threading.Thread(target=one, args=(i,)) for i in range(50)]
+for th in ths:
+    th.start()
+t.wait_for(lambda: mock.count() >= 50 or
+           sum(1 for e in mock.stats()["last"] if "drain-" in e["query"]) >= 50,
+           10, "the 50 requests to reach the upstream")
 t0 = time.monotonic()
 os.kill(g.proc.pid, signal.SIGTERM)
 time.sleep(0.2)
@@ -159,9 +215,10 @@ try:
 except OSError:
     refused = True
 tap.ok(refused, "a new connection is refused once draining")
-th.join(10)
-tap.ok(slow.get("r") is not None and slow["r"].status == 200,
-       "the request in flight is finished with 200", slow.get("r"))
+for th in ths:
+    th.join(15)
+tap.ok(len(slow) == 50 and set(slow) == {200},
+       "all 50 requests in flight finish with 200 (%d answered)" % len(slow), sorted(set(slow)))
 rc = g.proc.wait(15)
 tap.ok(rc == 0 and time.monotonic() - t0 < 5, "then lcgate exits 0 (%.1f s)" %
        (time.monotonic() - t0))
