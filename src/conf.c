@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -528,6 +529,17 @@ static char *read_key(const char *path, char *why, size_t whylen)
     return strdup(buf + start);
 }
 
+/* $CREDENTIALS_DIRECTORY/llama_cloud_api_key when systemd passed one. */
+static char *credential_key(const char *dir)
+{
+    char path[4096], why[512];
+
+    snprintf(path, sizeof(path), "%s/llama_cloud_api_key", dir);
+    if (access(path, R_OK) != 0)
+        return NULL;
+    return read_key(path, why, sizeof(why));
+}
+
 static void env_name(const struct keydef *k, char *out, size_t len)
 {
     size_t i;
@@ -635,6 +647,9 @@ static int finish(struct loader *l)
             l->line = l->key_lines[key_index("upstream", "api_key_file")];
             return fail(l, "%s", why), -1;
         }
+    } else if (getenv("CREDENTIALS_DIRECTORY") &&
+               (c->api_key = credential_key(getenv("CREDENTIALS_DIRECTORY"))) != NULL) {
+        /* systemd's LoadCredential=llama_cloud_api_key */
     } else {
         const char *env = getenv("LLAMA_CLOUD_API_KEY");
         size_t n;

@@ -162,6 +162,25 @@ int main(void)
         tap_ok(c && strcmp(c->api_key, "llx-from-env") == 0,
                "LLAMA_CLOUD_API_KEY is the key without a file");
         conf_free(c);
+        {
+            /* systemd's LoadCredential: $CREDENTIALS_DIRECTORY/llama_cloud_api_key */
+            char dir[64], cred[96];
+            strcpy(dir, "/tmp/lcgate-t-cred-XXXXXX");
+            if (mkdtemp(dir) != NULL) {
+                snprintf(cred, sizeof(cred), "%s/llama_cloud_api_key", dir);
+                f = fopen(cred, "w");
+                fputs("llx-from-credential\n", f);
+                fclose(f);
+                setenv("CREDENTIALS_DIRECTORY", dir, 1);
+                c = load("", err, sizeof(err));
+                tap_ok(c && strcmp(c->api_key, "llx-from-credential") == 0,
+                       "the systemd credential wins over LLAMA_CLOUD_API_KEY");
+                conf_free(c);
+                unsetenv("CREDENTIALS_DIRECTORY");
+                unlink(cred);
+                rmdir(dir);
+            }
+        }
         unsetenv("LLAMA_CLOUD_API_KEY");
         unlink(kpath);
     }
