@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -505,11 +506,14 @@ static char *read_key(const char *path, char *why, size_t whylen)
     FILE *f = fopen(path, "r");
     char buf[4096];
     size_t n, start = 0;
+    struct stat st;
 
     if (f == NULL) {
         snprintf(why, whylen, "cannot read api_key_file %s: %s", path, strerror(errno));
         return NULL;
     }
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
+        log_warn("api_key_file %s is readable by every user: chmod o-r it", path);
     n = fread(buf, 1, sizeof(buf) - 1, f);
     if (!feof(f)) {
         fclose(f);

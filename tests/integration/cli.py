@@ -61,6 +61,18 @@ tap.ok(rc == 1 and "LCGATE_SERVER_LISTEN" in err, "a bad env override is named",
 rc, out, err = run(["-t", "-c", path], {"LCGATE_CACHE_STORE": "redis"})
 tap.ok(rc == 0, "a good env override passes -t", err)
 
+# A key file others can read is named in a warning.
+kf = env.path("key")
+with open(kf, "w") as f:
+    f.write("llx-secret-in-file\n")
+os.chmod(kf, 0o644)
+rc, out, err = run(["-t", "-c", conf("[upstream]\napi_key_file = %s\n" % kf)])
+tap.ok(rc == 0 and "readable by every user" in err and "llx-secret" not in err,
+       "a world-readable key file is warned about (and not printed)", err)
+os.chmod(kf, 0o600)
+rc, out, err = run(["-t", "-c", conf("[upstream]\napi_key_file = %s\n" % kf)])
+tap.ok(rc == 0 and "readable" not in err, "a private key file is not", err)
+
 # Startup with the same errors refuses to run.
 rc, out, err = run(["-c", conf("[cache]\nttl = x\n")])
 tap.ok(rc == 1 and ":2: " in err, "startup with a bad file exits 1 with FILE:LINE", err)
