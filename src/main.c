@@ -120,8 +120,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     if (strcmp(next->listen, gw.conf->listen) != 0 ||
         strcmp(next->admin_listen, gw.conf->admin_listen) != 0)
         log_warn("reload: a new listen or admin_listen address needs a restart");
-    if (next->store != gw.conf->store || strcmp(next->redis_url, gw.conf->redis_url) != 0)
-        log_warn("reload: a new store or redis_url needs a restart");
+    if (next->store != gw.conf->store || strcmp(next->redis_url, gw.conf->redis_url) != 0 ||
+        next->redis_timeout_ms != gw.conf->redis_timeout_ms ||
+        next->memory_max != gw.conf->memory_max)
+        log_warn("reload: a new store, redis_url, redis_timeout or memory_max needs a restart");
     if (log_level_parse(next->log_level, &lvl) == 0)
         log_set_level(lvl);
     conf_free(gw.conf);
