@@ -331,47 +331,37 @@ static const char *quoted(const char *section, const char *kind, char *buf, size
     return strchr(buf, '"') ? NULL : buf;
 }
 
-static struct conf_project *project_get(struct loader *l, const char *id)
+/* The element of a named-section array whose name (a char * at name_off)
+ * is name, appended zeroed with that name when there is none. */
+static void *named_get(void **arr, size_t *n, size_t size, size_t name_off, const char *name)
 {
-    struct conf *c = l->c;
-    struct conf_project *p;
+    char *base = *arr, *e;
     size_t i;
 
-    for (i = 0; i < c->nprojects; i++)
-        if (strcmp(c->projects[i].id, id) == 0)
-            return &c->projects[i];
-    p = realloc(c->projects, (c->nprojects + 1) * sizeof(*p));
-    if (p == NULL)
+    for (i = 0; i < *n; i++)
+        if (strcmp(*(char **)(base + i * size + name_off), name) == 0)
+            return base + i * size;
+    if ((base = realloc(base, (*n + 1) * size)) == NULL)
         return NULL;
-    c->projects = p;
-    p = &c->projects[c->nprojects];
-    memset(p, 0, sizeof(*p));
-    if ((p->id = strdup(id)) == NULL)
+    *arr = base;
+    e = base + *n * size;
+    memset(e, 0, size);
+    if ((*(char **)(e + name_off) = strdup(name)) == NULL)
         return NULL;
-    c->nprojects++;
-    return p;
+    (*n)++;
+    return e;
+}
+
+static struct conf_project *project_get(struct loader *l, const char *id)
+{
+    return named_get((void **)&l->c->projects, &l->c->nprojects, sizeof(struct conf_project),
+                     offsetof(struct conf_project, id), id);
 }
 
 static struct conf_client *client_get(struct loader *l, const char *name)
 {
-    struct conf *c = l->c;
-    struct conf_client *cl;
-    size_t i;
-
-    for (i = 0; i < c->nclients; i++)
-        if (strcmp(c->clients[i].name, name) == 0)
-            return &c->clients[i];
-    cl = realloc(c->clients, (c->nclients + 1) * sizeof(*cl));
-    if (cl == NULL)
-        return NULL;
-    c->clients = cl;
-    cl = &c->clients[c->nclients];
-    memset(cl, 0, sizeof(*cl));
-    if ((cl->name = strdup(name)) == NULL)
-        return NULL;
-    cl->token_sha256[0] = 0;
-    c->nclients++;
-    return cl;
+    return named_get((void **)&l->c->clients, &l->c->nclients, sizeof(struct conf_client),
+                     offsetof(struct conf_client, name), name);
 }
 
 static int hexval(int ch)
