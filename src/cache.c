@@ -510,7 +510,7 @@ static void on_fetched(void *arg, struct up_resp *r)
     unsigned char *body;
     size_t len;
     char origin[160], other[96];
-    int had_waiters = f->waiters != NULL;
+    int had_waiters = f->waiters != NULL, invalid;
 
     f->xfer = NULL;
     f->up_status = (int)fwd_status(r);
@@ -519,7 +519,10 @@ static void on_fetched(void *arg, struct up_resp *r)
         cache_upstream_said_429(c, f->label, r);
     len = evbuffer_get_length(r->body);
     body = evbuffer_pullup(r->body, -1);
-    if (r->err == UP_OK && r->status == 200 && json_valid(body, len)) {
+    /* A 200 whose body is not JSON is not the list it claims to be: an
+     * invalid answer (502), for which a stale entry may stand in. */
+    invalid = r->err == UP_OK && r->status == 200 && !json_valid(body, len);
+    if (r->err == UP_OK && r->status == 200 && !invalid) {
         const char *ct = r->ctype ? r->ctype : "";
         struct centry *e = centry_new(200, wall_ms(), ct, strlen(ct), body, len);
         int origin_no_cache = 0;
@@ -595,17 +598,18 @@ static void on_fetched(void *arg, struct up_resp *r)
         flight_end(f);
         return;
     }
-    if (is_failure(r)) {
+    if (is_failure(r) || invalid) {
         log_warn("upstream %s failed: %s%s (request %s)", qn_routes[f->route].name,
                  r->err == UP_OK ? "status " : r->errmsg,
-                 r->err == UP_OK ? (r->status == 429 ? "429" : "5xx") : "", f->rid);
+                 r->err != UP_OK ? "" : invalid ? "200 with a body that is not JSON"
+                 : r->status == 429 ? "429" : "5xx", f->rid);
         c->gw->upstream_errors++;
     }
-    if (is_failure(r) && f->stale != NULL) {
+    if ((is_failure(r) || invalid) && f->stale != NULL) {
         int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);
         snprintf(origin, sizeof(origin),
                  "lcgate; fwd=stale; fwd-status=%ld; ttl=-%lld; detail=stale-if-error",
-                 fwd_status(r), (long long)((past + 999) / 1000));
+                 invalid ? 502L : fwd_status(r), (long long)((past + 999) / 1000));
         c->stats.stale_sie++;
         answer_waiters(f, f->stale, 1, "STALE", origin, origin);
         flight_end(f);
@@ -615,13 +619,14 @@ static void on_fetched(void *arg, struct up_resp *r)
         struct centry *e;
         if (r->err == UP_ETIMEOUT)
             e = error_entry(504, "Upstream timed out");
-        else if (r->err == UP_EINVALID)
+        else if (r->err == UP_EINVALID || invalid)
             e = error_entry(502, "Upstream sent an invalid answer");
         else if (r->err != UP_OK)
             e = error_entry(502, "Upstream unreachable");
         else
             e = passthrough_entry(r, body, len);
-        snprintf(origin, sizeof(origin), "lcgate; fwd=uri-miss; fwd-status=%ld", fwd_status(r));
+        snprintf(origin, sizeof(origin), "lcgate; fwd=uri-miss; fwd-status=%ld",
+                 invalid ? 502L : fwd_status(r));
         answer_waiters(f, e, 0, f->no_store ? "BYPASS" : "MISS", origin, origin);
         centry_decref(e);
     }

@@ -1,0 +1,140 @@
+/* fuzz_query_norm: libFuzzer target for qn_normalize (src/query_norm.c).
+ *
+ * Input: byte 0 picks the route (bit 0) and a bound on the number of
+ * parameters (bits 1-3: 0 means none, else 1-7); the rest is the raw query,
+ * read as a NUL-terminated string (an embedded NUL ends it, as in a C
+ * string from the HTTP parser).
+ *
+ * Invariants checked:
+ *  - qn_normalize returns 0 (it may fail only on ENOMEM) and a known status;
+ *  - QN_OK: canonical set, body unset; the canonical is plain ASCII made of
+ *    unreserved bytes, %XX escapes, '&' and '='; normalizing the canonical
+ *    again (same route, same bound) gives QN_OK, the same canonical and the
+ *    same project_id (idempotence);
+ *  - QN_INVALID / QN_MALFORMED: body set, canonical unset, and the body is
+ *    valid JSON (yajl_tree_parse, which also checks UTF-8) holding an object
+ *    whose "detail" is a non-empty array (422) or a string (400). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "query_norm.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "fuzz_query_norm: check failed: %s: ", #cond);   \
+            fprintf(stderr, __VA_ARGS__);                                    \
+            fputc('\n', stderr);                                             \
+            abort();                                                         \
+        }                                                                    \
+    } while (0)
+
+static int canonical_charset_ok(const char *s)
+{
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~' || c == '&' || c == '=')
+            continue;
+        if (c == '%') {
+            for (int k = 1; k <= 2; k++) {
+                unsigned char h = (unsigned char)s[i + k];
+                if (!((h >= '0' && h <= '9') || (h >= 'A' && h <= 'F')))
+                    return 0;
+            }
+            i += 2;
+            continue;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static void check_body(enum qn_status st, const char *body, const char *q)
+{
+    char errbuf[256];
+    const char *path[] = {"detail", NULL};
+    yajl_val root, detail;
+
+    CHECK(body != NULL, "no body for status %d, query '%s'", (int)st, q);
+    errbuf[0] = '\0';
+    root = yajl_tree_parse(body, errbuf, sizeof errbuf);
+    CHECK(root != NULL, "body is not JSON (%s): %s (query '%s')", errbuf, body, q);
+    CHECK(YAJL_IS_OBJECT(root), "body is not an object: %s", body);
+    detail = yajl_tree_get(root, path, yajl_t_any);
+    CHECK(detail != NULL, "body has no detail: %s", body);
+    if (st == QN_INVALID)
+        CHECK(YAJL_IS_ARRAY(detail) && detail->u.array.len > 0,
+              "422 detail is not a non-empty array: %s", body);
+    else
+        CHECK(YAJL_IS_STRING(detail), "400 detail is not a string: %s", body);
+    yajl_tree_free(root);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct qn_result res, again;
+    enum qn_route route;
+    size_t max_params;
+    char *q;
+    int rc;
+
+    if (size < 1)
+        return 0;
+    route = (data[0] & 1) ? QN_V2_BATCHES : QN_V1_BATCH_JOBS;
+    max_params = (data[0] >> 1) & 7;
+    q = malloc(size);
+    if (q == NULL)
+        return 0;
+    memcpy(q, data + 1, size - 1);
+    q[size - 1] = '\0';
+
+    rc = qn_normalize(route, q, max_params, &res);
+    CHECK(rc == 0, "qn_normalize returned %d for '%s'", rc, q);
+    CHECK(res.status == QN_OK || res.status == QN_INVALID || res.status == QN_MALFORMED,
+          "status %d", (int)res.status);
+    if (res.status == QN_OK) {
+        CHECK(res.canonical != NULL, "QN_OK without canonical for '%s'", q);
+        CHECK(res.body == NULL, "QN_OK with a body for '%s'", q);
+        CHECK(canonical_charset_ok(res.canonical), "canonical '%s' of '%s' has a raw byte",
+              res.canonical, q);
+        rc = qn_normalize(route, res.canonical, max_params, &again);
+        CHECK(rc == 0, "qn_normalize(canonical) returned %d", rc);
+        CHECK(again.status == QN_OK, "canonical '%s' of '%s' (route %d) gives status %d: %s",
+              res.canonical, q, (int)route, (int)again.status,
+              again.body ? again.body : "");
+        CHECK(strcmp(again.canonical, res.canonical) == 0,
+              "not idempotent (route %d): '%s' -> '%s' -> '%s'", (int)route, q,
+              res.canonical, again.canonical);
+        CHECK((res.project_id == NULL) == (again.project_id == NULL) &&
+                  (res.project_id == NULL || strcmp(res.project_id, again.project_id) == 0),
+              "project_id differs: '%s' vs '%s' for '%s'",
+              res.project_id ? res.project_id : "(null)",
+              again.project_id ? again.project_id : "(null)", q);
+        qn_result_free(&again);
+    } else {
+        CHECK(res.canonical == NULL && res.project_id == NULL,
+              "error status %d with a canonical for '%s'", (int)res.status, q);
+        check_body(res.status, res.body, q);
+    }
+    qn_result_free(&res);
+    CHECK(res.canonical == NULL && res.project_id == NULL && res.body == NULL,
+          "qn_result_free left pointers set");
+    /* With no bound on parameters, "Too many query parameters" never occurs. */
+    if (max_params != 0) {
+        rc = qn_normalize(route, q, 0, &res);
+        CHECK(rc == 0, "qn_normalize returned %d", rc);
+        CHECK(res.status != QN_MALFORMED || res.body == NULL ||
+                  strstr(res.body, "Too many query parameters") == NULL,
+              "unbounded run says too many parameters for '%s'", q);
+        qn_result_free(&res);
+    }
+    free(q);
+    return 0;
+}
