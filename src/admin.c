@@ -11,6 +11,7 @@
 
 #include "cache.h"
 #include "cache_store.h"
+#include "clock.h"
 #include "conf.h"
 #include "http_front.h"
 #include "metrics.h"
@@ -31,6 +32,8 @@ static void on_upstream_done(void *arg, const struct up_resp *r)
     else
         snprintf(st, sizeof(st), "%s", r->err == UP_ETIMEOUT ? "timeout" : "error");
     metrics_inc(gw->m.upstream, 1, st, NULL, NULL);
+    gw->last_upstream_status = r->err == UP_OK ? r->status : r->err == UP_ETIMEOUT ? -2 : -1;
+    gw->last_upstream_ms = wall_ms();
     metrics_observe(gw->m.upstream_seconds, (double)r->elapsed_us / 1e6, NULL, NULL, NULL);
 }
 
@@ -192,11 +195,21 @@ static void on_admin(struct evhttp_request *req, void *arg)
         reply(req, 200, "{\"status\":\"ok\"}");
     } else if (path && strcmp(path, "/readyz") == 0) {
         const char *st = gw->store->ops->state(gw->store);
+        char up[64];
+        if (gw->last_upstream_status == 0)
+            snprintf(up, sizeof(up), "null");
+        else if (gw->last_upstream_status < 0)
+            snprintf(up, sizeof(up), "\"%s\"", gw->last_upstream_status == -2 ? "timeout" : "error");
+        else
+            snprintf(up, sizeof(up), "%ld", gw->last_upstream_status);
         snprintf(body, sizeof(body),
                  "{\"status\":\"%s\",\"store\":\"%s\",\"store_state\":\"%s\","
+                 "\"upstream_last_status\":%s,\"upstream_last_age_s\":%lld,"
                  "\"requests_in_flight\":%zu}",
                  gw->draining ? "draining" : strcmp(st, "ok") ? "degraded" : "ready",
-                 gw->store->ops->name, st, gw->ninflight);
+                 gw->store->ops->name, st, up,
+                 gw->last_upstream_ms ? (long long)((wall_ms() - gw->last_upstream_ms) / 1000) : -1LL,
+                 gw->ninflight);
         reply(req, gw->draining ? 503 : 200, body);
     } else if (path && strcmp(path, "/metrics") == 0) {
         serve_metrics(gw, req);

@@ -48,6 +48,8 @@ struct gw {
     int draining;                /* listeners closed, finishing */
     int stopping;                /* tearing down: answer 503 */
     uint64_t requests, hits, misses, upstream_errors, rate_limited;
+    long last_upstream_status;       /* 0: none yet; -1: error; -2: timeout */
+    int64_t last_upstream_ms;        /* wall clock of that answer */
 };
 
 /* Bind http on addr (host:port, [v6]:port, unix:/path): the socket's

@@ -146,6 +146,8 @@ tap.ok((sample(text, "lcgate_store_errors_total") or 0) >= 1 and
        "Redis errors are counted and the store reported down",
        [ln for ln in text.splitlines() if "store" in ln])
 r = t.request(g.admin, "GET", "/readyz")
+tap.ok(r.json().get("upstream_last_status") == 200 and r.json().get("store") == "redis",
+       "/readyz names the store and the upstream's last answer", r)
 tap.ok(r.status == 200 and r.json().get("status") == "degraded",
        "/readyz says degraded (still 200: lcgate serves without Redis)", r)
 tap.ok(promtool_ok(r and metrics(g)[0].body), "promtool accepts the metrics with Redis down")
