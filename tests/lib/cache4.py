@@ -127,14 +127,7 @@ def _connected(port, timeout):
 
 
 def _send(conn, method, path, headers, body):
-    conn.request(method, path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
-    hdrs = {}
-    for k, v in r.getheaders():
-        k = k.lower()
-        hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
-    return t.Resp(r.status, hdrs, data)
+    return t.send(conn, method, path, headers, body)
 
 
 def concurrent(jobs, timeout=15.0, start=None):

@@ -95,17 +95,23 @@ class Resp:
         return "<%d %r %r>" % (self.status, self.headers, self.body[:200])
 
 
+def send(conn, method, path, headers=None, body=None):
+    """One request on an open http.client connection; headers lowercased,
+    repeated ones joined with ", "."""
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {}
+    for k, v in r.getheaders():
+        k = k.lower()
+        hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
+    return Resp(r.status, hdrs, data)
+
+
 def request(port, method, path, headers=None, body=None, timeout=15.0, host="127.0.0.1"):
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        data = r.read()
-        hdrs = {}
-        for k, v in r.getheaders():
-            k = k.lower()
-            hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
-        return Resp(r.status, hdrs, data)
+        return send(conn, method, path, headers, body)
     finally:
         conn.close()
 
