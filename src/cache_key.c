@@ -12,14 +12,28 @@ static const char tag_key[] = "lcgate cache-key credential tag v1";
 
 void ck_cred_tag(const char *cred, size_t len, char out[CK_TAG_LEN + 1])
 {
+    /* One request asks for its credential's tag several times (key, project
+     * label, generation), and with an injected key it is nearly always the
+     * same credential: remember the last one (single-threaded process). */
+    static char last_cred[512], last_tag[CK_TAG_LEN + 1];
+    static size_t last_len;
     uint8_t mac[SHA256_LEN];
 
     if (cred == NULL || len == 0) {
         strcpy(out, "anon");
         return;
     }
+    if (len == last_len && memcmp(cred, last_cred, len) == 0) {
+        memcpy(out, last_tag, CK_TAG_LEN + 1);
+        return;
+    }
     hmac_sha256(tag_key, sizeof(tag_key) - 1, cred, len, mac);
     hex_encode(mac, CK_TAG_LEN / 2, out);
+    if (len <= sizeof(last_cred)) {
+        memcpy(last_cred, cred, len);
+        memcpy(last_tag, out, CK_TAG_LEN + 1);
+        last_len = len;
+    }
 }
 
 char *ck_build(enum qn_route r, const char *cred, size_t credlen,
