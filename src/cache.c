@@ -735,7 +735,10 @@ static void fetch(struct flight *f)
 
 static void try_lease(struct flight *f);
 
-/* FS_REMOTE: has the other instance's fetch landed in the store? */
+/* Has another fetch of the key landed in the store? Asked while waiting
+ * for another instance's fetch (FS_REMOTE), and once more on taking the
+ * lease: a lookup answered "miss" or "stale" just before another fetch of
+ * the key was stored would otherwise fetch it again. */
 static void on_check(void *arg, enum store_res res, struct centry *e, const struct gens *g)
 {
     struct flight *f = arg;
@@ -751,8 +754,8 @@ static void on_check(void *arg, enum store_res res, struct centry *e, const stru
         const char *st = "lcgate; fwd=uri-miss; collapsed";
         answer_waiters(f, e, 1, "MISS", st, st);
         flight_end(f);
-    } else if (res == STORE_ERROR || mono_ms() >= f->deadline_ms) {
-        if (res != STORE_ERROR)
+    } else if (f->holds_lease || res == STORE_ERROR || mono_ms() >= f->deadline_ms) {
+        if (!f->holds_lease && res != STORE_ERROR)
             c->stats.takeovers++;
         fetch(f);
     } else {
@@ -763,13 +766,31 @@ static void on_check(void *arg, enum store_res res, struct centry *e, const stru
     flight_unref(f);
 }
 
+static void check_store(struct flight *f)
+{
+    f->checking = 1;
+    f->refs++;
+    store_get(f->c->gw->store, f->key, f->klen, f->gen_name, on_check, f);
+}
+
 static void check_remote(struct flight *f)
 {
     if (f->checking || f->state != FS_REMOTE)
         return;
-    f->checking = 1;
-    f->refs++;
-    store_get(f->c->gw->store, f->key, f->klen, f->gen_name, on_check, f);
+    check_store(f);
+}
+
+/* A waiter asked for a fresh answer (Cache-Control: no-cache, honoured). */
+static int wants_refetch(const struct flight *f)
+{
+    const struct waiter *w;
+
+    if (cf(f->c)->ignore_client_no_cache)
+        return 0;
+    for (w = f->waiters; w; w = w->next)
+        if (w->no_cache)
+            return 1;
+    return 0;
 }
 
 static void on_flight_timer(evutil_socket_t fd, short what, void *arg)
@@ -811,6 +832,10 @@ static void on_lease(void *arg, int got)
             c->stats.remote_waits++;
         }
         arm(f, poll < 200 ? poll : 200);
+    } else if (got == 1 && !f->checking && !wants_refetch(f)) {
+        f->holds_lease = 1;
+        f->state = FS_LEASE;
+        check_store(f);
     } else {
         f->holds_lease = got == 1;
         fetch(f);

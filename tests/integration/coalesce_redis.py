@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cache4 as c  # noqa: E402
+import tcpproxy  # noqa: E402
 import lcgtest as t  # noqa: E402
 
 V1, V2 = c.V1, c.V2
@@ -111,6 +112,53 @@ if a2 and b2:
     tap.ok(set(r.body for r in res) == {direct.body},
            "and they all get the upstream's body", c.summary(res))
     tap.eq(n_up, 2, "B takes over with exactly one upstream request (A's + B's)")
+
+# --- a lookup that Redis answers after another fetch has ended -----------
+# A's fetch of a key takes 600 ms. B asks for the key at 300 ms; its lookup
+# reaches Redis through a proxy that holds Redis's replies until 900 ms, so B
+# learns "miss" after A's answer is stored and A's lease released. B must
+# find A's answer then (it checks the store again once it holds the lease),
+# not fetch the key a second time. Once with B another instance, once with
+# B the same instance as A.
+proxy = tcpproxy.Proxy(redis.port)
+pconf = c.gate_conf(mock, cache=dict(c.redis_cache(redis, redis_timeout="3s"),
+                                     redis_url="redis://127.0.0.1:%d/0" % proxy.port))
+gp = c.start_gate(tap, env, pconf, name="lcgate-proxied")
+gq = c.start_gate(tap, env, c.gate_conf(mock, cache=c.redis_cache(redis, redis_timeout="3s")),
+                  name="lcgate-direct")
+for n, (leader_gate, what) in enumerate(((gq, "another instance"), (gp, "the same instance"))):
+    if not (gp and gq and redis.poll() is None):
+        break
+    q = V1 + "?limit=%d" % (61 + n)
+    mock.reset()
+    mock.fault(delay_ms=600, match="limit=%d" % (61 + n), count=-1)
+    t0 = time.monotonic()
+    lead = c.Background(leader_gate.port, q, timeout=10).start()
+    seen = c.wait_upstream(mock, V1, 1, 5)
+    time.sleep(max(0.0, t0 + 0.3 - time.monotonic()))
+    proxy.hold_after(b"MGET")
+    try:
+        late = c.Background(gp.port, q, timeout=10).start()
+        held = proxy.held.wait(2)
+        leader = lead.join(5)
+        time.sleep(max(0.0, t0 + 0.9 - time.monotonic()))
+    finally:
+        proxy.release()
+    second = late.join(10)
+    time.sleep(0.3)
+    n_up = c.upstream_gets(mock, V1)
+    c.clear_fault(mock)
+    tap.ok(held and seen == 1 and leader.status == 200 and c.cs(leader) == c.CS_STORED
+           and leader.t1 < t0 + 0.9,
+           "late lookup, leader on %s: B's lookup was held in Redis while A's fetch "
+           "was stored" % what, (held, seen, leader, c.cs(leader)))
+    tap.ok(second.status == 200 and second.body == leader.body
+           and c.cs(second) == c.CS_COLLAPSED,
+           "late lookup, leader on %s: B gets A's answer ('collapsed')" % what,
+           (second, c.cs(second)))
+    tap.eq(n_up, 1, "late lookup, leader on %s: the upstream saw exactly one request "
+           "for the key" % what)
+proxy.close()
 
 # --- Redis SIGKILLed during 20 s of coalesced misses ----------------------
 # Two fresh instances; 3 threads on each ask the same key at once, the key
