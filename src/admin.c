@@ -69,6 +69,9 @@ int admin_metrics_init(struct gw *gw)
                                    "Next pages fetched ahead.", MT_COUNTER, 0, NULL);
     m->refreshes = metrics_family(m->reg, "lcgate_refreshes_total",
                                   "Background refreshes of stale entries.", MT_COUNTER, 0, NULL);
+    m->l1_hits = metrics_family(m->reg, "lcgate_l1_hits_total",
+                                "Hits answered from the in-process copy of Redis entries "
+                                "(l1_ttl), without a round trip.", MT_COUNTER, 0, NULL);
     m->store_up = metrics_family(m->reg, "lcgate_store_up",
                                  "1 while the cache store answers (Redis connected).",
                                  MT_GAUGE, 0, NULL);
@@ -85,7 +88,7 @@ int admin_metrics_init(struct gw *gw)
     m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
                               MT_GAUGE, 1, version);
     if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
-        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->store_up || !m->store_errors ||
+        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->l1_hits || !m->store_up || !m->store_errors ||
         !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build)
         return -1;
     /* A flood of project ids must not grow memory: the top ones, then "other". */
@@ -110,6 +113,7 @@ static void serve_metrics(struct gw *gw, struct evhttp_request *req)
     metrics_set(m->stale, (double)cs->stale_sie, "stale-if-error", NULL, NULL);
     metrics_set(m->prefetches, (double)cs->prefetches, NULL, NULL, NULL);
     metrics_set(m->refreshes, (double)cs->refreshes, NULL, NULL, NULL);
+    metrics_set(m->l1_hits, (double)cs->l1_hits, NULL, NULL, NULL);
     metrics_set(m->store_errors, (double)cs->store_errors, NULL, NULL, NULL);
     metrics_set(m->store_up, strcmp(gw->store->ops->state(gw->store), "ok") == 0, NULL, NULL,
                 NULL);

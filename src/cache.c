@@ -29,6 +29,8 @@
 #define GEN_PREFIX "lcg:1:gen:"
 #define LOCK_PREFIX "lcg:1:lock:"
 #define DONE_PREFIX "d "
+#define BARRIER_KEY "lcg:1:barrier"
+#define BUMP_PREFIX "g "        /* a generation moved: drop the L1 */
 
 enum fkind { FK_CLIENT, FK_REFRESH, FK_PREFETCH };
 enum fstate { FS_LEASE, FS_FETCH, FS_REMOTE };
@@ -65,6 +67,7 @@ struct flight {
     int64_t up_us;
     struct event *timer;
     int64_t deadline_ms;         /* FS_REMOTE: fetch ourselves past this */
+    uint64_t l1_flushes;         /* c->l1_flushes when the flight began */
 };
 
 /* A page fetched ahead and not yet asked for, and what follows it. */
@@ -93,6 +96,8 @@ struct lookup {
     cache_done_cb cb;
     void *arg;
     char *key, *gen_name;
+    uint64_t l1_flushes;         /* c->l1_flushes when the store was asked */
+    int from_l1;
 };
 
 struct cache {
@@ -104,6 +109,12 @@ struct cache {
     size_t npending;
     struct hold *holds[NHOLDBUCKETS];
     size_t nholds;
+    /* store = redis: fresh entries kept in the process for l1_ttl, so that
+     * a hit needs no round trip. Valid while the store delivers every
+     * instance's invalidation events; dropped whole on any of them. */
+    struct store *l1;
+    uint64_t l1_epoch;           /* the store's events_epoch it is valid for */
+    uint64_t l1_flushes;
     struct cache_stats stats;
 };
 
@@ -342,6 +353,57 @@ static void pending_free(struct cache *c, struct pending *p)
 static void prefetch(struct cache *c, enum qn_route r, const char *canonical, const char *cred,
                      size_t credlen, int injected, const char *project_id);
 
+/* ---- the L1 ---- */
+
+static void l1_flush(struct cache *c)
+{
+    c->l1_flushes++;
+    if (c->l1 != NULL && store_memory_count(c->l1) > 0)
+        c->l1->ops->purge(c->l1, "");
+}
+
+/* May the L1 be read and written now? It is dropped whenever event
+ * delivery was interrupted, since an invalidation may have been missed. */
+static int l1_usable(struct cache *c)
+{
+    struct store *st = c->gw->store;
+    uint64_t epoch;
+
+    if (c->l1 == NULL)
+        return 0;
+    epoch = cf(c)->l1_ttl_ms && st->ops->events_epoch ? st->ops->events_epoch(st) : 0;
+    if (epoch != c->l1_epoch) {
+        l1_flush(c);
+        c->l1_epoch = epoch;
+    }
+    return epoch != 0;
+}
+
+/* Keep a fresh entry, unless an invalidation came since `since` (the
+ * entry may be from before it). */
+static void l1_keep(struct cache *c, const char *key, size_t klen, struct centry *e,
+                    uint64_t since)
+{
+    if (since == c->l1_flushes && l1_usable(c))
+        store_set(c->l1, key, klen, e, cf(c)->l1_ttl_ms);
+}
+
+struct l1_found {
+    enum store_res res;
+    struct centry *e;
+};
+
+static void on_l1(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+{
+    struct l1_found *found = arg;
+
+    found->res = res;
+    if (res == STORE_HIT) {
+        centry_incref(e);
+        found->e = e;
+    }
+}
+
 /* ---- flights ---- */
 
 static struct flight **flight_slot(struct cache *c, const char *key, size_t klen)
@@ -535,6 +597,7 @@ static void on_fetched(void *arg, struct up_resp *r)
                 char msg[8192];
                 int n;
                 store_set(st, f->key, f->klen, e, keep_ms(c, f->project_id));
+                l1_keep(c, f->key, f->klen, e, f->l1_flushes);
                 n = snprintf(msg, sizeof(msg), DONE_PREFIX "%s", f->key);
                 if (n > 0 && (size_t)n < sizeof(msg))
                     st->ops->publish(st, msg, (size_t)n);
@@ -905,6 +968,7 @@ static struct flight *flight_get(struct cache *c, enum fkind kind, const struct 
     }
     ck_project_label(q->project_id, q->cred, q->credlen, f->label, sizeof(f->label));
     f->deadline_ms = mono_ms() + (int64_t)cf(c)->lock_lease_ms + (int64_t)cf(c)->timeout_ms;
+    f->l1_flushes = c->l1_flushes;
     if (!q->no_store) {
         f->hnext = *pp;
         *pp = f;
@@ -1050,6 +1114,8 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
         int no_cache = l->q.no_cache && !cf(c)->ignore_client_no_cache;
 
         if (!no_cache && age < ttl) {
+            if (!l->from_l1)
+                l1_keep(c, l->key, strlen(l->key), e, l->l1_flushes);
             snprintf(status, sizeof(status), "lcgate; hit; ttl=%lld",
                      (long long)((ttl - age) / 1000));
             c->stats.hits++;
@@ -1107,6 +1173,22 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
         lookup_free(l);
         return;
     }
+    if (!q->no_cache && l1_usable(c)) {
+        struct l1_found found = {STORE_MISS, NULL};
+        store_get(c->l1, l->key, strlen(l->key), NULL, on_l1, &found);
+        if (found.e != NULL && wall_ms() - found.e->stored_ms <
+                                   (int64_t)ttl_of(c, q->project_id)) {
+            /* Invalidations drop the L1: its entries are current. */
+            struct gens g = {found.e->gen_proj, found.e->gen_all};
+            l->from_l1 = 1;
+            c->stats.l1_hits++;
+            on_lookup(l, STORE_HIT, found.e, &g);
+            centry_decref(found.e);
+            return;
+        }
+        centry_decref(found.e);
+    }
+    l->l1_flushes = c->l1_flushes;
     store_get(c->gw->store, l->key, strlen(l->key), l->gen_name, on_lookup, l);
 }
 
@@ -1117,8 +1199,12 @@ static void on_event(void *arg, const char *msg, size_t len)
     struct cache *c = arg;
     struct flight *f;
 
-    if (msg == NULL || len <= strlen(DONE_PREFIX) ||
-        memcmp(msg, DONE_PREFIX, strlen(DONE_PREFIX)) != 0)
+    if (msg == NULL || (len >= strlen(BUMP_PREFIX) &&
+                        memcmp(msg, BUMP_PREFIX, strlen(BUMP_PREFIX)) == 0)) {
+        l1_flush(c);             /* lost events, or another instance's write */
+        return;
+    }
+    if (len <= strlen(DONE_PREFIX) || memcmp(msg, DONE_PREFIX, strlen(DONE_PREFIX)) != 0)
         return;
     f = *flight_slot(c, msg + strlen(DONE_PREFIX), len - strlen(DONE_PREFIX));
     if (f != NULL && f->state == FS_REMOTE)
@@ -1127,8 +1213,19 @@ static void on_event(void *arg, const char *msg, size_t len)
 
 static void bump(struct cache *c, const char *name)
 {
-    if (name != NULL)
-        c->gw->store->ops->bump(c->gw->store, name);
+    struct store *st = c->gw->store;
+    char msg[512];
+    int n;
+
+    if (name == NULL)
+        return;
+    st->ops->bump(st, name);
+    if (c->l1 != NULL) {
+        l1_flush(c);
+        n = snprintf(msg, sizeof(msg), BUMP_PREFIX "%s", name);
+        if (n > 0 && (size_t)n < sizeof(msg))
+            st->ops->publish(st, msg, (size_t)n);
+    }
 }
 
 /* A project id as lists name it: v1 lists carry UUIDs in canonical form,
@@ -1170,6 +1267,50 @@ void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
         bump_project(c, project_id);
 }
 
+struct cache_barrier {
+    cache_barrier_cb done;       /* NULL once cancelled */
+    void *arg;
+    struct cache_barrier **slot;
+};
+
+static void on_barrier(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+{
+    struct cache_barrier *b = arg;
+
+    if (b->slot != NULL)
+        *b->slot = NULL;
+    if (b->done != NULL)
+        b->done(b->arg);
+    free(b);
+}
+
+void cache_barrier(struct cache *c, struct cache_barrier **slot, cache_barrier_cb done,
+                   void *arg)
+{
+    struct cache_barrier *b;
+
+    *slot = NULL;
+    /* Only instances with an L1 answer without asking the store. */
+    if (c->l1 == NULL || (b = calloc(1, sizeof(*b))) == NULL) {
+        done(arg);
+        return;
+    }
+    b->done = done;
+    b->arg = arg;
+    b->slot = slot;
+    *slot = b;
+    /* Any read: its answer comes after the writes sent before it. */
+    store_get(c->gw->store, BARRIER_KEY, strlen(BARRIER_KEY), NULL, on_barrier, b);
+}
+
+void cache_barrier_cancel(struct cache_barrier *b)
+{
+    if (b != NULL) {
+        b->done = NULL;
+        b->slot = NULL;
+    }
+}
+
 void cache_purge(struct cache *c, const char *project_id)
 {
     if (project_id != NULL) {
@@ -1188,6 +1329,11 @@ struct cache *cache_new(struct gw *gw)
     if (c == NULL)
         return NULL;
     c->gw = gw;
+    if (gw->store->ops->events_epoch != NULL &&
+        (c->l1 = store_memory_new(gw->conf->memory_max)) == NULL) {
+        free(c);
+        return NULL;
+    }
     gw->store->ops->subscribe(gw->store, on_event, c);
     return c;
 }
@@ -1226,6 +1372,8 @@ void cache_free(struct cache *c)
 
     while (c->oldest)
         pending_free(c, c->oldest);
+    if (c->l1 != NULL)
+        c->l1->ops->free(c->l1);
     for (i = 0; i < NHOLDBUCKETS; i++)
         while (c->holds[i]) {
             struct hold *h = c->holds[i];

@@ -58,6 +58,18 @@ void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
                               const char *project_id);
 /* Admin purge of one project's lists (project_id) or of all (NULL). */
 void cache_purge(struct cache *c, const char *project_id);
+/* Calls done once the invalidations sent so far have reached the store and
+ * its other instances (at once without an L1, else after a round trip, at
+ * most the store's deadline): a write is answered only then, so that no
+ * instance serves what it invalidated to a client who saw the write.
+ * *slot holds a handle while the call is pending (NULL before done runs,
+ * which may be at once), for cache_barrier_cancel by a caller that goes
+ * away first. */
+typedef void (*cache_barrier_cb)(void *arg);
+struct cache_barrier;
+void cache_barrier(struct cache *c, struct cache_barrier **slot, cache_barrier_cb done,
+                   void *arg);
+void cache_barrier_cancel(struct cache_barrier *b);
 
 struct up_resp;
 
@@ -74,7 +86,7 @@ void cache_upstream_said_429(struct cache *c, const char *label, const struct up
 
 struct cache_stats {
     unsigned long long hits, misses, stale_swr, stale_sie, collapsed, prefetches,
-        refreshes, flights, remote_waits, takeovers, over_budget, store_errors;
+        refreshes, flights, remote_waits, takeovers, over_budget, store_errors, l1_hits;
 };
 const struct cache_stats *cache_stats(const struct cache *c);
 

@@ -82,6 +82,12 @@ struct store_ops {
                  store_gcra_cb cb, void *arg);
     /* Drop every entry whose key starts with prefix ("" drops all). */
     void (*purge)(struct store *s, const char *prefix);
+    /* Nonzero while this store delivers every event of every instance:
+     * a number that changes whenever delivery was interrupted (events may
+     * have been lost in between). Events already received are delivered
+     * (to the subscribe callback) before it returns. NULL for a store with
+     * no other instances. */
+    uint64_t (*events_epoch)(struct store *s);
     /* Short state for logs and /readyz: "ok", "connecting", "down". */
     const char *(*state)(struct store *s);
     /* Pending get callbacks fire once with STORE_ERROR, synchronously,

@@ -44,6 +44,7 @@ static const struct keydef keys[] = {
     K("cache", "memory_max", V_SIZE, memory_max),
     K("cache", "prefetch", V_BOOL, prefetch),
     K("cache", "lock_lease", V_DURATION, lock_lease_ms),
+    K("cache", "l1_ttl", V_DURATION, l1_ttl_ms),
     K("cache", "ignore_client_no_cache", V_BOOL, ignore_client_no_cache),
     K("ratelimit", "rate", V_RATE, rate),
     K("ratelimit", "burst", V_COUNT, burst),
@@ -576,7 +577,7 @@ static int set_defaults(struct conf *c)
         {"redis_timeout", "250ms"}, {"ttl", "30s"},
         {"stale_while_revalidate", "30s"}, {"stale_if_error", "10m"},
         {"memory_max", "64MiB"}, {"prefetch", "on"},
-        {"lock_lease", "2s"}, {"ignore_client_no_cache", "off"},
+        {"lock_lease", "2s"}, {"l1_ttl", "1s"}, {"ignore_client_no_cache", "off"},
         {"rate", "20/s"}, {"burst", "40"},
         {"upstream_rate", "5/s"}, {"upstream_burst", "10"},
     };
@@ -622,6 +623,11 @@ static int finish(struct loader *l)
     if (c->lock_lease_ms < 100) {
         l->line = l->key_lines[key_index("cache", "lock_lease")];
         return fail(l, "lock_lease must be at least 100ms"), -1;
+    }
+    if (c->l1_ttl_ms > 60000) {
+        l->line = l->key_lines[key_index("cache", "l1_ttl")];
+        return fail(l, "l1_ttl must be at most 1m (it bounds how long another "
+                    "instance's write may go unseen if its event is lost)"), -1;
     }
     if (c->redis_timeout_ms == 0) {
         l->line = l->key_lines[key_index("cache", "redis_timeout")];

@@ -62,6 +62,7 @@ struct conf {
     size_t memory_max;
     int prefetch;
     uint64_t lock_lease_ms;
+    uint64_t l1_ttl_ms;          /* store = redis: in-process copies, 0 = none */
     int ignore_client_no_cache;
 
     /* [ratelimit] */

@@ -61,6 +61,10 @@ struct greq {
                                     a reload frees the configuration) */
     char rid[72];
     int64_t t0_us;
+    struct cache_barrier *barrier;   /* a write's answer held until its
+                                        invalidations have gone out */
+    int held_status;
+    struct evbuffer *held_body;
 };
 
 static uint64_t rid_seed, rid_counter;
@@ -110,6 +114,8 @@ static void greq_free(struct greq *g)
     free(g->url);
     free(g->project_id);
     free(g->canonical);
+    if (g->held_body)
+        evbuffer_free(g->held_body);
     free(g);
 }
 
@@ -482,6 +488,13 @@ static void invalidate_after_write(struct greq *g, const struct up_resp *r)
     }
 }
 
+static void on_invalidated(void *arg)
+{
+    struct greq *g = arg;
+
+    finish(g, g->held_status, g->held_body);
+}
+
 static void on_pass_upstream(void *arg, struct up_resp *r)
 {
     struct greq *g = arg;
@@ -496,8 +509,15 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     }
     g->up_status = (int)r->status;
     g->up_us = r->elapsed_us;
-    if (r->status >= 200 && r->status < 300 && g->write_route >= 0)
+    if (r->status >= 200 && r->status < 300 && g->write_route >= 0) {
         invalidate_after_write(g, r);
+        g->held_status = (int)r->status;
+        if ((g->held_body = evbuffer_new()) == NULL) {
+            fail_greq(g, 500, "Out of memory");
+            return;
+        }
+        evbuffer_add_buffer(g->held_body, r->body);
+    }
     if (r->status == 429)
         cache_upstream_said_429(g->gw->cache, g->label, r);
     for (i = 0; i < r->nheaders; i++)
@@ -510,7 +530,10 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
             continue;
         evhttp_add_header(out, name, r->headers[i].value);
     }
-    finish(g, (int)r->status, r->body);
+    if (g->held_body != NULL)
+        cache_barrier(g->gw->cache, &g->barrier, on_invalidated, g);
+    else
+        finish(g, (int)r->status, r->body);
 }
 
 static const char *method_name(enum evhttp_cmd_type t)
@@ -876,6 +899,8 @@ void front_free(struct gw *gw)
             up_cancel(g->xfer);
             g->xfer = NULL;
         }
+        cache_barrier_cancel(g->barrier);
+        g->barrier = NULL;
         fail_greq(g, 503, "Shutting down");
     }
     if (gw->http)

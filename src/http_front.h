@@ -27,7 +27,7 @@ struct gw_metrics {
     struct mfamily *upstream;        /* status */
     struct mfamily *upstream_seconds;
     struct mfamily *rate_limited;    /* project, budget */
-    struct mfamily *collapsed, *stale, *prefetches, *refreshes;
+    struct mfamily *collapsed, *stale, *prefetches, *refreshes, *l1_hits;
     struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
 };
 

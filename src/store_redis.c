@@ -112,6 +112,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -1689,6 +1690,24 @@ static char *glob_prefix(const char *prefix, size_t *len)
     return p;
 }
 
+static uint64_t rs_events_epoch(struct store *st)
+{
+    struct rstore *s = (struct rstore *)st;
+    char byte;
+    ssize_t n;
+
+    /* Events already on the socket are read first: an instance answers a
+     * write only once Redis has passed its event on, so that a client who
+     * saw the write can never read a list it invalidated from here. A
+     * closed connection is noticed the same way. */
+    if (s->sac != NULL && s->sub_state == SS_LIVE) {
+        n = recv(s->sac->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            redisAsyncHandleRead(s->sac);
+    }
+    return s->state == RS_OK && s->sub_state == SS_LIVE ? s->n.sub_connects : 0;
+}
+
 static const char *rs_state(struct store *st)
 {
     static const char *const names[] = {
@@ -1820,6 +1839,7 @@ static const struct store_ops redis_ops = {
     .subscribe = rs_subscribe,
     .gcra = rs_gcra,
     .purge = rs_purge,
+    .events_epoch = rs_events_epoch,
     .state = rs_state,
     .free = rs_free,
 };
