@@ -42,6 +42,7 @@ typedef void (*store_event_cb)(void *arg, const char *msg, size_t len);
 /* One GCRA decision made by the store (see ratelimit.h). */
 struct store_gcra {
     int allowed;
+    int64_t granted;             /* requests spent (1..want) when allowed */
     int64_t remaining;
     int64_t retry_after_ms;
     int64_t reset_ms;
@@ -74,12 +75,13 @@ struct store_ops {
     void (*publish)(struct store *s, const char *msg, size_t len);
     /* The one event callback (NULL to stop). */
     void (*subscribe)(struct store *s, store_event_cb cb, void *arg);
-    /* Spend one request of the GCRA budget under key atomically, on the
-     * store's own clock: period_us between requests at the steady rate,
-     * burst requests at once. NULL in stores that cannot share a budget
-     * (memory): the caller decides locally. cb fires exactly once. */
+    /* Spend up to want requests (at least 1, or none: refused) of the GCRA
+     * budget under key atomically, on the store's own clock: period_us
+     * between requests at the steady rate, burst requests at once. NULL in
+     * stores that cannot share a budget (memory): the caller decides
+     * locally. cb fires exactly once. */
     void (*gcra)(struct store *s, const char *key, uint64_t period_us, unsigned burst,
-                 store_gcra_cb cb, void *arg);
+                 unsigned want, store_gcra_cb cb, void *arg);
     /* Drop every entry whose key starts with prefix ("" drops all). */
     void (*purge)(struct store *s, const char *prefix);
     /* Nonzero while this store delivers every event of every instance:

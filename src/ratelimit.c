@@ -7,7 +7,14 @@
  *
  * The local table maps key -> TAT (monotonic us) in a hash table on an LRU
  * list of at most max_keys keys. Forgetting a key is always safe: it comes
- * back with a full bucket, which is what a key idle long enough has. */
+ * back with a full bucket, which is what a key idle long enough has.
+ *
+ * A shared decision costs a Redis round trip, so a large budget is spent
+ * in grants: one script run takes up to burst/8 requests (at most 64) of
+ * it, and this instance hands them out over the next second without
+ * asking again. The total stays exact (every request is paid for in
+ * Redis); at any moment each instance may hold up to burst/8 requests paid
+ * ahead. Budgets with a burst under 16 are decided one request at a time. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +35,17 @@ struct slot {
     struct slot *newer, *older;  /* LRU list */
     uint64_t hash;
     int64_t tat_us;              /* monotonic */
+    /* Requests granted by the store and not yet handed out, for that
+     * period and burst, until credit_until_us; left is the store's
+     * remaining at the grant. */
+    unsigned credits, credit_burst;
+    uint64_t credit_period_us;
+    int64_t credit_until_us, left;
     size_t klen;
     char key[];
 };
+
+#define GRANT_LIFE_US 1000000
 
 /* One decision asked of the store. It owns a copy of the key for the local
  * fallback, and is listed in the ratelimiter so that rl_free can orphan it
@@ -44,6 +59,13 @@ struct call {
     unsigned burst;
     char key[];
 };
+
+static unsigned grant_of(unsigned burst)
+{
+    unsigned k = burst / 8;
+
+    return k < 1 ? 1 : k > 64 ? 64 : k;
+}
 
 struct ratelimiter {
     struct store *store;
@@ -293,6 +315,7 @@ static struct slot *get(struct ratelimiter *rl, const char *key)
     s->klen = klen;
     s->hash = h;
     s->tat_us = FRESH_TAT;
+    s->credits = 0;
     s->hnext = *pp;
     *pp = s;
     lru_push(rl, s);
@@ -392,6 +415,17 @@ static void on_gcra(void *arg, const struct store_gcra *g)
                 log_info("ratelimit: Redis decides again, budgets are shared by all instances");
             }
             mirror(rl, c->key, c->period_us, c->burst, r.reset_ms);
+            if (r.allowed && g->granted > 1) {
+                struct slot *s = find(rl, c->key);
+                if (s != NULL) {
+                    s->credits = (unsigned)(g->granted - 1);
+                    s->credit_burst = c->burst;
+                    s->credit_period_us = c->period_us;
+                    s->credit_until_us = mono_us() + GRANT_LIFE_US;
+                    s->left = r.remaining;
+                    r.remaining += s->credits;
+                }
+            }
         }
     } else if (rl) {
         if (!rl->outage) {
@@ -425,7 +459,22 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
     }
     if (rl->store && rl->store->ops->gcra) {
         size_t klen = strlen(key);
-        struct call *c = malloc(sizeof(*c) + klen + 1);
+        struct slot *s = find(rl, key);
+        struct call *c;
+
+        if (s != NULL && s->credits > 0 && s->credit_period_us == period_us &&
+            s->credit_burst == burst && mono_us() < s->credit_until_us) {
+            int64_t ahead = sat_sub(s->tat_us, mono_us());
+            s->credits--;
+            r.allowed = 1;
+            r.remaining = s->left + s->credits;
+            r.retry_after_ms = 0;
+            r.reset_ms = ahead > 0 ? ceil_ms(ahead) : 0;
+            r.shared = 1;
+            cb(arg, &r);
+            return;
+        }
+        c = malloc(sizeof(*c) + klen + 1);
 
         if (c) {
             memcpy(c->key, key, klen + 1);
@@ -440,7 +489,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             if (rl->calls)
                 rl->calls->prev = c;
             rl->calls = c;
-            rl->store->ops->gcra(rl->store, key, period_us, burst, on_gcra, c);
+            rl->store->ops->gcra(rl->store, key, period_us, burst, grant_of(burst), on_gcra, c);
             return;
         }
         oom(rl);

@@ -176,9 +176,11 @@ static const char release_lua[] =
  *            decimal integer string
  *   ARGV[1]  T, the period in us (1 .. GCRA_MAX_US)
  *   ARGV[2]  tau = T * (burst - 1) in us (0 .. GCRA_MAX_US)
- * returns {allowed, remaining, retry_after_ms, reset_ms}: allowed iff
- * TAT - now <= tau, and then TAT = max(TAT, now) + T; remaining is how many
- * more pass right now (the k-th next passes iff ahead + k*T <= tau);
+ *   ARGV[3]  want: how many requests to spend at most (1 .. burst)
+ * returns {allowed, remaining, retry_after_ms, reset_ms, granted}: allowed
+ * iff TAT - now <= tau, and then granted = min(want, remaining + 1) and
+ * TAT = max(TAT, now) + granted * T; remaining is how many more pass right
+ * now (the k-th next passes iff ahead + k*T <= tau);
  * durations are rounded up to whole ms, so a client that waits
  * retry_after_ms is never early.
  * Lua numbers are doubles: every value here is an integer below 2^53 (now is
@@ -195,7 +197,7 @@ static const char release_lua[] =
  * replicate_commands() call turns it on in 3.2 and 4 and is a no-op after. */
 static const char gcra_lua[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "local T, tau = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local T, tau, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local tat = tonumber(redis.call('GET', KEYS[1]))\n"
@@ -204,12 +206,13 @@ static const char gcra_lua[] =
     "if tat > now + tau + T then tat = now + tau + T end\n"
     "local function ms(us) return math.floor((us + 999) / 1000) end\n"
     "local ahead = tat - now\n"
-    "if ahead > tau then return {0, 0, ms(ahead - tau), ms(ahead)} end\n"
+    "if ahead > tau then return {0, 0, ms(ahead - tau), ms(ahead), 0} end\n"
     "local left = math.floor((tau - ahead) / T)\n"
-    "ahead = ahead + T\n"
+    "local g = math.min(want, left + 1)\n"
+    "ahead = ahead + g * T\n"
     "redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX',\n"
     "           string.format('%.0f', ms(ahead)))\n"
-    "return {1, left, 0, ms(ahead)}\n";
+    "return {1, left + 1 - g, 0, ms(ahead), g}\n";
 #define GCRA_MAX_US (UINT64_C(1) << 50)  /* some 35 years */
 #define SHA1_HEX 41
 
@@ -259,6 +262,7 @@ struct cmd {
     size_t nkeys;                /* K_GET: keys in the MGET */
     char *gkey;                  /* K_GCRA*: the key, for a NOSCRIPT retry */
     uint64_t t_us, tau_us;       /* ... and the script's arguments */
+    unsigned want;
     int64_t end_us;              /* ... and the caller's deadline (mono) */
     struct purge *job;           /* K_SCAN: owned by the step in flight */
 };
@@ -867,12 +871,13 @@ static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
  * deadline tv; 0, or -1 (c is still the caller's). */
 static int gcra_send(struct rstore *s, struct cmd *c, const struct timeval *tv)
 {
-    const char *argv[6];
-    size_t lens[6];
-    char t[24], tau[24];
+    const char *argv[7];
+    size_t lens[7];
+    char t[24], tau[24], want[16];
 
     snprintf(t, sizeof(t), "%" PRIu64, c->t_us);
     snprintf(tau, sizeof(tau), "%" PRIu64, c->tau_us);
+    snprintf(want, sizeof(want), "%u", c->want);
     if (c->kind == K_GCRA) {
         argv[0] = "EVALSHA", lens[0] = 7;
         argv[1] = s->gcra_sha, lens[1] = SHA1_HEX - 1;
@@ -884,7 +889,8 @@ static int gcra_send(struct rstore *s, struct cmd *c, const struct timeval *tv)
     argv[3] = c->gkey, lens[3] = strlen(c->gkey);
     argv[4] = t, lens[4] = strlen(t);
     argv[5] = tau, lens[5] = strlen(tau);
-    return cmd_send_tv(s, c, 6, argv, lens, tv);
+    argv[6] = want, lens[6] = strlen(want);
+    return cmd_send_tv(s, c, 7, argv, lens, tv);
 }
 
 /* The EVALSHA of c was answered NOSCRIPT: send the script itself, once,
@@ -912,6 +918,7 @@ static int gcra_retry(struct rstore *s, struct cmd *c, const char **why)
     e->gkey = c->gkey;
     e->t_us = c->t_us;
     e->tau_us = c->tau_us;
+    e->want = c->want;
     e->end_us = c->end_us;
     e->gcb = c->gcb;
     e->arg = c->arg;
@@ -931,9 +938,9 @@ static int gcra_parse(const redisReply *reply, struct store_gcra *out)
 {
     size_t i;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5)
         return -1;
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 5; i++)
         if (reply->element[i]->type != REDIS_REPLY_INTEGER ||
             reply->element[i]->integer < 0)
             return -1;
@@ -943,15 +950,16 @@ static int gcra_parse(const redisReply *reply, struct store_gcra *out)
     out->remaining = reply->element[1]->integer;
     out->retry_after_ms = reply->element[2]->integer;
     out->reset_ms = reply->element[3]->integer;
-    if (out->allowed ? out->retry_after_ms != 0
-                     : out->retry_after_ms == 0 || out->remaining != 0)
+    out->granted = reply->element[4]->integer;
+    if (out->allowed ? out->retry_after_ms != 0 || out->granted < 1
+                     : out->retry_after_ms == 0 || out->remaining != 0 || out->granted != 0)
         return -1;
     return 0;
 }
 
 static void gcra_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
-    struct store_gcra r = {0, 0, 0, 0};
+    struct store_gcra r = {0, 0, 0, 0, 0};
     const char *why = NULL;
     int ok = 0;
 
@@ -1570,7 +1578,7 @@ error:
  * and tau are clamped to GCRA_MAX_US (the script's arithmetic is in
  * doubles): only budgets of decades are affected. */
 static void rs_gcra(struct store *st, const char *key, uint64_t period_us,
-                    unsigned burst, store_gcra_cb cb, void *arg)
+                    unsigned burst, unsigned want, store_gcra_cb cb, void *arg)
 {
     struct rstore *s = (struct rstore *)st;
     uint64_t t, b1;
@@ -1587,6 +1595,7 @@ static void rs_gcra(struct store *st, const char *key, uint64_t period_us,
     b1 = burst > 1 ? burst - 1 : 0;
     c->t_us = t;
     c->tau_us = b1 > GCRA_MAX_US / t ? GCRA_MAX_US : t * b1;
+    c->want = want < 1 ? 1 : want > burst ? (burst ? burst : 1) : want;
     c->end_us = mono_us() + (int64_t)s->timeout_ms * 1000;
     c->gcb = cb;
     c->arg = arg;

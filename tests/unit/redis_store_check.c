@@ -516,7 +516,7 @@ static void gcra_start(struct store *s, const char *key, uint64_t period_us,
 {
     memset(g, 0, sizeof(*g));
     g->t0_us = mono_us();
-    s->ops->gcra(s, key, period_us, burst, gcra_cb, g);
+    s->ops->gcra(s, key, period_us, burst, 1, gcra_cb, g);
 }
 
 /* 1 allowed, 0 refused, -1 undecided (NULL), -2 no answer or more than
@@ -969,7 +969,7 @@ static void check_gcra(redisContext *side, struct store *st2)
                       kx[] = "rsc:rl:exp", kj[] = "rsc:rl:junk",
                       kf[] = "rsc:rl:future", kn[] = "rsc:rl:noscript",
                       kl[] = "rsc:rl:list", kh[] = "rsc:rl:huge",
-                      kt[] = "rsc:rl:tiny";
+                      kt[] = "rsc:rl:tiny", kg[] = "rsc:rl:grant";
     static const char *const keys[] = {ka, kb, kc, ks, kx, kj, kf, kn, kl,
                                        kh, kt};
     struct gres g;
@@ -1043,6 +1043,25 @@ static void check_gcra(redisContext *side, struct store *st2)
            (long long)g.r.retry_after_ms);
     r = gcra_wait(st, ks, 1000000, 3, &g);
     tap_ok(r == 0, "so is this store's (%d)", r);
+
+    /* grants: several requests of the budget in one decision */
+    side_int(side, "DEL %s", kg);
+    memset(&g, 0, sizeof(g));
+    st->ops->gcra(st, kg, 1000000, 5, 3, gcra_cb, &g);
+    run_until(gres_done, &g, (int)timeout_ms + 2000);
+    all = g.calls == 1 && g.decided && g.r.allowed && g.r.granted == 3 && g.r.remaining == 2;
+    memset(&g, 0, sizeof(g));
+    st->ops->gcra(st, kg, 1000000, 5, 3, gcra_cb, &g);
+    run_until(gres_done, &g, (int)timeout_ms + 2000);
+    all &= g.calls == 1 && g.r.allowed && g.r.granted == 2 && g.r.remaining == 0 &&
+           g.r.reset_ms > 4900 && g.r.reset_ms <= 5000;
+    memset(&g, 0, sizeof(g));
+    st->ops->gcra(st, kg, 1000000, 5, 3, gcra_cb, &g);
+    run_until(gres_done, &g, (int)timeout_ms + 2000);
+    all &= g.calls == 1 && !g.r.allowed && g.r.granted == 0 && g.r.retry_after_ms > 900;
+    tap_ok(all, "grants: burst 5 asked 3 at a time gives 3 (2 left), then 2 (0 left, "
+           "reset 5 s), then a refusal");
+    side_int(side, "DEL %s", kg);
 
     /* independent keys */
     r = gcra_wait(st, kb, 1000000, 1, &g);
@@ -1390,7 +1409,7 @@ static void check_free_in_gcra_callback(const char *url)
     w.want = "ok";
     run_until(store_state_is, &w, 5000);
     snprintf(key, sizeof(key), "rsc:rl:f:%ld", (long)getpid());
-    f.s->ops->gcra(f.s, key, PERIOD_10, 5, gcra_free_cb, &f);
+    f.s->ops->gcra(f.s, key, PERIOD_10, 5, 1, gcra_free_cb, &f);
     for (i = 0; i < 3; i++)
         gcra_start(f.s, key, PERIOD_10, 5, &g[i]);
     run_for(100);

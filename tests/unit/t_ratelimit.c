@@ -323,14 +323,14 @@ struct fake {
     int calls;
     char key[64];
     uint64_t period_us;
-    unsigned burst;
+    unsigned burst, want;
     store_gcra_cb pcb[8];
     void *parg[8];
     int npending;
 };
 
 static void fake_gcra(struct store *s, const char *key, uint64_t period_us, unsigned burst,
-                      store_gcra_cb cb, void *arg)
+                      unsigned want, store_gcra_cb cb, void *arg)
 {
     struct fake *f = (struct fake *)s;
 
@@ -338,6 +338,7 @@ static void fake_gcra(struct store *s, const char *key, uint64_t period_us, unsi
     snprintf(f->key, sizeof(f->key), "%s", key);
     f->period_us = period_us;
     f->burst = burst;
+    f->want = want;
     if (f->mode == FAKE_NULL)
         cb(arg, NULL);
     else if (f->mode == FAKE_FIXED)
@@ -514,6 +515,43 @@ static void store_defers(void)
            "ratelimiter freed first: late answers still fire once each, without it");
 }
 
+/* A large budget is taken from the store in grants of burst/8 (at most
+ * 64), handed out locally; a small one a request at a time. */
+static void store_grants(void)
+{
+    static const struct rate per_s20 = {20, 1};
+    struct fake f = {.base = {&fake_ops}, .mode = FAKE_FIXED,
+                     .fixed = {.allowed = 1, .granted = 5, .remaining = 30, .reset_ms = 300}};
+    struct ratelimiter *rl = rl_new(&f.base, 100);
+    struct rl_result r[6];
+    int i, ok = 1;
+
+    for (i = 0; i < 5; i++) {
+        r[i] = take(rl, "c:big", &per_s20, 40);
+        ok &= r[i].allowed && r[i].shared;
+    }
+    tap_ok(ok && f.calls == 1 && f.want == 5,
+           "burst 40: one store call asks for 5 (burst/8) and covers 5 requests (calls %d, "
+           "want %u)", f.calls, f.want);
+    tap_ok(r[0].remaining == 34 && r[1].remaining == 33 && r[4].remaining == 30,
+           "remaining counts the store's 30 plus the grant not yet handed out "
+           "(%lld, %lld, %lld)", (long long)r[0].remaining, (long long)r[1].remaining,
+           (long long)r[4].remaining);
+    r[5] = take(rl, "c:big", &per_s20, 40);
+    tap_ok(r[5].allowed && f.calls == 2, "the 6th asks the store again (calls %d)", f.calls);
+    take(rl, "c:big", &per_s20, 41);
+    tap_ok(f.calls == 3, "a grant is not used for another burst (a reload): calls %d", f.calls);
+    f.fixed = (struct store_gcra){.allowed = 1, .granted = 1, .remaining = 3, .reset_ms = 100};
+    take(rl, "c:small", &per_s20, 5);
+    take(rl, "c:small", &per_s20, 5);
+    tap_ok(f.calls == 5 && f.want == 1,
+           "burst 5: every request asks the store for 1 (calls %d, want %u)", f.calls, f.want);
+    f.fixed = (struct store_gcra){.allowed = 1, .granted = 64, .remaining = 0, .reset_ms = 100};
+    take(rl, "c:huge", &per_s20, 100000);
+    tap_ok(f.want == 64, "a grant is at most 64 requests (want %u)", f.want);
+    rl_free(rl);
+}
+
 /* A reload to a faster rate: the spent bucket carries over, the old
  * rate's debt does not. */
 static void reload_to_faster_rate(void)
@@ -543,5 +581,6 @@ int main(void)
     local_precision();
     store_answers();
     store_defers();
+    store_grants();
     return tap_done();
 }
