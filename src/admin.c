@@ -13,14 +13,15 @@
 #include "cache_store.h"
 #include "clock.h"
 #include "conf.h"
+#include "hs.h"
 #include "http_front.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "config.h"
 
-static struct evhttp *admin_http;
+static struct hs_server *admin_hs;
 
-static void reply(struct evhttp_request *req, int status, const char *body);
+static void reply(struct hs_req *req, int status, const char *body);
 
 static void on_upstream_done(void *arg, const struct up_resp *r)
 {
@@ -98,7 +99,7 @@ int admin_metrics_init(struct gw *gw)
     return 0;
 }
 
-static void serve_metrics(struct gw *gw, struct evhttp_request *req)
+static void serve_metrics(struct gw *gw, struct hs_req *req)
 {
     const struct cache_stats *cs = cache_stats(gw->cache);
     struct gw_metrics *m = &gw->m;
@@ -123,37 +124,35 @@ static void serve_metrics(struct gw *gw, struct evhttp_request *req)
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
     metrics_render(m->reg, buf);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, NULL, buf);
+    hs_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    hs_send(req, 200, buf);
     evbuffer_free(buf);
 }
 
-static void reply(struct evhttp_request *req, int status, const char *body)
+static void reply(struct hs_req *req, int status, const char *body)
 {
     struct evbuffer *buf = evbuffer_new();
 
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    hs_add_header(req, "Content-Type", "application/json");
     if (buf)
         evbuffer_add(buf, body, strlen(body));
-    evhttp_send_reply(req, status, NULL, buf);
+    hs_send(req, status, buf);
     if (buf)
         evbuffer_free(buf);
 }
 
 /* POST /admin/purge[?project_id=P]: that project's lists, or all. */
-static void purge(struct gw *gw, struct evhttp_request *req)
+static void purge(struct gw *gw, struct hs_req *req)
 {
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    const char *query = req->query;
     struct evkeyvalq params;
     const char *project = NULL;
     yajl_gen gen;
     const unsigned char *out;
     size_t len;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+    if (req->method != HS_POST) {
+        hs_add_header(req, "Allow", "POST");
         reply(req, 405, "{\"detail\":\"Method Not Allowed\"}");
         return;
     }
@@ -189,10 +188,10 @@ static void purge(struct gw *gw, struct evhttp_request *req)
     evhttp_clear_headers(&params);
 }
 
-static void on_admin(struct evhttp_request *req, void *arg)
+static void on_admin(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    const char *path = req->path;
     char body[512];
 
     if (path && strcmp(path, "/healthz") == 0) {
@@ -226,23 +225,21 @@ static void on_admin(struct evhttp_request *req, void *arg)
 
 int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen)
 {
-    admin_http = evhttp_new(gw->base);
-    if (admin_http == NULL) {
-        snprintf(err, errlen, "cannot create the admin server");
+    /* hs's defaults, and few connections: operators and scrapers only. */
+    struct hs_limits lim = {.max_body = 64 * 1024, .max_connections = 64};
+
+    if ((admin_hs = hs_new(gw->base, &lim, on_admin, NULL, gw)) == NULL) {
+        snprintf(err, errlen, "cannot create the admin server: out of memory");
         return -1;
     }
-    evhttp_set_default_content_type(admin_http, NULL);
-    evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
-    evhttp_set_timeout(admin_http, 10);
-    evhttp_set_gencb(admin_http, on_admin, gw);
-    return front_listen(admin_http, addr, err, errlen) ? 0 : -1;
+    return hs_listen(admin_hs, addr, 0, err, errlen);
 }
 
 void admin_free(struct gw *gw)
 {
     metrics_free(gw->m.reg);
     gw->m.reg = NULL;
-    if (admin_http)
-        evhttp_free(admin_http);
-    admin_http = NULL;
+    if (admin_hs)
+        hs_free(admin_hs);
+    admin_hs = NULL;
 }

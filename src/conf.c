@@ -29,6 +29,11 @@ static const struct keydef keys[] = {
     K("server", "admin_listen", V_ADDR, admin_listen),
     K("server", "drain_timeout", V_DURATION, drain_timeout_ms),
     K("server", "max_body", V_SIZE, max_body),
+    K("server", "max_request_line", V_SIZE, max_request_line),
+    K("server", "max_header_size", V_SIZE, max_header_size),
+    K("server", "max_connections", V_COUNT, max_connections),
+    K("server", "header_timeout", V_DURATION, header_timeout_ms),
+    K("server", "idle_timeout", V_DURATION, idle_timeout_ms),
     K("server", "log_level", V_LEVEL, log_level),
     K("server", "access_log", V_BOOL, access_log),
     K("upstream", "base_url", V_URL, base_url),
@@ -569,7 +574,9 @@ static int set_defaults(struct conf *c)
 {
     static const struct { const char *key, *value; } defs[] = {
         {"listen", "127.0.0.1:8080"}, {"admin_listen", "127.0.0.1:8081"},
-        {"drain_timeout", "10s"}, {"max_body", "1MiB"}, {"log_level", "info"},
+        {"drain_timeout", "10s"}, {"max_body", "1MiB"},
+        {"max_request_line", "8KiB"}, {"max_header_size", "32KiB"},
+        {"max_connections", "4096"}, {"header_timeout", "10s"}, {"idle_timeout", "60s"}, {"log_level", "info"},
         {"access_log", "on"},
         {"base_url", "https://api.cloud.llamaindex.ai"},
         {"timeout", "30s"}, {"connect_timeout", "5s"},
@@ -623,6 +630,19 @@ static int finish(struct loader *l)
     if (c->lock_lease_ms < 100) {
         l->line = l->key_lines[key_index("cache", "lock_lease")];
         return fail(l, "lock_lease must be at least 100ms"), -1;
+    }
+    if (c->max_request_line < 256 || c->max_header_size < c->max_request_line) {
+        l->line = l->key_lines[key_index("server", c->max_request_line < 256 ? "max_request_line"
+                                                                         : "max_header_size")];
+        return fail(l, "max_request_line must be at least 256 and max_header_size at "
+                    "least max_request_line"), -1;
+    }
+    if (c->max_connections == 0 || c->header_timeout_ms == 0 || c->idle_timeout_ms == 0) {
+        l->line = l->key_lines[key_index("server", c->max_connections == 0 ? "max_connections"
+                                         : c->header_timeout_ms == 0 ? "header_timeout"
+                                         : "idle_timeout")];
+        return fail(l, "max_connections, header_timeout and idle_timeout must be more "
+                    "than 0"), -1;
     }
     if (c->l1_ttl_ms > 60000) {
         l->line = l->key_lines[key_index("cache", "l1_ttl")];

@@ -41,6 +41,11 @@ struct conf {
     char *admin_listen;
     uint64_t drain_timeout_ms;
     size_t max_body;
+    size_t max_request_line;     /* 414 beyond */
+    size_t max_header_size;      /* 431 beyond: request line and fields */
+    unsigned max_connections;    /* then accept no more until one closes */
+    uint64_t header_timeout_ms;  /* a request's head must arrive within */
+    uint64_t idle_timeout_ms;    /* a keep-alive connection may wait */
     char *log_level;             /* error, warn, info, debug */
     int access_log;              /* one JSON line per request on stderr */
 

@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "config.h"
 #include "accesslog.h"
+#include "hs.h"
 #include "log.h"
 #include "metrics.h"
 #include "query_norm.h"
@@ -41,7 +42,7 @@
 struct greq {
     struct gw *gw;
     struct greq *prev, *next;    /* gw->inflight */
-    struct evhttp_request *req;
+    struct hs_req *req;
     int route;                   /* enum qn_route, or -1: pass-through */
     char *key;                   /* cache key (cached routes) */
     size_t klen;
@@ -121,25 +122,22 @@ static void greq_free(struct greq *g)
 
 static void add_common_headers(struct greq *g)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
     char v[96];
 
-    evhttp_add_header(out, "X-Request-Id", g->rid);
+    hs_add_header(g->req, "X-Request-Id", g->rid);
     if (g->has_rl) {
         /* IETF httpapi ratelimit-headers draft: the client budget. */
         snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", g->rate.count, g->rate.window_s);
-        evhttp_add_header(out, "RateLimit-Policy", v);
+        hs_add_header(g->req, "RateLimit-Policy", v);
         snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));
-        evhttp_add_header(out, "RateLimit", v);
+        hs_add_header(g->req, "RateLimit", v);
     }
 }
 
-static const char *method_name(enum evhttp_cmd_type t);
-
 /* The access log line and the request metrics, for every answer. */
-static void account(struct gw *gw, struct evhttp_request *req, const struct greq *g,
-                    int status, size_t bytes)
+static void account(struct gw *gw, const char *method, const char *target, const char *peer,
+                    const struct greq *g, int status, size_t bytes)
 {
     const char *route = g == NULL ? "none" : g->route >= 0 ? qn_routes[g->route].name : "pass";
     char st[8];
@@ -148,20 +146,11 @@ static void account(struct gw *gw, struct evhttp_request *req, const struct greq
     metrics_inc(gw->m.requests, 1, route, st, g && g->xcache ? g->xcache : "none");
     if (gw->conf->access_log) {
         struct accesslog_entry e;
-        struct evhttp_connection *conn = evhttp_request_get_connection(req);
-        char *addr = NULL;
-        ev_uint16_t port = 0;
-        char client[80] = "";
 
         accesslog_entry_init(&e);
-        if (conn) {
-            evhttp_connection_get_peer(conn, &addr, &port);
-            if (addr)
-                snprintf(client, sizeof(client), "%s:%u", addr, (unsigned)port);
-        }
         e.request_id = g ? g->rid : NULL;
-        e.method = method_name(evhttp_request_get_command(req));
-        e.path = evhttp_request_get_uri(req);
+        e.method = method;
+        e.path = target;
         e.route = route;
         e.status = status;
         e.cache = g ? g->xcache : NULL;
@@ -170,7 +159,7 @@ static void account(struct gw *gw, struct evhttp_request *req, const struct greq
         e.upstream_ms = g && g->up_status ? (double)g->up_us / 1000.0 : -1;
         e.duration_ms = g ? (double)(mono_us() - g->t0_us) / 1000.0 : 0;
         e.bytes = bytes;
-        e.client = client[0] ? client : NULL;
+        e.client = peer;
         accesslog_write(stderr, &e);
     }
 }
@@ -181,8 +170,8 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
     size_t bytes = body ? evbuffer_get_length(body) : 0;
 
     add_common_headers(g);
-    evhttp_send_reply(g->req, status, NULL, body);
-    account(g->gw, g->req, g, status, bytes);
+    account(g->gw, g->req->method_name, g->req->target, g->req->peer, g, status, bytes);
+    hs_send(g->req, status, body);
     greq_free(g);
 }
 
@@ -210,8 +199,7 @@ static struct evbuffer *detail_body(const char *text)
 
 static void finish_json(struct greq *g, int status, struct evbuffer *buf)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(g->req), "Content-Type",
-                      "application/json");
+    hs_add_header(g->req, "Content-Type", "application/json");
     finish(g, status, buf);
     if (buf)
         evbuffer_free(buf);
@@ -219,16 +207,14 @@ static void finish_json(struct greq *g, int status, struct evbuffer *buf)
 
 /* {"detail":"<text>"} with text escaped as JSON, for a request that never
  * became a struct greq. */
-static void reply_detail(struct gw *gw, struct evhttp_request *req, int status,
-                         const char *text)
+static void reply_detail(struct gw *gw, struct hs_req *req, int status, const char *text)
 {
     struct evbuffer *buf = detail_body(text);
     size_t bytes = buf ? evbuffer_get_length(buf) : 0;
 
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    evhttp_send_reply(req, status, NULL, buf);
-    account(gw, req, NULL, status, bytes);
+    hs_add_header(req, "Content-Type", "application/json");
+    account(gw, req->method_name, req->target, req->peer, NULL, status, bytes);
+    hs_send(req, status, buf);
     if (buf)
         evbuffer_free(buf);
 }
@@ -255,8 +241,7 @@ static void fail_upstream(struct greq *g, const struct up_resp *r)
 
 static void set_rid(struct greq *g)
 {
-    const char *in = evhttp_find_header(evhttp_request_get_input_headers(g->req),
-                                        "X-Request-Id");
+    const char *in = hs_header(g->req, "X-Request-Id");
     size_t i, n = in ? strlen(in) : 0;
 
     /* A client's id is kept when it is a plain token, so logs correlate. */
@@ -297,7 +282,7 @@ static const char *credential(struct greq *g, const char **key)
     *key = conf_api_key(g->gw->conf, g->project_id);
     if (*key)
         return *key;
-    return evhttp_find_header(evhttp_request_get_input_headers(g->req), "Authorization");
+    return hs_header(g->req, "Authorization");
 }
 
 /* ---- cached list routes ---- */
@@ -331,26 +316,26 @@ static int etag_matches(const char *inm, const char *etag)
 static void on_answer(void *arg, const struct answer *a)
 {
     struct greq *g = arg;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
     struct centry *e = a->e;
-
-    g->xcache = a->xcache;
-    g->up_status = a->upstream_status;
-    g->up_us = a->upstream_us;
     struct evbuffer *buf;
     int64_t age = (wall_ms() - e->stored_ms) / 1000;
     char agebuf[24];
     int status = e->status;
+    int not_modified = a->stored && status == 200 &&
+                       etag_matches(hs_header(g->req, "If-None-Match"), e->etag);
 
-    if (e->ctype_len)
-        evhttp_add_header(out, "Content-Type", e->ctype);
+    g->xcache = a->xcache;
+    g->up_status = a->upstream_status;
+    g->up_us = a->upstream_us;
+    if (e->ctype_len && !not_modified)
+        hs_add_header(g->req, "Content-Type", e->ctype);
     if (e->extra_headers) {
         char *line = e->extra_headers, *nl, *colon;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
             if ((colon = strchr(line, ':')) != NULL) {
                 *colon = '\0';
-                evhttp_add_header(out, line, colon + 2);
+                hs_add_header(g->req, line, colon + 2);
                 *colon = ':';
             }
             *nl = '\n';
@@ -359,15 +344,12 @@ static void on_answer(void *arg, const struct answer *a)
     }
     if (a->stored) {
         snprintf(agebuf, sizeof(agebuf), "%lld", (long long)(age < 0 ? 0 : age));
-        evhttp_add_header(out, "Age", agebuf);
-        evhttp_add_header(out, "ETag", e->etag);
+        hs_add_header(g->req, "Age", agebuf);
+        hs_add_header(g->req, "ETag", e->etag);
     }
-    evhttp_add_header(out, "X-Cache", a->xcache);
-    evhttp_add_header(out, "Cache-Status", a->cache_status);
-    if (a->stored && status == 200 &&
-        etag_matches(evhttp_find_header(evhttp_request_get_input_headers(g->req),
-                                        "If-None-Match"), e->etag)) {
-        evhttp_remove_header(out, "Content-Type");
+    hs_add_header(g->req, "X-Cache", a->xcache);
+    hs_add_header(g->req, "Cache-Status", a->cache_status);
+    if (not_modified) {
         finish(g, 304, NULL);
         return;
     }
@@ -430,7 +412,7 @@ static void run_list(struct greq *g)
     const char *key, *cred, *cc;
 
     cred = credential(g, &key);
-    cc = evhttp_find_header(evhttp_request_get_input_headers(g->req), "Cache-Control");
+    cc = hs_header(g->req, "Cache-Control");
     memset(&q, 0, sizeof(q));
     q.route = (enum qn_route)g->route;
     q.canonical = g->canonical;
@@ -447,12 +429,11 @@ static void run_list(struct greq *g)
 /* ---- pass-through ---- */
 
 /* The route whose lists a write to path changes, or -1. */
-static int write_route(const char *path, enum evhttp_cmd_type cmd)
+static int write_route(const char *path, enum hs_method m)
 {
     int i;
 
-    if (cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_PUT && cmd != EVHTTP_REQ_PATCH &&
-        cmd != EVHTTP_REQ_DELETE)
+    if (m != HS_POST && m != HS_PUT && m != HS_PATCH && m != HS_DELETE)
         return -1;
     for (i = 0; i < QN_NROUTES; i++) {
         size_t n = strlen(qn_routes[i].path);
@@ -498,7 +479,6 @@ static void on_invalidated(void *arg)
 static void on_pass_upstream(void *arg, struct up_resp *r)
 {
     struct greq *g = arg;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
     const char *conn = NULL;
     size_t i;
 
@@ -528,26 +508,12 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
         if (in_list(name, hop_by_hop) || named_by_connection(name, conn) ||
             strcasecmp(name, "X-Request-Id") == 0)
             continue;
-        evhttp_add_header(out, name, r->headers[i].value);
+        hs_add_header(g->req, name, r->headers[i].value);
     }
     if (g->held_body != NULL)
         cache_barrier(g->gw->cache, &g->barrier, on_invalidated, g);
     else
         finish(g, (int)r->status, r->body);
-}
-
-static const char *method_name(enum evhttp_cmd_type t)
-{
-    switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return NULL;
-    }
 }
 
 /* project_id of a raw query, decoded, for per-project keys; NULL if none. */
@@ -568,12 +534,11 @@ static char *query_project(const char *query)
 static void send_pass(struct greq *g)
 {
     const char *path = g->path, *query = g->query;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(g->req);
-    struct evbuffer *body = evhttp_request_get_input_buffer(g->req);
-    const char *method = method_name(evhttp_request_get_command(g->req));
-    const char *conn = evhttp_find_header(in, "Connection"), *key;
+    struct evbuffer *body = g->req->body;
+    const char *method = g->req->method == HS_OTHER ? NULL : g->req->method_name;
+    const char *conn = hs_header(g->req, "Connection"), *key;
     struct curl_slist *h = NULL;
-    struct evkeyval *kv;
+    unsigned i;
     size_t blen = evbuffer_get_length(body);
     int has_ctype = 0;
     char bearer[4096 + 8];
@@ -583,18 +548,19 @@ static void send_pass(struct greq *g)
         fail_greq(g, 405, "Method Not Allowed");
         return;
     }
-    g->write_route = write_route(path, evhttp_request_get_command(g->req));
+    g->write_route = write_route(path, g->req->method);
     key = conf_api_key(g->gw->conf, g->project_id);
     if ((g->url = join_url(g->gw->conf->base_url, path, query)) == NULL)
         goto oom;
-    TAILQ_FOREACH(kv, in, next) {
-        if (in_list(kv->key, hop_by_hop) || named_by_connection(kv->key, conn) ||
-            strcasecmp(kv->key, "X-Request-Id") == 0 ||
-            (key && strcasecmp(kv->key, "Authorization") == 0))
+    for (i = 0; i < g->req->nheaders; i++) {
+        const struct hs_header *kv = &g->req->headers[i];
+        if (in_list(kv->name, hop_by_hop) || named_by_connection(kv->name, conn) ||
+            strcasecmp(kv->name, "X-Request-Id") == 0 ||
+            (key && strcasecmp(kv->name, "Authorization") == 0))
             continue;
-        if (strcasecmp(kv->key, "Content-Type") == 0)
+        if (strcasecmp(kv->name, "Content-Type") == 0)
             has_ctype = 1;
-        if ((h = up_header(h, kv->key, kv->value)) == NULL)
+        if ((h = up_header(h, kv->name, kv->value)) == NULL)
             goto oom;
     }
     if (key) {
@@ -638,13 +604,12 @@ static int path_safe(const char *path)
 
 static void reply_429(struct greq *g, int64_t retry_after_ms)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(g->req);
     char v[32], detail[320];
 
     snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
-    evhttp_add_header(out, "Retry-After", v);
+    hs_add_header(g->req, "Retry-After", v);
     snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
-    evhttp_add_header(out, "retry-after-ms", v);
+    hs_add_header(g->req, "retry-after-ms", v);
     snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
              g->project_id ? g->project_id : "default");
     fail_greq(g, 429, detail);
@@ -688,7 +653,7 @@ static void on_admitted(void *arg, const struct rl_result *r)
 static char *body_project(struct greq *g)
 {
     static const char *path[] = {"project_id", NULL};
-    struct evbuffer *body = evhttp_request_get_input_buffer(g->req);
+    struct evbuffer *body = g->req->body;
     size_t len = evbuffer_get_length(body);
     char *copy, *r = NULL;
     yajl_val root, v;
@@ -718,11 +683,9 @@ static int authorize(struct greq *g)
 
     if (c->nclients == 0)
         return 0;
-    cl = client_find(c, evhttp_find_header(evhttp_request_get_input_headers(g->req),
-                                           "Authorization"));
+    cl = client_find(c, hs_header(g->req, "Authorization"));
     if (cl == NULL) {
-        evhttp_add_header(evhttp_request_get_output_headers(g->req), "WWW-Authenticate",
-                          "Bearer realm=\"lcgate\"");
+        hs_add_header(g->req, "WWW-Authenticate", "Bearer realm=\"lcgate\"");
         fail_greq(g, 401, "Missing or invalid client token");
         return -1;
     }
@@ -738,12 +701,10 @@ static int authorize(struct greq *g)
     return 0;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    const char *path = req->path, *query = req->query;
     const struct conf_project *p;
     const char *key, *cred;
     struct greq *g;
@@ -774,7 +735,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw->inflight = g;
     gw->ninflight++;
     set_rid(g);
-    g->route = evhttp_request_get_command(req) == EVHTTP_REQ_GET ? qn_route_by_path(path) : -1;
+    g->route = req->method == HS_GET ? qn_route_by_path(path) : -1;
     if (g->route >= 0) {
         if (prepare_list(g) != 0)
             return;
@@ -793,73 +754,34 @@ static void on_request(struct evhttp_request *req, void *arg)
     rl_take(gw->rl, rlkey, &g->rate, burst, on_admitted, g);
 }
 
-struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,
-                                         char *err, size_t errlen)
+/* Every answer hs makes by itself (a request it refuses) is counted and
+ * logged like the others. */
+static void on_reject(void *arg, int status, const char *method, const char *target,
+                      const char *peer)
 {
-    struct evhttp_bound_socket *bound;
+    struct gw *gw = arg;
 
-    if (strncmp(addr, "unix:", 5) == 0) {
-        const char *path = addr + 5;
-        struct sockaddr_un sun;
-        int fd;
+    gw->requests++;
+    account(gw, method, target, peer, NULL, status, 0);
+}
 
-        if (strlen(path) >= sizeof(sun.sun_path)) {
-            snprintf(err, errlen, "%s: socket path too long", addr);
-            return NULL;
-        }
-        memset(&sun, 0, sizeof(sun));
-        sun.sun_family = AF_UNIX;
-        strcpy(sun.sun_path, path);
-        unlink(path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-            listen(fd, 1024) != 0) {
-            snprintf(err, errlen, "%s: cannot listen: %s", addr, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return NULL;
-        }
-        if ((bound = evhttp_accept_socket_with_handle(http, fd)) == NULL) {
-            snprintf(err, errlen, "%s: cannot accept", addr);
-            close(fd);
-            return NULL;
-        }
-        return bound;
-    } else {
-        char host[256];
-        const char *colon = strrchr(addr, ':');
-        size_t hlen = colon ? (size_t)(colon - addr) : 0;
-        const char *h = addr;
-
-        if (colon == NULL || hlen == 0 || hlen >= sizeof(host)) {
-            snprintf(err, errlen, "%s: expected host:port", addr);
-            return NULL;
-        }
-        if (addr[0] == '[' && colon[-1] == ']') {
-            h++;
-            hlen -= 2;
-        }
-        memcpy(host, h, hlen);
-        host[hlen] = '\0';
-        bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)atoi(colon + 1));
-        if (bound == NULL) {
-            snprintf(err, errlen, "%s: cannot listen: %s", addr, strerror(errno));
-            return NULL;
-        }
-        return bound;
-    }
+void front_limits(const struct conf *c, struct hs_limits *lim)
+{
+    memset(lim, 0, sizeof(*lim));
+    lim->max_request_line = c->max_request_line;
+    lim->max_head = c->max_header_size;
+    lim->max_body = c->max_body;
+    lim->max_connections = c->max_connections;
+    lim->header_timeout_ms = (unsigned)c->header_timeout_ms;
+    lim->idle_timeout_ms = (unsigned)c->idle_timeout_ms;
 }
 
 int front_start(struct gw *gw, char *err, size_t errlen)
 {
-    struct evhttp *http = evhttp_new(gw->base);
+    struct hs_limits lim;
     uint8_t seed[8];
     int fd;
 
-    if (http == NULL) {
-        snprintf(err, errlen, "cannot create the HTTP server");
-        return -1;
-    }
     fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0 && read(fd, seed, sizeof(seed)) == (ssize_t)sizeof(seed))
         memcpy(&rid_seed, seed, sizeof(seed));
@@ -867,28 +789,33 @@ int front_start(struct gw *gw, char *err, size_t errlen)
         rid_seed = (uint64_t)wall_ms() ^ (uint64_t)getpid() << 32;
     if (fd >= 0)
         close(fd);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_default_content_type(http, NULL);
-    evhttp_set_max_body_size(http, (ev_ssize_t)gw->conf->max_body);
-    evhttp_set_max_headers_size(http, 64 * 1024);
-    evhttp_set_timeout(http, 60);
-    evhttp_set_gencb(http, on_request, gw);
-    if ((gw->bound = front_listen(http, gw->conf->listen, err, errlen)) == NULL) {
-        evhttp_free(http);
+    front_limits(gw->conf, &lim);
+    if ((gw->hs = hs_new(gw->base, &lim, on_request, on_reject, gw)) == NULL) {
+        snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
     }
-    gw->http = http;
+    if (hs_listen(gw->hs, gw->conf->listen, 0, err, errlen) != 0) {
+        hs_free(gw->hs);
+        gw->hs = NULL;
+        return -1;
+    }
     return 0;
+}
+
+void front_reload(struct gw *gw)
+{
+    struct hs_limits lim;
+
+    front_limits(gw->conf, &lim);
+    if (gw->hs)
+        hs_set_limits(gw->hs, &lim);
 }
 
 void front_close_listeners(struct gw *gw)
 {
     gw->draining = 1;
-    if (gw->bound)
-        evhttp_del_accept_socket(gw->http, gw->bound);
-    gw->bound = NULL;
+    if (gw->hs)
+        hs_close_listeners(gw->hs);
 }
 
 void front_free(struct gw *gw)
@@ -903,7 +830,7 @@ void front_free(struct gw *gw)
         g->barrier = NULL;
         fail_greq(g, 503, "Shutting down");
     }
-    if (gw->http)
-        evhttp_free(gw->http);
-    gw->http = NULL;
+    if (gw->hs)
+        hs_free(gw->hs);
+    gw->hs = NULL;
 }

@@ -1,4 +1,4 @@
-/* http_front: the client-facing listener (libevent evhttp). Routes each
+/* http_front: the client-facing listener (hs, on libevent). Routes each
  * request, answers exactly once, and owns the request object (struct greq,
  * private) from arrival to reply. */
 #ifndef LCGATE_HTTP_FRONT_H
@@ -8,8 +8,7 @@
 #include <stdint.h>
 
 struct event_base;
-struct evhttp;
-struct evhttp_bound_socket;
+struct hs_server;
 struct conf;
 struct store;
 struct up_client;
@@ -41,8 +40,7 @@ struct gw {
     struct ratelimiter *rl;
     struct gw_metrics m;
     int access_log;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct hs_server *hs;        /* the client listener */
     struct greq *inflight;       /* every request not yet answered */
     size_t ninflight;
     int draining;                /* listeners closed, finishing */
@@ -52,11 +50,13 @@ struct gw {
     int64_t last_upstream_ms;        /* wall clock of that answer */
 };
 
-/* Bind http on addr (host:port, [v6]:port, unix:/path): the socket's
- * handle, or NULL with a message in err. */
-struct evhttp_bound_socket *front_listen(struct evhttp *http, const char *addr,
-                                         char *err, size_t errlen);
+struct hs_limits;
+/* The HTTP server's limits from a configuration. */
+void front_limits(const struct conf *c, struct hs_limits *lim);
+/* Listen on conf->listen (host:port, [v6]:port, unix:/path). */
 int front_start(struct gw *gw, char *err, size_t errlen);
+/* A reload: the new configuration's limits apply to new requests. */
+void front_reload(struct gw *gw);
 /* Stop accepting new connections; requests in flight go on. */
 void front_close_listeners(struct gw *gw);
 /* Answer 503 to every request still in flight and free the listener. */

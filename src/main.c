@@ -128,6 +128,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_set_level(lvl);
     conf_free(gw.conf);
     gw.conf = next;
+    front_reload(&gw);
     log_info("configuration reloaded from %s", next->path);
     notify("READY=1");
 }

@@ -1,0 +1,228 @@
+#include "http_parse.h"
+
+#define MAX_LEADING_EMPTY 4
+
+#define C_TCHAR 1                /* RFC 9110 token character */
+#define C_VCHAR 2                /* visible ASCII, 0x21..0x7e */
+#define C_FIELD 4                /* field-value byte: HTAB, SP, VCHAR, obs-text */
+
+static const unsigned char cls[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    4, 7, 6, 7, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6,
+    6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+};
+
+#define R_LINE "Malformed request line"
+#define R_TARGET "Malformed request target"
+#define R_HEADER "Malformed header"
+#define R_FOLD "Obsolete header line folding is not accepted"
+#define R_CR "Bare CR in the request head"
+#define R_VERSION "HTTP version not supported"
+#define R_URI "URI too long"
+#define R_FIELDS "Request header fields too large"
+
+static enum hp_res fail(int *status, const char **reason, int st, const char *why)
+{
+    *status = st;
+    *reason = why;
+    return HP_ERROR;
+}
+
+/* Ran out of bytes at a bound: more input helps only if the bound was the
+ * end of the input, not the limit. */
+static enum hp_res more(int at_limit, int *status, const char **reason, int st,
+                        const char *why)
+{
+    return at_limit ? fail(status, reason, st, why) : HP_INCOMPLETE;
+}
+
+int hp_is_token(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!(cls[(unsigned char)s[i]] & C_TCHAR))
+            return 0;
+    return 1;
+}
+
+/* "HTTP/1.0" or "HTTP/1.1": the minor version; another "HTTP/<digits>..."
+ * is a version we do not speak (-2); anything else is no version (-1). */
+static int version(const unsigned char *v, size_t n)
+{
+    size_t i;
+
+    if (n == 8 && v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == '/' &&
+        v[5] == '1' && v[6] == '.' && (v[7] == '0' || v[7] == '1'))
+        return v[7] - '0';
+    if (n < 6 || v[0] != 'H' || v[1] != 'T' || v[2] != 'T' || v[3] != 'P' || v[4] != '/')
+        return -1;
+    for (i = 5; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] == '.' && i > 5)))
+            return -1;
+    return -2;
+}
+
+enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
+                     struct hp_request *r, int *status, const char **reason)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = 0, start, end, hend, mstart, tstart, vstart, nstart, nlen, vend;
+    int rl_cut, h_cut, minor;
+    unsigned k;
+
+    r->method = r->target = NULL;
+    r->method_len = r->target_len = 0;
+    r->nheaders = 0;
+    r->head_len = 0;
+    r->minor = 0;
+
+    for (k = 0; k < MAX_LEADING_EMPTY && i < len; k++) {
+        if (b[i] == '\n') {
+            i++;
+        } else if (b[i] == '\r') {
+            if (i + 1 >= len)
+                return HP_INCOMPLETE;
+            if (b[i + 1] != '\n')
+                return fail(status, reason, 400, R_CR);
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    start = i;
+    /* Scan the request line only as far as its limit allows. */
+    rl_cut = len - start >= lim->max_request_line;
+    end = rl_cut ? start + lim->max_request_line : len;
+
+    mstart = i;
+    while (i < end && (cls[b[i]] & C_TCHAR))
+        i++;
+    if (i == end)
+        return more(rl_cut, status, reason, 414, R_URI);
+    if (b[i] != ' ' || i == mstart)
+        return fail(status, reason, 400, R_LINE);
+    r->method = buf + mstart;
+    r->method_len = i - mstart;
+    i++;
+
+    tstart = i;
+    r->target = buf + tstart;
+    while (i < end && (cls[b[i]] & C_VCHAR))
+        i++;
+    r->target_len = i - tstart;
+    if (i == end)
+        return more(rl_cut, status, reason, 414, R_URI);
+    if (b[i] != ' ') {
+        /* A line end here is a request line without a version (HTTP/0.9). */
+        if (b[i] == '\r' || b[i] == '\n' || i == tstart)
+            return fail(status, reason, 400, R_LINE);
+        return fail(status, reason, 400, R_TARGET);
+    }
+    if (i == tstart)
+        return fail(status, reason, 400, R_LINE);
+    i++;
+
+    vstart = i;
+    while (i < end && (cls[b[i]] & C_VCHAR))
+        i++;
+    if (i == end)
+        return more(rl_cut, status, reason, 414, R_URI);
+    if (b[i] == '\r') {
+        if (i + 1 == end)
+            return more(rl_cut, status, reason, 414, R_URI);
+        if (b[i + 1] != '\n')
+            return fail(status, reason, 400, R_CR);
+    } else if (b[i] != '\n') {
+        return fail(status, reason, 400, R_LINE);
+    }
+    minor = version(b + vstart, i - vstart);
+    if (minor == -1)
+        return fail(status, reason, 400, R_LINE);
+    if (minor == -2)
+        return fail(status, reason, 505, R_VERSION);
+    r->minor = minor;
+    i += b[i] == '\r' ? 2 : 1;
+
+    h_cut = len - start >= lim->max_head;
+    hend = h_cut ? start + lim->max_head : len;
+    if (i > hend)
+        return fail(status, reason, 431, R_FIELDS);
+    for (;;) {
+        if (i >= hend)
+            return more(h_cut, status, reason, 431, R_FIELDS);
+        if (b[i] == '\n') {
+            i++;
+            break;
+        }
+        if (b[i] == '\r') {
+            if (i + 1 >= hend)
+                return more(h_cut, status, reason, 431, R_FIELDS);
+            if (b[i + 1] != '\n')
+                return fail(status, reason, 400, R_CR);
+            i += 2;
+            break;
+        }
+        if (b[i] == ' ' || b[i] == '\t')
+            return fail(status, reason, 400, R_FOLD);
+        if (r->nheaders >= lim->max_headers)
+            return fail(status, reason, 431, R_FIELDS);
+
+        nstart = i;
+        while (i < hend && (cls[b[i]] & C_TCHAR))
+            i++;
+        if (i >= hend)
+            return more(h_cut, status, reason, 431, R_FIELDS);
+        /* No whitespace before the colon (RFC 9112 5.1): smuggling. */
+        if (b[i] != ':' || i == nstart)
+            return fail(status, reason, 400, R_HEADER);
+        nlen = i - nstart;
+        i++;
+        while (i < hend && (b[i] == ' ' || b[i] == '\t'))
+            i++;
+        vstart = vend = i;
+        while (i < hend && (cls[b[i]] & C_FIELD)) {
+            if (b[i] != ' ' && b[i] != '\t')
+                vend = i + 1;
+            i++;
+        }
+        if (i >= hend)
+            return more(h_cut, status, reason, 431, R_FIELDS);
+        if (b[i] == '\r') {
+            if (i + 1 >= hend)
+                return more(h_cut, status, reason, 431, R_FIELDS);
+            if (b[i + 1] != '\n')
+                return fail(status, reason, 400, R_CR);
+            i += 2;
+        } else if (b[i] == '\n') {
+            i++;
+        } else {
+            return fail(status, reason, 400, R_HEADER);
+        }
+        if (r->headers) {
+            struct hp_header *h = &r->headers[r->nheaders];
+            h->name = buf + nstart;
+            h->name_len = nlen;
+            h->value = buf + vstart;
+            h->value_len = vend - vstart;
+        }
+        r->nheaders++;
+    }
+    r->head_len = i;
+    return HP_OK;
+}
