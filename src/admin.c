@@ -86,11 +86,15 @@ int admin_metrics_init(struct gw *gw)
                                     "Bytes held by the memory store.", MT_GAUGE, 0, NULL);
     m->in_flight = metrics_family(m->reg, "lcgate_requests_in_flight",
                                   "Client requests not yet answered.", MT_GAUGE, 0, NULL);
+    m->connections = metrics_family(m->reg, "lcgate_client_connections",
+                                    "Open client connections (max_connections bounds them).",
+                                    MT_GAUGE, 0, NULL);
     m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
                               MT_GAUGE, 1, version);
     if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
         !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->l1_hits || !m->store_up || !m->store_errors ||
-        !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build)
+        !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build ||
+        !m->connections)
         return -1;
     /* A flood of project ids must not grow memory: the top ones, then "other". */
     metrics_family_cap(m->rate_limited, "project", 100);
@@ -123,6 +127,7 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
         metrics_set(m->cache_bytes, (double)store_memory_bytes(gw->store), NULL, NULL, NULL);
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
+    metrics_set(m->connections, gw->hs ? (double)hs_connections(gw->hs) : 0, NULL, NULL, NULL);
     metrics_render(m->reg, buf);
     hs_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     hs_send(req, 200, buf);

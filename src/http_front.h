@@ -28,6 +28,7 @@ struct gw_metrics {
     struct mfamily *rate_limited;    /* project, budget */
     struct mfamily *collapsed, *stale, *prefetches, *refreshes, *l1_hits;
     struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
+    struct mfamily *connections;
 };
 
 /* The gateway: what every request handler reaches. One per process. */

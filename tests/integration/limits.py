@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cache4 as c  # noqa: E402
+import faults_lib as fl  # noqa: E402
 import lcgtest as t  # noqa: E402
 
 V1, V2 = c.V1, c.V2
@@ -192,6 +193,7 @@ if g:
     # they are gone, and never refused with an error.
     holders = [socket.create_connection(("127.0.0.1", g.port), timeout=5) for _ in range(8)]
     time.sleep(0.2)
+    open_conns = fl.metric(g, "lcgate_client_connections")
     t0 = time.monotonic()
     ninth = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     ninth.sendall(get_line(V1.encode() + b"?limit=5"))
@@ -199,6 +201,7 @@ if g:
     ninth.close()
     for h in holders:
         h.close()
+    tap.eq(open_conns, 8.0, "lcgate_client_connections reports the 8 open connections")
     tap.ok(a.status == 200 and a.took >= 0.7,
            "max_connections (8) full: a 9th connection waits in the queue and is answered "
            "after %.2f s, when a slot frees" % a.took, a)
