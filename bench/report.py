@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints bench/run's one table (markdown) from its TSV files.
-Usage: report.py results.tsv coalesce.tsv misc.tsv (settings in the environment)"""
+Usage: report.py results.tsv coalesce.tsv misc.tsv [paging.tsv] (settings in the environment)"""
 import os
 import sys
 
@@ -13,7 +13,9 @@ def rows(path):
 
 res = rows(sys.argv[1])   # round case peer conns rps p50 p99 cpu_us upstream_delta check cli_busy errors
 coal = rows(sys.argv[2])  # round peer n upstream ok p50 max min
-misc = rows(sys.argv[3])  # idle peer secs ns ticks | fill nkeys upstream secs rss0 rss1
+misc = rows(sys.argv[3])  # idle peer secs ns ticks | fill nkeys upstream secs rss0 rss1 | perf ...
+# round peer pages page_ms think_ms total_ms p50_ms max_ms upstream pages_ok pages_seen hits joined
+paging = rows(sys.argv[4]) if len(sys.argv) > 4 else []
 
 
 def num(x):
@@ -50,13 +52,15 @@ for r in res:
     rnd, case, peer, conns, rps, p50, p99, cus, ud, chk, cli, err = (r + [""] * 12)[:12]
     rat = ""
     if peer.startswith("lcgate"):
-        base_case = "1 key" if peer == "lcgate-redis" else case
+        # the Redis-store cases are compared with the peers' 1-key hit (same conns, same round)
+        redis = peer.startswith("lcgate-redis")
+        base_case = "1 key" if redis else case
         me = num(cus)
         rn = ratio(me, cpu(rnd, base_case, "nginx", conns))
         rv = ratio(me, cpu(rnd, base_case, "varnish", conns))
         if rn is not None or rv is not None:
             rat = "%s / %s" % (fmt(rn, 2), fmt(rv, 2))
-            if peer == "lcgate-redis":
+            if redis:
                 rat += " (vs their 1-key hit)"
     check = "%s, upstream +%s, wrk %s%%" % (chk, ud, cli)
     if err:
@@ -69,8 +73,19 @@ for c in coal:
     print("| %s identical misses, %s ms upstream | %s | %s | %s | - | %s (waiters) | max %s | - | - | upstream requests %s, %s/%s answered 200 |" % (
         n, E("SLOW_MS", "200"), n, rnd, peer, p50, mx, up, ok, n))
 
+for p in paging:
+    rnd, peer, pages, page_ms, think, total, p50, mx, up, ok, seen, hits, joined = (p + ["?"] * 13)[:13]
+    verdict = "OK" if up == pages and ok == pages and seen == pages else "WRONG"
+    print("| paging loop, %s pages, %s ms upstream, %s ms think | 1 | %s | %s | - | %s (per page) | max %s | - | - | "
+          "total %s ms for %s pages; upstream requests %s (target %s), %s/%s pages right; %s hits, %s joined a fetch "
+          "under way; %s |" % (pages, page_ms, think, rnd, peer, p50, mx, total, seen, up, pages, ok, pages,
+                               hits, joined, verdict))
+
+perf = []
 for m in misc:
-    if m[0] == "idle":
+    if m[0] == "perf":
+        perf.append(m)
+    elif m[0] == "idle":
         _, peer, secs, ns, ticks = m
         print("| idle %s s | 0 | - | %s | - | - | - | - | - | CPU used: %.2f ms (schedstat), %s ticks |" % (
             secs, peer, int(ns) / 1e6, ticks))
@@ -84,9 +99,32 @@ for m in misc:
 print()
 print("Versions: %s" % E("VERS", "?"))
 print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on CPU %s); body 2048 B JSON; "
-      "server CPU = utime+stime of the server's processes (and lcgate-redis: + redis-server) per request; "
+      "server CPU = utime+stime of the server's processes (and the lcgate-redis peers: + redis-server) per request; "
       "per-core ratio = peer µs/req ÷ lcgate µs/req in the same round and case; wall time %s s; "
       "ports still listening after stop: %s" % (
           E("DUR"), E("ROUNDS"), E("PIN"), E("SRV_CPU"), E("CLI_CPU"), E("ELAPSED"), E("LEFT")))
+if paging:
+    print("Paging loop: one python client (keep-alive connection) follows next_page_token from page 1 to the "
+          "last, sleeping the think time between pages; a new list (project_id) per run, so no run can hit "
+          "another's cache. lcgate = prefetch off, lcgate-prefetch = prefetch on (both memory store, in front "
+          "of the slow upstream); nginx and varnish are their slow-upstream instances (no prefetch). "
+          "Upstream requests are counted by the upstream for that list, after a pause for late prefetches.")
+for m in perf:
+    print()
+    if m[1] != "ok":
+        print("perf (PERF=1): %s" % m[1])
+        continue
+    _, _, path, nsamp, rps, chk, ud = (m + ["?"] * 7)[:7]
+    print("perf (PERF=1): `perf record -g -p <lcgate memory>` during an extra 1-key c50 wrk run outside the table "
+          "(%s req/s under perf, %s, upstream +%s, %s samples); `perf report --no-children --sort symbol`, top 15:" % (
+              rps, chk, ud, nsamp))
+    print()
+    print("```")
+    try:
+        sys.stdout.write(open(path).read())
+    except OSError as e:
+        print("(%s)" % e)
+    print("```")
 if E("KEEP") == "1":
+    print()
     print("Raw output: %s" % E("RUN"))
