@@ -48,7 +48,9 @@ struct cache *cache_new(struct gw *gw);
 void cache_stop(struct cache *c);
 void cache_free(struct cache *c);
 
-/* Answer q through cb exactly once (possibly before returning). */
+/* Answer q through cb exactly once (possibly before returning). The strings
+ * q points to must stay valid until then: the cache reads them after its
+ * store answers (not in a configuration that a reload may free). */
 void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, void *arg);
 
 /* A write of this credential for project_id (NULL: the credential's

@@ -52,6 +52,8 @@ enum step { ST_GO, ST_WAIT, ST_DONE };
 /* A connection, and the one request it may have: hs_req comes first so that
  * hs_send finds the connection. Its buffers live as long as it does, so a
  * request on a warm connection allocates nothing. */
+#define MAX_SINGLE_WRITE (1u << 20)
+
 struct hs_conn {
     struct hs_req req;
     struct hs_server *s;
@@ -1197,6 +1199,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     reset_request(c);
     c->state = CS_IDLE;
     set_watermark(c);
+    /* libevent writes 16 KiB per loop turn by default: a 1 MiB answer
+     * would take 64 turns (and as many writev calls). */
+    bufferevent_set_max_single_write(c->bev, MAX_SINGLE_WRITE);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     evbuffer_add_cb(bufferevent_get_output(c->bev), on_progress, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

@@ -49,6 +49,9 @@ struct greq {
     char *url;                   /* what goes upstream */
     char *project_id;
     char *canonical;             /* list routes: the canonical query */
+    char *cred;                  /* list routes: the credential, a copy (a
+                                    reload may free the key it came from
+                                    while the cache still reads it) */
     struct up_xfer *xfer;
     int write_route;             /* a write that changes this route's lists, or -1 */
     const char *path, *query;    /* of req, valid while it lives */
@@ -115,6 +118,7 @@ static void greq_free(struct greq *g)
     free(g->url);
     free(g->project_id);
     free(g->canonical);
+    free(g->cred);
     if (g->held_body)
         evbuffer_free(g->held_body);
     free(g);
@@ -412,13 +416,17 @@ static void run_list(struct greq *g)
     const char *key, *cred, *cc;
 
     cred = credential(g, &key);
+    if (cred != NULL && (g->cred = strdup(cred)) == NULL) {
+        fail_greq(g, 500, "Out of memory");
+        return;
+    }
     cc = hs_header(g->req, "Cache-Control");
     memset(&q, 0, sizeof(q));
     q.route = (enum qn_route)g->route;
     q.canonical = g->canonical;
     q.project_id = g->project_id;
-    q.cred = cred;
-    q.credlen = cred ? strlen(cred) : 0;
+    q.cred = g->cred;
+    q.credlen = g->cred ? strlen(g->cred) : 0;
     q.injected = key != NULL;
     q.no_store = has_token(cc, "no-store");
     q.no_cache = has_token(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
