@@ -71,7 +71,14 @@ lock = threading.Lock()
 counts = {"requests": 0, "5xx": 0, "5xx_in_fault": 0, "bad_body": 0, "writes": 0,
           "failed": 0}
 bad = []
+# The mock injects a fault (answers to requests sent then may be 5xx when no
+# entry can stand in). A Redis restart is no excuse: lcgate goes upstream.
 fault_on = threading.Event()
+fault_grace = [0.0]   # until then, answers may still come from a fetch begun in it
+
+
+def in_fault():
+    return fault_on.is_set() or time.monotonic() < fault_grace[0]
 t0 = time.monotonic()
 stop_at = t0 + SECONDS
 
@@ -95,14 +102,15 @@ def reader(n, pool):
     rng = random.Random(n)
     while time.monotonic() < stop_at:
         path = rng.choice(pool)
+        began_in_fault = in_fault()
         r = c.get(g.port, path, timeout=10)
         with lock:
             counts["requests"] += 1
         if r.status == 0:
             note("failed", (path, repr(r.body[:120])))
         elif r.status >= 500:
-            note("5xx_in_fault" if fault_on.is_set() else "5xx",
-                 None if fault_on.is_set() else (path, r.status, r.body[:120]))
+            hit = began_in_fault or in_fault()
+            note("5xx_in_fault" if hit else "5xx", None if hit else (path, r.status, r.body[:120]))
         elif r.status == 200 and not list_ok(r.body):
             note("bad_body", (path, r.body[:120]))
         time.sleep(0.005)
@@ -114,7 +122,7 @@ def writer():
         with lock:
             counts["requests"] += 1
             counts["writes"] += 1
-        if r.status >= 500 and not fault_on.is_set():
+        if r.status >= 500 and not in_fault():
             note("5xx", ("POST", r.status, r.body[:120]))
         time.sleep(0.5)
 
@@ -149,7 +157,7 @@ while time.monotonic() < stop_at:
         events.append((round(el, 1), "fault", f))
     elif not in_window and fault_on.is_set():
         c.clear_fault(mock)
-        time.sleep(2.6)  # answers to requests sent during the window
+        fault_grace[0] = time.monotonic() + 3.0   # upstream timeout (2 s) + 1 s
         fault_on.clear()
         events.append((round(time.monotonic() - t0, 1), "fault cleared", None))
     # A reload every 20 s; Redis killed and restarted empty every 90 s.
@@ -158,11 +166,8 @@ while time.monotonic() < stop_at:
         os.kill(g.proc.pid, signal.SIGHUP)
         events.append((round(el, 1), "SIGHUP", None))
         if n % 4 == 2 and redis.poll() is None:
-            fault_on.set()
             env.stop(redis, sig=signal.SIGKILL)
             redis = fl.redis_on_port(env, redis.port, "redis-again-%d" % n)
-            time.sleep(1.0)
-            fault_on.clear()
             events.append((round(time.monotonic() - t0, 1), "redis restarted empty", None))
     time.sleep(0.1)
 
@@ -176,16 +181,21 @@ tap.diag("run: %d s, %d requests (%d writes), events: %d" % (
     SECONDS, counts["requests"], counts["writes"], len(events)))
 for s in samples:
     tap.diag("t=%6.1f s  RSS %7d KiB  fds %3d" % s)
-warm = [s for s in samples if s[0] >= WARMUP]
-base_rss = max(s[1] for s in samples if WARMUP - 10 <= s[0] <= WARMUP + 10) if warm else 0
-end_rss = samples[-1][1]
-base_fds = min(s[2] for s in samples if WARMUP - 10 <= s[0] <= WARMUP + 10) if warm else 0
-end_fds = min(s[2] for s in samples[-3:])
+# RSS moves with the allocator's free lists from one sample to the next:
+# compare the highest sample of the fifth after warm-up with the highest of
+# the last fifth (a leak raises every sample; noise does not).
+span = max(10.0, SECONDS / 5.0)
+early = [s for s in samples if WARMUP <= s[0] <= WARMUP + span]
+late = [s for s in samples if s[0] >= SECONDS - span]
+base_rss = max(s[1] for s in early) if early else 0
+end_rss = max(s[1] for s in late) if late else 0
+base_fds = min(s[2] for s in early) if early else 0
+end_fds = min(s[2] for s in late) if late else 0
 tap.ok(counts["requests"] > SECONDS * 5 and not stuck,
        "the load ran: %d requests in %d s, no client stuck" % (counts["requests"], SECONDS),
        counts)
 tap.ok(base_rss > 0 and end_rss <= base_rss * 1.10,
-       "RSS after warm-up %d KiB, at the end %d KiB (%+.1f%%): within 10%%"
+       "RSS after warm-up %d KiB, at the end %d KiB (highest samples; %+.1f%%): within 10%%"
        % (base_rss, end_rss, 100.0 * (end_rss - base_rss) / max(1, base_rss)))
 tap.ok(end_fds <= base_fds + 2,
        "open file descriptors after warm-up %d, at the end %d: no growth" % (base_fds, end_fds))
