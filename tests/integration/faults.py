@@ -212,14 +212,19 @@ def upstream_scenario(name, seed, fault, seconds=5.0, fault_at=1.0, clear_at=3.6
 
     def fault_off():
         c.clear_fault(mock)
-    load = fl.Load(g.port, warm, new, EXPECTED, seed)
+    # Half new queries: while the upstream is slow every thread waits for
+    # each request, so only a dozen begin during the fault.
+    load = fl.Load(g.port, warm, new, EXPECTED, seed, p_warm=0.5)
     load.run(seconds, [(fault_at, fault_on), (clear_at, fault_off)])
     c.clear_fault(mock)
     up = mock.count()
     f = report(name, load, strict=False, extra=", upstream requests %d" % up)
     # The fault was felt: warm queries were served stale, and new ones got
     # an error (nothing to serve instead), during the fault.
-    during = [r for r in load.recs if fault_at + 0.1 < r.t0 and r.t1 < clear_at]
+    # From when the fault was set (the event's log time is after the call
+    # returned) to when it was cleared.
+    on_at = next((at for at, fn, res in load.events if fn == "fault_on"), fault_at + 0.1)
+    during = [r for r in load.recs if on_at < r.t0 and r.t1 < clear_at]
     stale = [r for r in during if r.warm and r.xc == "STALE" and r.ok_body]
     failed_new = [r for r in during if not (r.warm or r.had) and r.status != 200]
     if new_fail_status is not None:
