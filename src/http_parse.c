@@ -49,6 +49,22 @@ static enum hp_res more(int at_limit, int *status, const char **reason, int st,
     return at_limit ? fail(status, reason, st, why) : HP_INCOMPLETE;
 }
 
+/* The line end at b[i] (i < end): its length, 2 for CRLF and 1 for a bare
+ * LF, or 0 when b[i] ends no line; EOL_SHORT when a CR is the last byte
+ * before end, EOL_BARE_CR for a CR that no LF follows. */
+enum { EOL_SHORT = -1, EOL_BARE_CR = -2 };
+
+static int eol(const unsigned char *b, size_t i, size_t end)
+{
+    if (b[i] == '\n')
+        return 1;
+    if (b[i] != '\r')
+        return 0;
+    if (i + 1 >= end)
+        return EOL_SHORT;
+    return b[i + 1] == '\n' ? 2 : EOL_BARE_CR;
+}
+
 int hp_is_token(const char *s, size_t n)
 {
     size_t i;
@@ -83,7 +99,7 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
 {
     const unsigned char *b = (const unsigned char *)buf;
     size_t i = 0, start, end, hend, mstart, tstart, vstart, nstart, nlen, vend;
-    int rl_cut, h_cut, minor;
+    int rl_cut, h_cut, minor, n;
     unsigned k;
 
     r->method = r->target = NULL;
@@ -93,17 +109,13 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
     r->minor = 0;
 
     for (k = 0; k < MAX_LEADING_EMPTY && i < len; k++) {
-        if (b[i] == '\n') {
-            i++;
-        } else if (b[i] == '\r') {
-            if (i + 1 >= len)
-                return HP_INCOMPLETE;
-            if (b[i + 1] != '\n')
-                return fail(status, reason, 400, R_CR);
-            i += 2;
-        } else {
+        if ((n = eol(b, i, len)) == EOL_SHORT)
+            return HP_INCOMPLETE;
+        if (n == EOL_BARE_CR)
+            return fail(status, reason, 400, R_CR);
+        if (n == 0)
             break;
-        }
+        i += (size_t)n;
     }
     start = i;
     /* Scan the request line only as far as its limit allows. */
@@ -143,39 +155,31 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
         i++;
     if (i == end)
         return more(rl_cut, status, reason, 414, R_URI);
-    if (b[i] == '\r') {
-        if (i + 1 == end)
-            return more(rl_cut, status, reason, 414, R_URI);
-        if (b[i + 1] != '\n')
-            return fail(status, reason, 400, R_CR);
-    } else if (b[i] != '\n') {
+    if ((n = eol(b, i, end)) == EOL_SHORT)
+        return more(rl_cut, status, reason, 414, R_URI);
+    if (n == EOL_BARE_CR)
+        return fail(status, reason, 400, R_CR);
+    if (n == 0)
         return fail(status, reason, 400, R_LINE);
-    }
     minor = version(b + vstart, i - vstart);
     if (minor == -1)
         return fail(status, reason, 400, R_LINE);
     if (minor == -2)
         return fail(status, reason, 505, R_VERSION);
     r->minor = minor;
-    i += b[i] == '\r' ? 2 : 1;
+    i += (size_t)n;
 
     h_cut = len - start >= lim->max_head;
     hend = h_cut ? start + lim->max_head : len;
     if (i > hend)
         return fail(status, reason, 431, R_FIELDS);
     for (;;) {
-        if (i >= hend)
+        if (i >= hend || (n = eol(b, i, hend)) == EOL_SHORT)
             return more(h_cut, status, reason, 431, R_FIELDS);
-        if (b[i] == '\n') {
-            i++;
-            break;
-        }
-        if (b[i] == '\r') {
-            if (i + 1 >= hend)
-                return more(h_cut, status, reason, 431, R_FIELDS);
-            if (b[i + 1] != '\n')
-                return fail(status, reason, 400, R_CR);
-            i += 2;
+        if (n == EOL_BARE_CR)
+            return fail(status, reason, 400, R_CR);
+        if (n > 0) {             /* the empty line: the end of the head */
+            i += (size_t)n;
             break;
         }
         if (b[i] == ' ' || b[i] == '\t')
@@ -201,19 +205,13 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
                 vend = i + 1;
             i++;
         }
-        if (i >= hend)
+        if (i >= hend || (n = eol(b, i, hend)) == EOL_SHORT)
             return more(h_cut, status, reason, 431, R_FIELDS);
-        if (b[i] == '\r') {
-            if (i + 1 >= hend)
-                return more(h_cut, status, reason, 431, R_FIELDS);
-            if (b[i + 1] != '\n')
-                return fail(status, reason, 400, R_CR);
-            i += 2;
-        } else if (b[i] == '\n') {
-            i++;
-        } else {
+        if (n == EOL_BARE_CR)
+            return fail(status, reason, 400, R_CR);
+        if (n == 0)
             return fail(status, reason, 400, R_HEADER);
-        }
+        i += (size_t)n;
         if (r->headers) {
             struct hp_header *h = &r->headers[r->nheaders];
             h->name = buf + nstart;
