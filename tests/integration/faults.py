@@ -196,14 +196,24 @@ redis_scenario("redis-oom-errors", 3, ev_oom)
 
 # ---- upstream faults ------------------------------------------------------
 
-def upstream_scenario(name, seed, fault, seconds=5.0, fault_at=1.0, clear_at=3.6,
-                      new_fail_status=None):
+def shared_redis_gate(name, seed):
+    """An lcgate on its own database of the shared redis-server, with the
+    scenario's warm queries stored: (gate, warm, new), or None."""
     next_db[0] += 1
     g = c.start_gate(tap, env, conf(shared_redis, next_db[0]), name="lcgate-" + name)
     if g is None:
-        return
+        return None
     warm, new = split(seed)
     preload(name, g, warm)
+    return g, warm, new
+
+
+def upstream_scenario(name, seed, fault, seconds=5.0, fault_at=1.0, clear_at=3.6,
+                      new_fail_status=None):
+    started = shared_redis_gate(name, seed)
+    if started is None:
+        return
+    g, warm, new = started
     time.sleep(TTL_S + 0.1)  # the warm entries are stale from here on
     mock.reset()
 
@@ -259,12 +269,10 @@ upstream_scenario("upstream-429-storm", 16, {"status": 429, "headers": {"Retry-A
 # ---- clients that go away mid-request -------------------------------------
 
 def disconnect_scenario(name="client-disconnects", seed=21, seconds=5.0, n_abandon=96):
-    next_db[0] += 1
-    g = c.start_gate(tap, env, conf(shared_redis, next_db[0]), name="lcgate-" + name)
-    if g is None:
+    started = shared_redis_gate(name, seed)
+    if started is None:
         return
-    warm, new = split(seed)
-    preload(name, g, warm)
+    g, warm, new = started
     mock.reset()
     DELAY = 0.7
     mock.fault(delay_ms=int(DELAY * 1000), match="limit=2&", count=-1)
