@@ -360,6 +360,14 @@ static int store_state_is(void *arg)
     return state_of(w->s, w->want);
 }
 
+/* Run the loop until s's state is want, for at most ms: 1 if it is. */
+static int wait_state(struct store *s, const char *want, int ms)
+{
+    struct store_state w = {s, want};
+
+    return run_until(store_state_is, &w, ms);
+}
+
 /* Wait until *p >= want. */
 struct int_wait {
     const int *p;
@@ -1224,13 +1232,8 @@ static void check_pubsub(redisContext *side, struct store *st2)
                rec_has(&rec2, 7, "after-kill", 10) && rec1.losses == 0 &&
                rec2.losses == 0,
            "the subscriptions do not depend on the command connections");
-    {
-        struct store_state w1 = {st, "ok"}, w2 = {st2, "ok"};
-
-        tap_ok(run_until(store_state_is, &w1, 3000) &&
-                   run_until(store_state_is, &w2, 3000),
-               "the command connections come back");
-    }
+    tap_ok(wait_state(st, "ok", 3000) && wait_state(st2, "ok", 3000),
+           "the command connections come back");
 
     /* The subscriber connections go. */
     rep = redisCommand(side, "CLIENT KILL TYPE pubsub");
@@ -1300,7 +1303,6 @@ static void check_free_in_event_callbacks(const char *url,
 {
     struct evcb f0 = {0}, f1 = {0}, f2 = {0};
     const int *cnt[1];
-    struct store_state w;
     long long subs = side_numsub(side);
 
     f0.s = open_store(url);
@@ -1314,9 +1316,7 @@ static void check_free_in_event_callbacks(const char *url,
            "its subscription is closed, no call comes after");
 
     f1.s = open_store(url);
-    w.s = f1.s;
-    w.want = "ok";
-    run_until(store_state_is, &w, 5000);
+    wait_state(f1.s, "ok", 5000);
     f1.mode = 1;
     f1.s->ops->subscribe(f1.s, evcb_cb, &f1);
     cnt[0] = &f1.msgs;
@@ -1358,14 +1358,11 @@ static void check_free_in_lease_callback(const char *url)
 {
     struct lfree f = {0};
     struct lres l[3];
-    struct store_state w;
     char name[64];
     int i, ok = 1;
 
     f.s = open_store(url);
-    w.s = f.s;
-    w.want = "ok";
-    run_until(store_state_is, &w, 5000);
+    wait_state(f.s, "ok", 5000);
     snprintf(name, sizeof(name), "rsc:lease:f:%ld", (long)getpid());
     f.s->ops->lease(f.s, name, 1000, lease_free_cb, &f);
     for (i = 0; i < 3; i++) {
@@ -1400,14 +1397,11 @@ static void check_free_in_gcra_callback(const char *url)
 {
     struct gfree f = {0};
     struct gres g[3];
-    struct store_state w;
     char key[64];
     int i, ok = 1;
 
     f.s = open_store(url);
-    w.s = f.s;
-    w.want = "ok";
-    run_until(store_state_is, &w, 5000);
+    wait_state(f.s, "ok", 5000);
     snprintf(key, sizeof(key), "rsc:rl:f:%ld", (long)getpid());
     f.s->ops->gcra(f.s, key, PERIOD_10, 5, 1, gcra_free_cb, &f);
     for (i = 0; i < 3; i++)
@@ -1567,7 +1561,6 @@ static int mode_normal(const char *url)
 {
     redisContext *side;
     struct store *st2;
-    struct store_state w;
     struct centry *e;
     struct got g;
 
@@ -1576,9 +1569,7 @@ static int mode_normal(const char *url)
     tap_ok(run_until(state_is, "ok", 5000), "the store connects");
     side = side_open(url);
     st2 = open_store(url);       /* another instance */
-    w.s = st2;
-    w.want = "ok";
-    tap_ok(run_until(store_state_is, &w, 5000), "a second store connects");
+    tap_ok(wait_state(st2, "ok", 5000), "a second store connects");
     check_roundtrip();
     check_bad_values(side);
     check_gens(side);
