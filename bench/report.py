@@ -62,6 +62,11 @@ for r in res:
             rat = "%s / %s" % (fmt(rn, 2), fmt(rv, 2))
             if redis:
                 rat += " (vs their 1-key hit)"
+        if peer == "lcgate-w2":
+            # the workers target: CPU per request against workers = 1 (same round, case)
+            w1 = cpu(rnd, case, "lcgate", conns)
+            if me is not None and w1:
+                rat += "; CPU/req ÷ workers=1: %.2f" % (me / w1)
     check = "%s, upstream +%s, wrk %s%%" % (chk, ud, cli)
     if err:
         check += ", " + err.strip("; ")
@@ -100,7 +105,8 @@ print()
 print("Versions: %s" % E("VERS", "?"))
 print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on CPU %s); body 2048 B JSON; "
       "server CPU = utime+stime of the server's processes (and the lcgate-redis peers: + redis-server) per request; "
-      "per-core ratio = peer µs/req ÷ lcgate µs/req in the same round and case; wall time %s s; "
+      "per-core ratio = peer µs/req ÷ lcgate µs/req in the same round and case; lcgate-w2 = "
+      "lcgate with workers = 2 (otherwise as lcgate), pinned to the same one core; wall time %s s; "
       "ports still listening after stop: %s" % (
           E("DUR"), E("ROUNDS"), E("PIN"), E("SRV_CPU"), E("CLI_CPU"), E("ELAPSED"), E("LEFT")))
 if paging:

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "hs.h"
+#include "workers.h"
 #include "http_front.h"
 #include "metrics.h"
 #include "upstream.h"
@@ -127,7 +128,7 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
         metrics_set(m->cache_bytes, (double)store_memory_bytes(gw->store), NULL, NULL, NULL);
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
-    metrics_set(m->connections, gw->hs ? (double)hs_connections(gw->hs) : 0, NULL, NULL, NULL);
+    metrics_set(m->connections, gw->front ? (double)workers_connections(gw->front) : 0, NULL, NULL, NULL);
     metrics_render(m->reg, buf);
     hs_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     hs_send(req, 200, buf);

@@ -49,14 +49,16 @@ struct centry *centry_new(int status, int64_t stored_ms, const char *ctype,
     return e;
 }
 
+/* Atomic: with workers, a body written to a client is released on that
+ * worker's thread. */
 void centry_incref(struct centry *e)
 {
-    e->refcnt++;
+    __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
 }
 
 void centry_decref(struct centry *e)
 {
-    if (e != NULL && --e->refcnt == 0) {
+    if (e != NULL && __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) == 0) {
         free(e->extra_headers);
         free(e);
     }

@@ -10,7 +10,7 @@
 #define CENTRY_ETAG_LEN 34   /* a quoted 32-hex-digit strong validator */
 
 struct centry {
-    int refcnt;
+    int refcnt;            /* atomic: centry_incref/centry_decref */
     int status;            /* HTTP status of the stored answer (200) */
     int64_t stored_ms;     /* wall clock (ms since the epoch) when fetched */
     uint64_t gen_proj;     /* generations current when it was fetched */

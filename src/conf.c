@@ -32,6 +32,7 @@ static const struct keydef keys[] = {
     K("server", "max_request_line", V_SIZE, max_request_line),
     K("server", "max_header_size", V_SIZE, max_header_size),
     K("server", "max_connections", V_COUNT, max_connections),
+    K("server", "workers", V_COUNT, workers),
     K("server", "header_timeout", V_DURATION, header_timeout_ms),
     K("server", "idle_timeout", V_DURATION, idle_timeout_ms),
     K("server", "log_level", V_LEVEL, log_level),
@@ -576,7 +577,7 @@ static int set_defaults(struct conf *c)
         {"listen", "127.0.0.1:8080"}, {"admin_listen", "127.0.0.1:8081"},
         {"drain_timeout", "10s"}, {"max_body", "1MiB"},
         {"max_request_line", "8KiB"}, {"max_header_size", "32KiB"},
-        {"max_connections", "4096"}, {"header_timeout", "10s"}, {"idle_timeout", "60s"}, {"log_level", "info"},
+        {"max_connections", "4096"}, {"workers", "1"}, {"header_timeout", "10s"}, {"idle_timeout", "60s"}, {"log_level", "info"},
         {"access_log", "on"},
         {"base_url", "https://api.cloud.llamaindex.ai"},
         {"timeout", "30s"}, {"connect_timeout", "5s"},
@@ -643,6 +644,10 @@ static int finish(struct loader *l)
                                          : "idle_timeout")];
         return fail(l, "max_connections, header_timeout and idle_timeout must be more "
                     "than 0"), -1;
+    }
+    if (c->workers == 0 || c->workers > 64) {
+        l->line = l->key_lines[key_index("server", "workers")];
+        return fail(l, "workers must be from 1 to 64"), -1;
     }
     if (c->l1_ttl_ms > 60000) {
         l->line = l->key_lines[key_index("cache", "l1_ttl")];

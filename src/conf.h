@@ -44,6 +44,7 @@ struct conf {
     size_t max_request_line;     /* 414 beyond */
     size_t max_header_size;      /* 431 beyond: request line and fields */
     unsigned max_connections;    /* then accept no more until one closes */
+    unsigned workers;            /* client I/O threads (1: all on the main loop) */
     uint64_t header_timeout_ms;  /* a request's head must arrive within */
     uint64_t idle_timeout_ms;    /* a keep-alive connection may wait */
     char *log_level;             /* error, warn, info, debug */

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -1390,6 +1391,23 @@ int hs_listen(struct hs_server *s, const char *addr, int reuseport, char *err, s
     if (strncmp(addr, "unix:", 5) == 0)
         return listen_unix(s, addr, err, errlen);
     return listen_tcp(s, addr, reuseport, err, errlen);
+}
+
+int hs_share_listeners(struct hs_server *s, const struct hs_server *from, char *err,
+                       size_t errlen)
+{
+    const struct hs_listener *l;
+    int fd;
+
+    for (l = from->listeners; l; l = l->next) {
+        if ((fd = fcntl(evconnlistener_get_fd(l->lev), F_DUPFD_CLOEXEC, 0)) < 0) {
+            snprintf(err, errlen, "cannot share a listening socket: %s", strerror(errno));
+            return -1;
+        }
+        if (add_listener(s, fd, l->tcp, "shared listener", err, errlen) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 unsigned hs_port(const struct hs_server *s)

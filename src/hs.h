@@ -72,6 +72,7 @@ struct hs_req {
                                     the handler may drain it */
     int minor;                   /* HTTP/1.minor */
     const char *peer;            /* "ip:port", "[ip6]:port", or "unix" */
+    void *udata;                 /* the handler's own, NULL when it gets r */
 };
 
 typedef void (*hs_handler)(struct hs_req *r, void *arg);
@@ -96,6 +97,11 @@ void hs_set_limits(struct hs_server *s, const struct hs_limits *lim);
  * reuseport sets SO_REUSEPORT (several processes on one port). May be called
  * several times. 0, or -1 with a message in err. */
 int hs_listen(struct hs_server *s, const char *addr, int reuseport, char *err, size_t errlen);
+/* Accept on from's listening sockets too (duplicates of them): several
+ * servers, each on its own thread and base, share one socket. 0, or -1
+ * with a message in err. */
+int hs_share_listeners(struct hs_server *s, const struct hs_server *from, char *err,
+                       size_t errlen);
 /* The first bound TCP port (for port 0), 0 if none. */
 unsigned hs_port(const struct hs_server *s);
 /* Drain: stop accepting at once and for good; idle keep-alive connections

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "accesslog.h"
 #include "hs.h"
+#include "workers.h"
 #include "log.h"
 #include "metrics.h"
 #include "query_norm.h"
@@ -175,7 +176,7 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
 
     add_common_headers(g);
     account(g->gw, g->req->method_name, g->req->target, g->req->peer, g, status, bytes);
-    hs_send(g->req, status, body);
+    workers_send(g->gw->front, g->req, status, body);
     greq_free(g);
 }
 
@@ -218,7 +219,7 @@ static void reply_detail(struct gw *gw, struct hs_req *req, int status, const ch
 
     hs_add_header(req, "Content-Type", "application/json");
     account(gw, req->method_name, req->target, req->peer, NULL, status, bytes);
-    hs_send(req, status, buf);
+    workers_send(gw->front, req, status, buf);
     if (buf)
         evbuffer_free(buf);
 }
@@ -798,13 +799,14 @@ int front_start(struct gw *gw, char *err, size_t errlen)
     if (fd >= 0)
         close(fd);
     front_limits(gw->conf, &lim);
-    if ((gw->hs = hs_new(gw->base, &lim, on_request, on_reject, gw)) == NULL) {
+    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request, on_reject, gw);
+    if (gw->front == NULL) {
         snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
     }
-    if (hs_listen(gw->hs, gw->conf->listen, 0, err, errlen) != 0) {
-        hs_free(gw->hs);
-        gw->hs = NULL;
+    if (workers_listen(gw->front, gw->conf->listen, err, errlen) != 0) {
+        workers_free(gw->front);
+        gw->front = NULL;
         return -1;
     }
     return 0;
@@ -815,15 +817,20 @@ void front_reload(struct gw *gw)
     struct hs_limits lim;
 
     front_limits(gw->conf, &lim);
-    if (gw->hs)
-        hs_set_limits(gw->hs, &lim);
+    if (gw->front)
+        workers_set_limits(gw->front, &lim);
+}
+
+size_t front_pending(const struct gw *gw)
+{
+    return gw->ninflight + (gw->front ? workers_queued(gw->front) : 0);
 }
 
 void front_close_listeners(struct gw *gw)
 {
     gw->draining = 1;
-    if (gw->hs)
-        hs_close_listeners(gw->hs);
+    if (gw->front)
+        workers_close_listeners(gw->front);
 }
 
 void front_free(struct gw *gw)
@@ -838,7 +845,6 @@ void front_free(struct gw *gw)
         g->barrier = NULL;
         fail_greq(g, 503, "Shutting down");
     }
-    if (gw->hs)
-        hs_free(gw->hs);
-    gw->hs = NULL;
+    workers_free(gw->front);
+    gw->front = NULL;
 }

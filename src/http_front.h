@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 struct event_base;
-struct hs_server;
+struct workers;
 struct conf;
 struct store;
 struct up_client;
@@ -41,7 +41,7 @@ struct gw {
     struct ratelimiter *rl;
     struct gw_metrics m;
     int access_log;
-    struct hs_server *hs;        /* the client listener */
+    struct workers *front;       /* the client listener (workers.h) */
     struct greq *inflight;       /* every request not yet answered */
     size_t ninflight;
     int draining;                /* listeners closed, finishing */
@@ -58,6 +58,8 @@ void front_limits(const struct conf *c, struct hs_limits *lim);
 int front_start(struct gw *gw, char *err, size_t errlen);
 /* A reload: the new configuration's limits apply to new requests. */
 void front_reload(struct gw *gw);
+/* Requests in flight, and those a worker has handed over not yet begun. */
+size_t front_pending(const struct gw *gw);
 /* Stop accepting new connections; requests in flight go on. */
 void front_close_listeners(struct gw *gw);
 /* Answer 503 to every request still in flight and free the listener. */

@@ -83,10 +83,12 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     static const struct timeval tick = {0, 50 * 1000};
 
-    if (gw.ninflight == 0 || mono_ms() >= drain_deadline_ms) {
-        if (gw.ninflight)
+    size_t pending = front_pending(&gw);
+
+    if (pending == 0 || mono_ms() >= drain_deadline_ms) {
+        if (pending)
             log_warn("drain_timeout reached with %zu requests in flight; answering 503",
-                     gw.ninflight);
+                     pending);
         event_base_loopbreak(gw.base);
         return;
     }
@@ -120,6 +122,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     if (strcmp(next->listen, gw.conf->listen) != 0 ||
         strcmp(next->admin_listen, gw.conf->admin_listen) != 0)
         log_warn("reload: a new listen or admin_listen address needs a restart");
+    if (next->workers != gw.conf->workers)
+        log_warn("reload: a new number of workers needs a restart (%u run)", gw.conf->workers);
     if (next->store != gw.conf->store || strcmp(next->redis_url, gw.conf->redis_url) != 0 ||
         next->redis_timeout_ms != gw.conf->redis_timeout_ms ||
         next->memory_max != gw.conf->memory_max)

@@ -224,6 +224,10 @@ class Env:
                            "log_level": "info"},
                 "ratelimit": {"rate": "100000/s", "burst": "100000",
                               "upstream_rate": "100000/s", "upstream_burst": "100000"}}
+        # LCGATE_TEST_WORKERS=N runs every lcgate with N workers (unless
+        # the test sets its own), to run a suite on the threaded front.
+        if os.environ.get("LCGATE_TEST_WORKERS"):
+            base["server"]["workers"] = os.environ["LCGATE_TEST_WORKERS"]
         if isinstance(conf, dict):
             for sec, kv in conf.items():
                 base.setdefault(sec, {}).update(kv)

@@ -1,0 +1,210 @@
+"""workers = N (issue 7, in scope 4): the client listener on threads of its
+own, with the cache, coalescing, rate limits and metrics shared by all.
+
+- The threads exist ("lcgate-w1", "lcgate-w2") and both serve: 24
+  keep-alive connections spread over the two SO_REUSEPORT sockets, and
+  each thread's run time grows while they are served.
+- Coalescing across workers: 100 concurrent identical misses on 100
+  connections cost the upstream exactly 1 request, and every client gets
+  the same body.
+- One client budget across workers: burst 20 at a slow rate, 40 requests
+  at once on 40 connections: exactly 20 answered, 20 refused with 429.
+- A write through one connection is seen at once on every other.
+- Requests a worker refuses itself (400) are logged and counted on main.
+- SIGHUP reaches the workers: a smaller max_request_line gives 414.
+- A Unix socket is shared by the workers.
+- SIGTERM with 10 slow requests in flight: all 10 are answered 200, and
+  lcgate exits 0 with no sanitizer report.
+"""
+import http.client
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import cache4 as c  # noqa: E402
+import lcgtest as t  # noqa: E402
+import rl5  # noqa: E402
+
+V1, V2 = c.V1, c.V2
+tap = t.Tap()
+env = t.Env("lcgate-workers")
+mock = env.mock()
+W = rl5.project("workers-rl")
+conf = c.gate_conf(mock, server={"workers": "2"})
+conf[rl5.proj_section(W)] = {"rate": "6/min", "burst": "20"}
+g = c.start_gate(tap, env, conf)
+if g is None:
+    tap.done(env)
+
+
+def threads(pid):
+    """{name: tid} of the process's threads."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                out.setdefault(f.read().strip(), []).append(int(tid))
+        except OSError:
+            pass
+    return out
+
+
+def run_ns(pid, tid):
+    with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
+        return int(f.read().split()[0])
+
+
+def metric(name, labels=""):
+    text = t.request(g.admin, "GET", "/metrics").body.decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# --- the threads exist and both serve -------------------------------------
+names = threads(g.proc.pid)
+workers = [names.get("lcgate-w1", [None])[0], names.get("lcgate-w2", [None])[0]]
+tap.ok(None not in workers, "two worker threads run, named lcgate-w1 and lcgate-w2",
+       sorted(names))
+
+if None not in workers:
+    path = V1 + "?limit=9"
+    c.get(g.port, path)  # stored: the rest are hits
+    before = [run_ns(g.proc.pid, tid) for tid in workers]
+    conns = [http.client.HTTPConnection("127.0.0.1", g.port, timeout=10) for _ in range(24)]
+    statuses = set()
+    for _ in range(20):
+        for conn in conns:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            statuses.add((r.status, r.getheader("X-Cache")))
+    for conn in conns:
+        conn.close()
+    after = [run_ns(g.proc.pid, tid) for tid in workers]
+    grew = [(a - b) / 1e6 for a, b in zip(after, before)]
+    tap.ok(statuses == {(200, "HIT")}, "480 requests on 24 keep-alive connections: all HITs",
+           statuses)
+    tap.ok(all(ms >= 1.0 for ms in grew),
+           "both workers served them (each thread ran at least 1 ms)",
+           "run time grew by %s ms" % ["%.2f" % ms for ms in grew])
+
+# --- coalescing across workers ---------------------------------------------
+path = V1 + "?limit=17"
+mock.reset()
+mock.fault(delay_ms=800, match="?limit=17", count=-1)
+res, _ = c.concurrent([(g.port, path, None)] * 100, timeout=15)
+n_up = c.upstream_gets(mock, V1)
+c.clear_fault(mock)
+tap.eq(n_up, 1, "100 concurrent identical misses over both workers: exactly 1 upstream request")
+tap.ok(set(r.status for r in res) == {200} and len(set(r.body for r in res)) == 1,
+       "all 100 clients get a 200 with the same body", c.summary(res))
+
+# --- one client budget across workers --------------------------------------
+path = V1 + "?project_id=%s&limit=3" % W
+c.get(g.port, path)  # the first spends one and warms the cache
+res, _ = c.concurrent([(g.port, path, None)] * 40, timeout=15)
+codes = [r.status for r in res]
+tap.ok(codes.count(200) == 19 and codes.count(429) == 21,
+       "budget burst 20 over both workers: 19 more of 40 concurrent requests pass, 21 get 429",
+       "200: %d, 429: %d, other: %s" % (codes.count(200), codes.count(429),
+                                        [x for x in codes if x not in (200, 429)]))
+
+# --- a write is seen at once on every connection ---------------------------
+path = V2 + "?page_size=50"
+first = c.get(g.port, path)
+again = c.get(g.port, path)
+made = c.create_via(g.port, "v2")
+new_id = (made.json() or {}).get("id") if made.status in (200, 201) else None
+seen = [c.get(g.port, path) for _ in range(6)]
+tap.ok(first.status == 200 and c.xc(again) == "HIT" and new_id is not None
+       and all(new_id in c.ids(r) for r in seen),
+       "a create through one connection is in the list on the next 6 connections",
+       (first, again, made, [c.xc(r) for r in seen]))
+
+# --- refusals made on a worker are logged and counted on main ---------------
+before = metric("lcgate_requests_total", 'status="400"')
+s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+s.sendall(b"GET /api/v1/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+got = s.recv(4096)
+s.close()
+t.wait_for(lambda: metric("lcgate_requests_total", 'status="400"') >= before + 1, 5,
+           "the 400 counted")
+tap.ok(got.startswith(b"HTTP/1.1 400") and
+       metric("lcgate_requests_total", 'status="400"') == before + 1 and
+       re.search(r'"status":400', g.log()) is not None,
+       "a request a worker refuses (two Host fields: 400) is counted and logged once",
+       got[:200])
+
+# --- SIGHUP reaches the workers ---------------------------------------------
+with open(g.conf_path) as f:
+    text = f.read()
+with open(g.conf_path, "w") as f:
+    f.write(text.replace("[server]\n", "[server]\nmax_request_line = 300\n", 1))
+os.kill(g.proc.pid, signal.SIGHUP)
+long_path = V1 + "?limit=5&x=" + "a" * 400
+
+
+def refused_414():
+    codes = [c.get(g.port, long_path).status for _ in range(6)]
+    return all(x == 414 for x in codes)
+
+
+try:
+    t.wait_for(refused_414, 5, "414 on every worker")
+    ok = True
+except Exception:
+    ok = False
+tap.ok(ok, "after SIGHUP with max_request_line = 300, six connections all get 414")
+with open(g.conf_path, "w") as f:
+    f.write(text)
+os.kill(g.proc.pid, signal.SIGHUP)
+
+# --- a Unix socket is shared ------------------------------------------------
+sock_path = env.path("w.sock")
+u = c.start_gate(tap, env, c.gate_conf(mock, server={"workers": "2",
+                                                     "listen": "unix:" + sock_path}),
+                 name="lcgate-unix")
+if u is not None:
+    answers = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(sock_path)
+        s.sendall(b"GET " + V1.encode() + b"?limit=4 HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        answers.append(data.split(b"\r\n", 1)[0])
+    tap.ok(answers == [b"HTTP/1.1 200 OK"] * 8,
+           "listen = unix:... with 2 workers: 8 connections answered 200", answers)
+    tap.eq(u.stop(), 0, "that lcgate exits 0")
+
+# --- SIGTERM drains what the workers handed over ----------------------------
+mock.fault(delay_ms=1000, match="?limit=7", count=-1)
+bg = [c.Background(g.port, V1 + "?limit=%d" % (70 + i)).start() for i in range(10)]
+time.sleep(0.4)
+os.kill(g.proc.pid, signal.SIGTERM)
+for b in bg:
+    b.join(15)
+c.clear_fault(mock)
+tap.ok(all(b.res is not None and b.res.status == 200 for b in bg),
+       "SIGTERM with 10 slow requests in flight: all 10 answered 200",
+       [b.res for b in bg])
+try:
+    g.proc.wait(15)
+except Exception:
+    pass
+tap.eq(g.proc.returncode, 0, "lcgate exits 0 after the drain")
+tap.done(env)
