@@ -105,6 +105,8 @@ struct cache {
     struct flight *all;          /* every flight not yet freed */
     struct flight *flights[NBUCKETS];
     struct pending *pending[NBUCKETS];
+    unsigned pending_marks[NBUCKETS];    /* entries per bucket (atomic): what a
+                                            worker's cache_try_hit reads */
     struct pending *oldest, *newest;
     size_t npending;
     struct hold *holds[NHOLDBUCKETS];
@@ -128,11 +130,16 @@ static const struct conf *cf(const struct cache *c)
     return c->gw->conf;
 }
 
+static uint64_t ttl_in(const struct conf *conf, const char *project_id)
+{
+    const struct conf_project *p = conf_project(conf, project_id);
+
+    return p && p->has_ttl ? p->ttl_ms : conf->ttl_ms;
+}
+
 static uint64_t ttl_of(const struct cache *c, const char *project_id)
 {
-    const struct conf_project *p = conf_project(cf(c), project_id);
-
-    return p && p->has_ttl ? p->ttl_ms : cf(c)->ttl_ms;
+    return ttl_in(cf(c), project_id);
 }
 
 static uint64_t keep_ms(const struct cache *c, const char *project_id)
@@ -320,9 +327,14 @@ static void answer_one(cache_done_cb cb, void *arg, struct centry *e, int stored
 
 /* ---- pending prefetches ---- */
 
+static size_t pending_bucket(const char *key)
+{
+    return hash(key, strlen(key)) % NBUCKETS;
+}
+
 static struct pending **pending_slot(struct cache *c, const char *key)
 {
-    struct pending **pp = &c->pending[hash(key, strlen(key)) % NBUCKETS];
+    struct pending **pp = &c->pending[pending_bucket(key)];
 
     while (*pp && strcmp((*pp)->key, key) != 0)
         pp = &(*pp)->hnext;
@@ -333,6 +345,7 @@ static void pending_free(struct cache *c, struct pending *p)
 {
     struct pending **pp = pending_slot(c, p->key);
 
+    __atomic_sub_fetch(&c->pending_marks[pending_bucket(p->key)], 1, __ATOMIC_RELEASE);
     *pp = p->hnext;
     if (p->older)
         p->older->newer = p->newer;
@@ -642,6 +655,8 @@ static void on_fetched(void *arg, struct up_resp *r)
                         pending_free(c, *pp);
                     p->hnext = *pp;
                     *pp = p;
+                    __atomic_add_fetch(&c->pending_marks[pending_bucket(p->key)], 1,
+                                       __ATOMIC_RELEASE);
                     p->older = c->newest;
                     if (c->newest)
                         c->newest->newer = p;
@@ -1118,7 +1133,7 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
                 l1_keep(c, l->key, strlen(l->key), e, l->l1_flushes);
             snprintf(status, sizeof(status), "lcgate; hit; ttl=%lld",
                      (long long)((ttl - age) / 1000));
-            c->stats.hits++;
+            __atomic_add_fetch(&c->stats.hits, 1, __ATOMIC_RELAXED);
             answer_one(l->cb, l->arg, e, 1, "HIT", status);
             if (c->npending) {
                 struct pending **pp = pending_slot(c, l->key), *p = *pp;
@@ -1190,6 +1205,63 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
     }
     l->l1_flushes = c->l1_flushes;
     store_get(c->gw->store, l->key, strlen(l->key), l->gen_name, on_lookup, l);
+}
+
+struct found {
+    enum store_res res;
+    struct centry *e;
+    struct gens g;
+};
+
+static void on_found(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+{
+    struct found *f = arg;
+
+    f->res = res;
+    if (g)
+        f->g = *g;
+    if (res == STORE_HIT) {
+        centry_incref(e);
+        f->e = e;
+    }
+}
+
+int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
+                  struct answer *a, char *status, size_t statuslen)
+{
+    struct found found = {STORE_MISS, NULL, {0, 0}};
+    char *key = NULL, *gen_name = NULL;
+    int64_t ttl, age;
+    int hit = 0;
+
+    if (q->no_cache || q->no_store || conf->store != STORE_KIND_MEMORY ||
+        (key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL ||
+        (gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL)
+        goto out;
+    /* A prefetch waits for this page to be asked for: the main loop's. */
+    if (__atomic_load_n(&c->pending_marks[pending_bucket(key)], __ATOMIC_ACQUIRE) != 0)
+        goto out;
+    store_get(c->gw->store, key, strlen(key), gen_name, on_found, &found);
+    if (found.res != STORE_HIT || !gens_match(found.e, &found.g))
+        goto out;
+    ttl = (int64_t)ttl_in(conf, q->project_id);
+    age = wall_ms() - found.e->stored_ms;
+    if (age >= ttl)
+        goto out;                /* stale: a refresh to start, on main */
+    snprintf(status, statuslen, "lcgate; hit; ttl=%lld", (long long)((ttl - age) / 1000));
+    memset(a, 0, sizeof(*a));
+    a->e = found.e;
+    a->xcache = "HIT";
+    a->cache_status = status;
+    a->stored = 1;
+    found.e = NULL;
+    hit = 1;
+    __atomic_add_fetch(&c->stats.hits, 1, __ATOMIC_RELAXED);
+out:
+    centry_decref(found.e);
+    free(key);
+    free(gen_name);
+    return hit;
 }
 
 /* ---- invalidation ---- */

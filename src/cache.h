@@ -53,6 +53,15 @@ void cache_free(struct cache *c);
  * store answers (not in a configuration that a reload may free). */
 void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, void *arg);
 
+struct conf;
+/* From any thread (a worker): a fresh answer to q from the memory store
+ * that needs nothing of the main loop (not stale, no prefetch waiting on
+ * it, no no-cache or no-store); conf is the caller's held configuration.
+ * 1 with *a filled (a->e is a reference the caller drops; a->cache_status
+ * points into status), else 0: ask cache_list on the main loop. */
+int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
+                  struct answer *a, char *status, size_t statuslen);
+
 /* A write of this credential for project_id (NULL: the credential's
  * default project) succeeded: every cached list of that project is invalid
  * from now on, on every instance. */

@@ -14,9 +14,9 @@ void ck_cred_tag(const char *cred, size_t len, char out[CK_TAG_LEN + 1])
 {
     /* One request asks for its credential's tag several times (key, project
      * label, generation), and with an injected key it is nearly always the
-     * same credential: remember the last one (single-threaded process). */
-    static char last_cred[512], last_tag[CK_TAG_LEN + 1];
-    static size_t last_len;
+     * same credential: remember the last one (per thread). */
+    static __thread char last_cred[512], last_tag[CK_TAG_LEN + 1];
+    static __thread size_t last_len;
     uint8_t mac[SHA256_LEN];
 
     if (cred == NULL || len == 0) {

@@ -740,11 +740,16 @@ struct conf *conf_load(const char *path, char *err, size_t errlen)
     return l.c;
 }
 
+void conf_hold(struct conf *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
 void conf_free(struct conf *c)
 {
     size_t i, j;
 
-    if (c == NULL)
+    if (c == NULL || __atomic_fetch_sub(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     for (i = 0; i < NKEYS; i++) {
         enum vtype t = keys[i].type;

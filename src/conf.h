@@ -34,6 +34,7 @@ struct conf_client {
 };
 
 struct conf {
+    int refs;                    /* holders besides the first (atomic) */
     char *path;                  /* the file it was read from */
 
     /* [server] */
@@ -84,6 +85,9 @@ struct conf {
 /* Load path, apply environment overrides, validate, read key files.
  * Returns NULL and writes "FILE:LINE: reason" (or "VAR: reason") to err. */
 struct conf *conf_load(const char *path, char *err, size_t errlen);
+/* Another holder (a worker thread answering with it): conf_free drops one
+ * hold, and the last frees. */
+void conf_hold(struct conf *c);
 void conf_free(struct conf *c);
 
 const struct conf_project *conf_project(const struct conf *c, const char *id);

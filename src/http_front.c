@@ -1,6 +1,7 @@
 #include "http_front.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -70,6 +71,8 @@ struct greq {
                                         invalidations have gone out */
     int held_status;
     struct evbuffer *held_body;
+    const struct conf *fast;     /* answered on a worker's thread, with this
+                                    held configuration (not in gw->inflight) */
 };
 
 static uint64_t rid_seed, rid_counter;
@@ -108,13 +111,15 @@ static void greq_free(struct greq *g)
 {
     struct gw *gw = g->gw;
 
-    if (g->prev)
-        g->prev->next = g->next;
-    else
-        gw->inflight = g->next;
-    if (g->next)
-        g->next->prev = g->prev;
-    gw->ninflight--;
+    if (g->fast == NULL) {
+        if (g->prev)
+            g->prev->next = g->next;
+        else
+            gw->inflight = g->next;
+        if (g->next)
+            g->next->prev = g->prev;
+        gw->ninflight--;
+    }
     free(g->key);
     free(g->url);
     free(g->project_id);
@@ -122,7 +127,8 @@ static void greq_free(struct greq *g)
     free(g->cred);
     if (g->held_body)
         evbuffer_free(g->held_body);
-    free(g);
+    if (g->fast == NULL)
+        free(g);                 /* a fast one lives on its worker's stack */
 }
 
 static void add_common_headers(struct greq *g)
@@ -140,16 +146,18 @@ static void add_common_headers(struct greq *g)
     }
 }
 
-/* The access log line and the request metrics, for every answer. */
-static void account(struct gw *gw, const char *method, const char *target, const char *peer,
-                    const struct greq *g, int status, size_t bytes)
+/* The access log line and the request metrics, for every answer (on any
+ * thread: metrics lock, and the line is one fwrite). */
+static void account(struct gw *gw, const struct conf *conf, const char *method,
+                    const char *target, const char *peer, const struct greq *g, int status,
+                    size_t bytes)
 {
     const char *route = g == NULL ? "none" : g->route >= 0 ? qn_routes[g->route].name : "pass";
     char st[8];
 
     snprintf(st, sizeof(st), "%d", status);
     metrics_inc(gw->m.requests, 1, route, st, g && g->xcache ? g->xcache : "none");
-    if (gw->conf->access_log) {
+    if (conf->access_log) {
         struct accesslog_entry e;
 
         accesslog_entry_init(&e);
@@ -175,8 +183,12 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
     size_t bytes = body ? evbuffer_get_length(body) : 0;
 
     add_common_headers(g);
-    account(g->gw, g->req->method_name, g->req->target, g->req->peer, g, status, bytes);
-    workers_send(g->gw->front, g->req, status, body);
+    account(g->gw, g->fast ? g->fast : g->gw->conf, g->req->method_name, g->req->target,
+            g->req->peer, g, status, bytes);
+    if (g->fast)
+        hs_send(g->req, status, body);   /* on the connection's own thread */
+    else
+        workers_send(g->gw->front, g->req, status, body);
     greq_free(g);
 }
 
@@ -218,7 +230,7 @@ static void reply_detail(struct gw *gw, struct hs_req *req, int status, const ch
     size_t bytes = buf ? evbuffer_get_length(buf) : 0;
 
     hs_add_header(req, "Content-Type", "application/json");
-    account(gw, req->method_name, req->target, req->peer, NULL, status, bytes);
+    account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, status, bytes);
     workers_send(gw->front, req, status, buf);
     if (buf)
         evbuffer_free(buf);
@@ -260,7 +272,7 @@ static void set_rid(struct greq *g)
         }
     }
     snprintf(g->rid, sizeof(g->rid), "%016llx%08llx", (unsigned long long)rid_seed,
-             (unsigned long long)++rid_counter);
+             (unsigned long long)__atomic_add_fetch(&rid_counter, 1, __ATOMIC_RELAXED));
 }
 
 static struct up_opts up_opts(const struct conf *c)
@@ -720,7 +732,7 @@ static void on_request(struct hs_req *req, void *arg)
     unsigned burst;
     char rlkey[300];
 
-    gw->requests++;
+    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     if (path == NULL || (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0)) {
         reply_detail(gw, req, 404, "Not Found");
         return;
@@ -763,6 +775,117 @@ static void on_request(struct hs_req *req, void *arg)
     rl_take(gw->rl, rlkey, &g->rate, burst, on_admitted, g);
 }
 
+/* ---- fast path: on a worker's thread ---- */
+
+/* The configuration now, held (conf_free drops it): a reload on main may
+ * replace gw->conf meanwhile. */
+static struct conf *conf_get(struct gw *gw)
+{
+    struct conf *c;
+
+    pthread_mutex_lock(&gw->conf_mu);
+    c = gw->conf;
+    conf_hold(c);
+    pthread_mutex_unlock(&gw->conf_mu);
+    return c;
+}
+
+void front_set_conf(struct gw *gw, struct conf *next)
+{
+    struct conf *old;
+
+    pthread_mutex_lock(&gw->conf_mu);
+    old = gw->conf;
+    gw->conf = next;
+    pthread_mutex_unlock(&gw->conf_mu);
+    conf_free(old);
+}
+
+static void on_fast_rl(void *arg, const struct rl_result *r)
+{
+    *(struct rl_result *)arg = *r;
+}
+
+/* A worker asks before it hands a request to main: a GET of a list whose
+ * fresh answer is in the memory store is answered here and then, with the
+ * same headers, budget, metrics and log line as on main. Everything else
+ * (misses, stale answers, refusals, no-cache, Redis) goes to main. What it
+ * shares is under locks of its own: the memory store, the rate limiter,
+ * the metrics, the configuration (held). 1 if answered. */
+static int on_fast(struct hs_req *req, void *arg)
+{
+    struct gw *gw = arg;
+    struct greq g;
+    struct qn_result qr;
+    struct conf *conf;
+    const struct conf_project *p;
+    const struct conf_client *cl;
+    const char *key, *cred;
+    struct list_query q;
+    struct answer a;
+    struct rl_result rl = {0};
+    char status[128], rlkey[300];
+    unsigned burst;
+    int route, done = 0;
+    int64_t t0 = mono_us();
+
+    if (req->method != HS_GET || req->path == NULL || hs_header(req, "Cache-Control") ||
+        (route = qn_route_by_path(req->path)) < 0)
+        return 0;
+    conf = conf_get(gw);
+    if (conf->store != STORE_KIND_MEMORY ||
+        qn_normalize((enum qn_route)route, req->query, MAX_QUERY_PARAMS, &qr) != 0) {
+        conf_free(conf);
+        return 0;
+    }
+    if (qr.status != QN_OK)
+        goto out;
+    if (conf->nclients > 0 &&
+        ((cl = client_find(conf, hs_header(req, "Authorization"))) == NULL ||
+         !client_allows(cl, qr.project_id)))
+        goto out;
+    key = conf_api_key(conf, qr.project_id);
+    cred = key ? key : hs_header(req, "Authorization");
+    memset(&q, 0, sizeof(q));
+    q.route = (enum qn_route)route;
+    q.canonical = qr.canonical;
+    q.project_id = qr.project_id;
+    q.cred = cred;
+    q.credlen = cred ? strlen(cred) : 0;
+    q.injected = key != NULL;
+    if (!cache_try_hit(gw->cache, conf, &q, &a, status, sizeof(status)))
+        goto out;
+    memset(&g, 0, sizeof(g));
+    ck_project_label(qr.project_id, cred, q.credlen, g.label, sizeof(g.label));
+    p = conf_project(conf, qr.project_id);
+    g.rate = p && p->has_rate ? p->rate : conf->rate;
+    burst = p && p->has_burst ? p->burst : conf->burst;
+    snprintf(rlkey, sizeof(rlkey), "lcg:1:rl:c:%s", g.label);
+    /* The memory store's budgets are decided at once, locally. */
+    rl_take(gw->rl, rlkey, &g.rate, burst, on_fast_rl, &rl);
+    if (!rl.allowed) {
+        centry_decref(a.e);      /* main answers the 429 (and counts it) */
+        goto out;
+    }
+    g.gw = gw;
+    g.req = req;
+    g.route = route;
+    g.write_route = -1;
+    g.t0_us = t0;
+    g.fast = conf;
+    g.rl = rl;
+    g.has_rl = 1;
+    set_rid(&g);
+    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
+    on_answer(&g, &a);
+    centry_decref(a.e);
+    done = 1;
+out:
+    qn_result_free(&qr);
+    conf_free(conf);
+    return done;
+}
+
 /* Every answer hs makes by itself (a request it refuses) is counted and
  * logged like the others. */
 static void on_reject(void *arg, int status, const char *method, const char *target,
@@ -770,8 +893,8 @@ static void on_reject(void *arg, int status, const char *method, const char *tar
 {
     struct gw *gw = arg;
 
-    gw->requests++;
-    account(gw, method, target, peer, NULL, status, 0);
+    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
+    account(gw, gw->conf, method, target, peer, NULL, status, 0);
 }
 
 void front_limits(const struct conf *c, struct hs_limits *lim)
@@ -799,7 +922,9 @@ int front_start(struct gw *gw, char *err, size_t errlen)
     if (fd >= 0)
         close(fd);
     front_limits(gw->conf, &lim);
-    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request, on_reject, gw);
+    pthread_mutex_init(&gw->conf_mu, NULL);
+    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request, on_fast, on_reject,
+                            gw);
     if (gw->front == NULL) {
         snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
@@ -824,6 +949,12 @@ void front_reload(struct gw *gw)
 size_t front_pending(const struct gw *gw)
 {
     return gw->ninflight + (gw->front ? workers_queued(gw->front) : 0);
+}
+
+void front_quiesce(struct gw *gw)
+{
+    if (gw->front)
+        workers_quiesce(gw->front);
 }
 
 void front_close_listeners(struct gw *gw)

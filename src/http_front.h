@@ -4,6 +4,7 @@
 #ifndef LCGATE_HTTP_FRONT_H
 #define LCGATE_HTTP_FRONT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,19 +35,22 @@ struct gw_metrics {
 /* The gateway: what every request handler reaches. One per process. */
 struct gw {
     struct event_base *base;
-    struct conf *conf;           /* current; replaced whole on reload */
+    struct conf *conf;           /* current; replaced whole on reload
+                                    (front_set_conf) */
     struct store *store;
     struct up_client *up;
     struct cache *cache;
     struct ratelimiter *rl;
     struct gw_metrics m;
+    pthread_mutex_t conf_mu;     /* guards the conf pointer for workers */
     int access_log;
     struct workers *front;       /* the client listener (workers.h) */
     struct greq *inflight;       /* every request not yet answered */
     size_t ninflight;
     int draining;                /* listeners closed, finishing */
     int stopping;                /* tearing down: answer 503 */
-    uint64_t requests, hits, misses, upstream_errors, rate_limited;
+    uint64_t requests;           /* atomic: workers count theirs */
+    uint64_t hits, misses, upstream_errors, rate_limited;
     long last_upstream_status;       /* 0: none yet; -1: error; -2: timeout */
     int64_t last_upstream_ms;        /* wall clock of that answer */
 };
@@ -60,6 +64,12 @@ int front_start(struct gw *gw, char *err, size_t errlen);
 void front_reload(struct gw *gw);
 /* Requests in flight, and those a worker has handed over not yet begun. */
 size_t front_pending(const struct gw *gw);
+/* A reload: next becomes gw->conf; the old one is freed by its last
+ * holder (a worker may be answering with it). */
+void front_set_conf(struct gw *gw, struct conf *next);
+/* Before the shared state is torn down: workers answer nothing more by
+ * themselves (returns once none is inside its fast path). */
+void front_quiesce(struct gw *gw);
 /* Stop accepting new connections; requests in flight go on. */
 void front_close_listeners(struct gw *gw);
 /* Answer 503 to every request still in flight and free the listener. */

@@ -10,7 +10,7 @@ static const char *const names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level lvl)
 {
-    level = lvl;
+    __atomic_store_n(&level, lvl, __ATOMIC_RELAXED);
 }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -34,7 +34,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (lvl > level)
+    if (lvl > __atomic_load_n(&level, __ATOMIC_RELAXED))
         return;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);

@@ -130,8 +130,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_warn("reload: a new store, redis_url, redis_timeout or memory_max needs a restart");
     if (log_level_parse(next->log_level, &lvl) == 0)
         log_set_level(lvl);
-    conf_free(gw.conf);
-    gw.conf = next;
+    front_set_conf(&gw, next);
     front_reload(&gw);
     log_info("configuration reloaded from %s", next->path);
     notify("READY=1");
@@ -228,8 +227,11 @@ int main(int argc, char **argv)
     event_free(watchdog_timer);
     log_info("stopped");
 out:
-    /* Fetches end first, then the store (its pending callbacks still find
-     * their requests and flights), then what they pointed to. */
+    /* Workers stop answering hits first (they read the store, the budgets
+     * and the metrics); then fetches end, then the store (its pending
+     * callbacks still find their requests and flights), then what they
+     * pointed to. */
+    front_quiesce(&gw);
     gw.stopping = 1;
     if (gw.cache)
         cache_stop(gw.cache);

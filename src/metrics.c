@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,11 @@ struct metrics {
 };
 
 typedef char lvbuf[METRICS_MAX_LABELS][METRICS_VALUE_MAX + 1];
+
+/* Series are found, created, changed and rendered under one lock: the
+ * workers count the hits they serve. (Families are declared before any
+ * thread starts.) */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct metrics *metrics_new(void)
 {
@@ -219,8 +225,22 @@ static struct mseries *fold_find(struct mfamily *f, lvbuf v, int label)
     return find(f, v, hash_values(f, v));
 }
 
+static struct mseries *series_locked(struct mfamily *f, const char *l1, const char *l2,
+                                     const char *l3);
+
 struct mseries *metrics_series(struct mfamily *f, const char *l1, const char *l2,
                                const char *l3)
+{
+    struct mseries *s;
+
+    pthread_mutex_lock(&mu);
+    s = series_locked(f, l1, l2, l3);
+    pthread_mutex_unlock(&mu);
+    return s;
+}
+
+static struct mseries *series_locked(struct mfamily *f, const char *l1, const char *l2,
+                                     const char *l3)
 {
     const char *in[METRICS_MAX_LABELS] = {l1, l2, l3};
     lvbuf v;
@@ -311,7 +331,7 @@ size_t metrics_family_size(const struct mfamily *f)
     return f->n;
 }
 
-void mseries_inc(struct mseries *s, double by)
+static void inc_locked(struct mseries *s, double by)
 {
     if (s == NULL || s->fam->type == MT_HISTOGRAM)
         return;
@@ -320,13 +340,13 @@ void mseries_inc(struct mseries *s, double by)
     s->value += by;
 }
 
-void mseries_set(struct mseries *s, double v)
+static void set_locked(struct mseries *s, double v)
 {
     if (s && s->fam->type != MT_HISTOGRAM)
         s->value = v;
 }
 
-void mseries_observe(struct mseries *s, double v)
+static void observe_locked(struct mseries *s, double v)
 {
     size_t lo = 0, hi = METRICS_NBUCKETS;
 
@@ -345,22 +365,49 @@ void mseries_observe(struct mseries *s, double v)
     s->value += v;
 }
 
+void mseries_inc(struct mseries *s, double by)
+{
+    pthread_mutex_lock(&mu);
+    inc_locked(s, by);
+    pthread_mutex_unlock(&mu);
+}
+
+void mseries_set(struct mseries *s, double v)
+{
+    pthread_mutex_lock(&mu);
+    set_locked(s, v);
+    pthread_mutex_unlock(&mu);
+}
+
+void mseries_observe(struct mseries *s, double v)
+{
+    pthread_mutex_lock(&mu);
+    observe_locked(s, v);
+    pthread_mutex_unlock(&mu);
+}
+
 void metrics_inc(struct mfamily *f, double by, const char *l1, const char *l2,
                  const char *l3)
 {
-    mseries_inc(metrics_series(f, l1, l2, l3), by);
+    pthread_mutex_lock(&mu);
+    inc_locked(series_locked(f, l1, l2, l3), by);
+    pthread_mutex_unlock(&mu);
 }
 
 void metrics_set(struct mfamily *f, double v, const char *l1, const char *l2,
                  const char *l3)
 {
-    mseries_set(metrics_series(f, l1, l2, l3), v);
+    pthread_mutex_lock(&mu);
+    set_locked(series_locked(f, l1, l2, l3), v);
+    pthread_mutex_unlock(&mu);
 }
 
 void metrics_observe(struct mfamily *f, double v, const char *l1, const char *l2,
                      const char *l3)
 {
-    mseries_observe(metrics_series(f, l1, l2, l3), v);
+    pthread_mutex_lock(&mu);
+    observe_locked(series_locked(f, l1, l2, l3), v);
+    pthread_mutex_unlock(&mu);
 }
 
 /* Shortest %g that reads back as the same double; the format's spelling
@@ -451,6 +498,7 @@ int metrics_render(struct metrics *m, struct evbuffer *out)
     char num[32];
     int rc = 0;
 
+    pthread_mutex_lock(&mu);
     for (f = m->first; f; f = f->next) {
         if (f->n == 0)
             continue;
@@ -464,5 +512,6 @@ int metrics_render(struct metrics *m, struct evbuffer *out)
                 rc |= add_sample(out, s, "", NULL, fmt_double(s->value, num, sizeof(num)));
         }
     }
+    pthread_mutex_unlock(&mu);
     return rc ? -1 : 0;
 }

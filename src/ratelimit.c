@@ -15,6 +15,7 @@
  * asking again. The total stays exact (every request is paid for in
  * Redis); at any moment each instance may hold up to burst/8 requests paid
  * ahead. Budgets with a burst under 16 are decided one request at a time. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,8 @@ static unsigned grant_of(unsigned burst)
 }
 
 struct ratelimiter {
+    pthread_mutex_t mu;          /* the table: workers take budgets too; never
+                                    held while a callback or the store runs */
     struct store *store;
     struct slot **buckets;
     size_t nbuckets;             /* a power of two */
@@ -370,6 +373,7 @@ struct ratelimiter *rl_new(struct store *store, size_t max_keys)
         return NULL;
     }
     rl->seed = (uint64_t)mono_us() ^ (uint64_t)(uintptr_t)rl;
+    pthread_mutex_init(&rl->mu, NULL);
     return rl;
 }
 
@@ -384,6 +388,7 @@ void rl_free(struct ratelimiter *rl)
     while (rl->oldest)
         evict_oldest(rl);
     free(rl->buckets);
+    pthread_mutex_destroy(&rl->mu);
     free(rl);
 }
 
@@ -395,6 +400,8 @@ static void on_gcra(void *arg, const struct store_gcra *g)
     rl_cb cb = c->cb;
     void *cbarg = c->arg;
 
+    if (rl)
+        pthread_mutex_lock(&rl->mu);
     if (rl) {
         if (c->prev)
             c->prev->next = c->next;
@@ -440,6 +447,8 @@ static void on_gcra(void *arg, const struct store_gcra *g)
         /* The ratelimiter is gone: nothing to count with. */
         uncounted(&r, c->burst);
     }
+    if (rl)
+        pthread_mutex_unlock(&rl->mu);
     free(c);
     cb(cbarg, &r);
 }
@@ -457,6 +466,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
         cb(arg, &r);
         return;
     }
+    pthread_mutex_lock(&rl->mu);
     if (rl->store && rl->store->ops->gcra) {
         size_t klen = strlen(key);
         struct slot *s = find(rl, key);
@@ -471,6 +481,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             r.retry_after_ms = 0;
             r.reset_ms = ahead > 0 ? ceil_ms(ahead) : 0;
             r.shared = 1;
+            pthread_mutex_unlock(&rl->mu);
             cb(arg, &r);
             return;
         }
@@ -489,22 +500,28 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             if (rl->calls)
                 rl->calls->prev = c;
             rl->calls = c;
+            pthread_mutex_unlock(&rl->mu);
             rl->store->ops->gcra(rl->store, key, period_us, burst, grant_of(burst), on_gcra, c);
             return;
         }
         oom(rl);
     }
     decide_local(rl, key, period_us, burst, &r);
+    pthread_mutex_unlock(&rl->mu);
     cb(arg, &r);
 }
 
 int rl_peek(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst)
 {
     struct slot *s;
-    int64_t t;
+    int64_t t = (int64_t)period_of(rate);
+    int ok = 1;
 
-    if (rl == NULL || (s = find(rl, key)) == NULL)
+    if (rl == NULL)
         return 1;
-    t = (int64_t)period_of(rate);
-    return sat_sub(s->tat_us, mono_us()) <= tau_of(t, burst);
+    pthread_mutex_lock(&rl->mu);
+    if ((s = find(rl, key)) != NULL)
+        ok = sat_sub(s->tat_us, mono_us()) <= tau_of(t, burst);
+    pthread_mutex_unlock(&rl->mu);
+    return ok;
 }

@@ -1,6 +1,8 @@
 /* The embedded store: a hash table of entries on an LRU list, bounded by
  * the bytes it holds (keys + entries + bookkeeping), with per-entry expiry.
- * Lookups are synchronous. */
+ * Lookups are synchronous. Thread-safe (workers serve hits from it): one
+ * mutex, never held while a callback runs. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,7 @@ struct gen {
 
 struct mstore {
     struct store base;
+    pthread_mutex_t mu;
     struct gen *gens[NGENBUCKETS];
     uint64_t gen_all;
     struct item **buckets;
@@ -130,21 +133,29 @@ static void mem_get(struct store *s, const char *key, size_t klen, const char *g
 {
     struct mstore *m = (struct mstore *)s;
     uint64_t h = hash(key, klen);
-    struct item *it = *slot(m, key, klen, h);
-    struct gen *g = gen_name ? *gen_slot(m, gen_name) : NULL;
-    struct gens gens = {g ? g->value : 0, m->gen_all};
+    struct item *it;
+    struct gen *g;
+    struct gens gens;
+    struct centry *e = NULL;
 
+    pthread_mutex_lock(&m->mu);
+    it = *slot(m, key, klen, h);
+    g = gen_name ? *gen_slot(m, gen_name) : NULL;
+    gens.proj = g ? g->value : 0;
+    gens.all = m->gen_all;
     if (it != NULL && it->expires_ms <= mono_ms()) {
         drop(m, it);
         it = NULL;
     }
-    if (it == NULL) {
-        cb(arg, STORE_MISS, NULL, &gens);
-        return;
+    if (it != NULL) {
+        lru_unlink(m, it);
+        lru_push(m, it);
+        e = it->e;
+        centry_incref(e);        /* the callback's, whatever happens meanwhile */
     }
-    lru_unlink(m, it);
-    lru_push(m, it);
-    cb(arg, STORE_HIT, it->e, &gens);
+    pthread_mutex_unlock(&m->mu);
+    cb(arg, e ? STORE_HIT : STORE_MISS, e, &gens);
+    centry_decref(e);
 }
 
 static void mem_bump(struct store *s, const char *name)
@@ -152,21 +163,26 @@ static void mem_bump(struct store *s, const char *name)
     struct mstore *m = (struct mstore *)s;
     struct gen **pp, *g;
 
+    pthread_mutex_lock(&m->mu);
     if (strcmp(name, STORE_GEN_ALL) == 0) {
         m->gen_all++;
+        pthread_mutex_unlock(&m->mu);
         return;
     }
     pp = gen_slot(m, name);
     if (*pp == NULL) {
         size_t n = strlen(name);
-        if ((g = malloc(sizeof(*g) + n + 1)) == NULL)
+        if ((g = malloc(sizeof(*g) + n + 1)) == NULL) {
+            pthread_mutex_unlock(&m->mu);
             return;
+        }
         memcpy(g->name, name, n + 1);
         g->value = 0;
         g->next = NULL;
         *pp = g;
     }
     (*pp)->value++;
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* One process: its own flights already coalesce, so every lease is granted
@@ -193,10 +209,22 @@ static void mem_subscribe(struct store *s, store_event_cb cb, void *arg)
 {
 }
 
+static void set_locked(struct mstore *m, const char *key, size_t klen, struct centry *e,
+                       uint64_t keep_ms);
+
 static void mem_set(struct store *s, const char *key, size_t klen,
                     struct centry *e, uint64_t keep_ms)
 {
     struct mstore *m = (struct mstore *)s;
+
+    pthread_mutex_lock(&m->mu);
+    set_locked(m, key, klen, e, keep_ms);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void set_locked(struct mstore *m, const char *key, size_t klen, struct centry *e,
+                       uint64_t keep_ms)
+{
     uint64_t h = hash(key, klen);
     struct item *it = *slot(m, key, klen, h), *old = it;
     size_t need;
@@ -236,13 +264,15 @@ static void mem_purge(struct store *s, const char *prefix)
 {
     struct mstore *m = (struct mstore *)s;
     size_t plen = strlen(prefix);
-    struct item *it = m->head, *next;
+    struct item *it, *next;
 
-    for (; it; it = next) {
+    pthread_mutex_lock(&m->mu);
+    for (it = m->head; it; it = next) {
         next = it->next;
         if (it->klen >= plen && memcmp(it->key, prefix, plen) == 0)
             drop(m, it);
     }
+    pthread_mutex_unlock(&m->mu);
 }
 
 static const char *mem_state(struct store *s)
@@ -265,6 +295,7 @@ static void mem_free(struct store *s)
             free(g);
         }
     free(m->buckets);
+    pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
@@ -297,15 +328,28 @@ struct store *store_memory_new(size_t max_bytes)
     }
     m->base.ops = &memory_ops;
     m->max_bytes = max_bytes;
+    pthread_mutex_init(&m->mu, NULL);
     return &m->base;
 }
 
 size_t store_memory_bytes(struct store *s)
 {
-    return ((struct mstore *)s)->bytes;
+    struct mstore *m = (struct mstore *)s;
+    size_t n;
+
+    pthread_mutex_lock(&m->mu);
+    n = m->bytes;
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }
 
 size_t store_memory_count(struct store *s)
 {
-    return ((struct mstore *)s)->count;
+    struct mstore *m = (struct mstore *)s;
+    size_t n;
+
+    pthread_mutex_lock(&m->mu);
+    n = m->count;
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }

@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 /* What the threads tell each other. A request's M_REQ becomes its M_SEND:
  * one allocation carries it there and back. */
-enum mkind { M_REQ, M_REJECT, M_SEND, M_LIMITS, M_CLOSE, M_STOP };
+enum mkind { M_REQ, M_REJECT, M_SEND, M_LIMITS, M_CLOSE, M_SYNC, M_STOP };
 
 struct msg {
     struct msg *next;
@@ -27,6 +28,7 @@ struct msg {
     int status;
     struct evbuffer *body;       /* M_SEND: the answer's, or NULL */
     struct hs_limits lim;        /* M_LIMITS */
+    sem_t *done;                 /* M_SYNC: posted when the worker gets it */
     const char *method, *target, *peer;   /* M_REJECT: copies, after the struct */
 };
 
@@ -52,8 +54,10 @@ struct worker {
 struct workers {
     struct event_base *main;
     hs_handler handler;
+    workers_fast_fn fast;
     hs_reject_cb reject;
     void *arg;
+    int quiesced;                /* atomic: fast is not called any more */
     struct hs_server *hs;        /* one worker: on main itself */
     unsigned n;                  /* threads (0: none) */
     struct inbox in;             /* to main */
@@ -130,9 +134,12 @@ static void free_msg(struct msg *m)
 static void on_worker_request(struct hs_req *r, void *arg)
 {
     struct worker *w = arg;
-    struct msg *m = calloc(1, sizeof(*m));
+    struct workers *ws = w->ws;
+    struct msg *m;
 
-    if (m == NULL) {
+    if (ws->fast && !__atomic_load_n(&ws->quiesced, __ATOMIC_ACQUIRE) && ws->fast(r, ws->arg))
+        return;
+    if ((m = calloc(1, sizeof(*m))) == NULL) {
         log_warn("workers: out of memory handing a request over: 503");
         hs_add_header(r, "Connection", "close");
         hs_send(r, 503, NULL);
@@ -186,6 +193,9 @@ static void on_worker_inbox(evutil_socket_t fd, short what, void *arg)
         case M_CLOSE:
             hs_close_listeners(w->hs);
             break;
+        case M_SYNC:
+            sem_post(m->done);   /* between requests: not inside fast */
+            break;
         case M_STOP:
             /* Answers queued before this went out first. */
             hs_free(w->hs);
@@ -238,7 +248,7 @@ static void share_limits(const struct hs_limits *lim, unsigned n, struct hs_limi
 }
 
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
-                            hs_handler h, hs_reject_cb rej, void *arg)
+                            hs_handler h, workers_fast_fn fast, hs_reject_cb rej, void *arg)
 {
     struct workers *ws = calloc(1, sizeof(*ws));
     struct hs_limits share;
@@ -248,6 +258,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
         return NULL;
     ws->main = main;
     ws->handler = h;
+    ws->fast = fast;
     ws->reject = rej;
     ws->arg = arg;
     ws->in.efd = -1;
@@ -395,6 +406,34 @@ unsigned workers_connections(const struct workers *ws)
         if (ws->w[i].hs)
             sum += hs_connections(ws->w[i].hs);
     return sum;
+}
+
+void workers_quiesce(struct workers *ws)
+{
+    unsigned i;
+    sem_t done;
+
+    __atomic_store_n(&ws->quiesced, 1, __ATOMIC_RELEASE);
+    if (ws->n == 0)
+        return;
+    sem_init(&done, 0, 0);
+    for (i = 0; i < ws->n; i++) {
+        struct msg *m;
+        if (!ws->w[i].started)
+            continue;
+        if ((m = calloc(1, sizeof(*m))) == NULL) {
+            /* Rare enough: wait out any request under way instead. */
+            log_error("workers: out of memory quiescing; waiting 100 ms instead");
+            usleep(100000);
+            continue;
+        }
+        m->kind = M_SYNC;
+        m->done = &done;
+        inbox_post(&ws->w[i].in, m);
+        while (sem_wait(&done) != 0 && errno == EINTR)
+            ;
+    }
+    sem_destroy(&done);
 }
 
 unsigned workers_queued(const struct workers *ws)

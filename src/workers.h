@@ -11,6 +11,10 @@
  * TCP: each thread listens on its own SO_REUSEPORT socket, so that the
  * kernel spreads connections; a Unix socket is one socket that all share.
  *
+ * A worker may first try to answer by itself (the fast callback: a cached
+ * answer that needs nothing of the main loop), so that the common case
+ * does not cross threads at all.
+ *
  * Every call from the main loop's thread. */
 #ifndef LCGATE_WORKERS_H
 #define LCGATE_WORKERS_H
@@ -19,11 +23,16 @@
 
 struct workers;
 
+/* Asked on a worker's thread before a request is handed over: 1 if it
+ * answered the request itself (hs_send, on that thread). */
+typedef int (*workers_fast_fn)(struct hs_req *r, void *arg);
+
 /* n from 1 to 64; 1 runs the hs server on main itself (no threads). The
- * handler and reject callback are called on main, with arg; the limits'
- * max_connections is shared out among the workers. NULL on out of memory. */
+ * handler and reject callback are called on main, with arg; fast (may be
+ * NULL) on the workers' threads; the limits' max_connections is shared out
+ * among the workers. NULL on out of memory. */
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
-                            hs_handler h, hs_reject_cb rej, void *arg);
+                            hs_handler h, workers_fast_fn fast, hs_reject_cb rej, void *arg);
 /* Listen on addr (as hs_listen) and start the threads. 0, or -1 with a
  * message in err. */
 int workers_listen(struct workers *ws, const char *addr, char *err, size_t errlen);
@@ -34,6 +43,8 @@ void workers_set_limits(struct workers *ws, const struct hs_limits *lim);
 void workers_close_listeners(struct workers *ws);
 /* Open client connections, all workers (read while they change: a gauge). */
 unsigned workers_connections(const struct workers *ws);
+/* From now on fast is not called; returns once no worker is inside it. */
+void workers_quiesce(struct workers *ws);
 /* Requests handed to main and not yet given to the handler. */
 unsigned workers_queued(const struct workers *ws);
 /* Stop the threads and free everything: requests the handler has not

@@ -3,7 +3,8 @@ own, with the cache, coalescing, rate limits and metrics shared by all.
 
 - The threads exist ("lcgate-w1", "lcgate-w2") and both serve: 24
   keep-alive connections spread over the two SO_REUSEPORT sockets, and
-  each thread's run time grows while they are served.
+  each thread's run time grows while they are served; they answer fresh
+  hits themselves, without waking the main loop.
 - Coalescing across workers: 100 concurrent identical misses on 100
   connections cost the upstream exactly 1 request, and every client gets
   the same body.
@@ -58,6 +59,14 @@ def run_ns(pid, tid):
         return int(f.read().split()[0])
 
 
+def voluntary_switches(pid, tid):
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
 def metric(name, labels=""):
     text = t.request(g.admin, "GET", "/metrics").body.decode()
     total = 0.0
@@ -77,6 +86,7 @@ if None not in workers:
     path = V1 + "?limit=9"
     c.get(g.port, path)  # stored: the rest are hits
     before = [run_ns(g.proc.pid, tid) for tid in workers]
+    main_before = voluntary_switches(g.proc.pid, g.proc.pid)
     conns = [http.client.HTTPConnection("127.0.0.1", g.port, timeout=10) for _ in range(24)]
     statuses = set()
     for _ in range(20):
@@ -88,12 +98,17 @@ if None not in workers:
     for conn in conns:
         conn.close()
     after = [run_ns(g.proc.pid, tid) for tid in workers]
+    main_woken = voluntary_switches(g.proc.pid, g.proc.pid) - main_before
     grew = [(a - b) / 1e6 for a, b in zip(after, before)]
     tap.ok(statuses == {(200, "HIT")}, "480 requests on 24 keep-alive connections: all HITs",
            statuses)
     tap.ok(all(ms >= 1.0 for ms in grew),
            "both workers served them (each thread ran at least 1 ms)",
            "run time grew by %s ms" % ["%.2f" % ms for ms in grew])
+    # One request at a time: each one handed to main would wake it once.
+    tap.ok(main_woken < 48,
+           "the workers answered the hits themselves: the main loop woke %d times for 480 "
+           "sequential hits (fewer than 48)" % main_woken)
 
 # --- coalescing across workers ---------------------------------------------
 path = V1 + "?limit=17"
