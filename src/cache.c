@@ -601,8 +601,14 @@ static void on_fetched(void *arg, struct up_resp *r)
         const char *ct = r->ctype ? r->ctype : "";
         struct centry *e = centry_new(200, wall_ms(), ct, strlen(ct), body, len);
         int origin_no_cache = 0;
+        /* A prefetched page nobody asked for yet gets a pending prefetch of
+         * its successor below: a worker must not answer it from the store
+         * in between (and so skip that prefetch). */
+        int guard = f->kind == FK_PREFETCH && !had_waiters && !f->no_store;
         struct waiter *w;
 
+        if (guard)
+            __atomic_add_fetch(&c->pending_marks[pending_bucket(f->key)], 1, __ATOMIC_RELEASE);
         if (e != NULL) {
             e->gen_proj = f->gens.proj;
             e->gen_all = f->gens.all;
@@ -672,6 +678,8 @@ static void on_fetched(void *arg, struct up_resp *r)
             }
             free(next);
         }
+        if (guard)
+            __atomic_sub_fetch(&c->pending_marks[pending_bucket(f->key)], 1, __ATOMIC_RELEASE);
         centry_decref(e);
         flight_end(f);
         return;

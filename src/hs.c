@@ -104,7 +104,8 @@ struct hs_server {
     struct hs_listener *listeners;
     struct event *pause;          /* after an accept error */
     int accepting, paused, closed, freed;
-    unsigned nconns, busy;
+    unsigned nconns, busy;        /* nconns: changed atomically, so that
+                                     hs_connections may read it anywhere */
     struct hs_conn *conns;
     time_t date_sec;
     char date[40];
@@ -480,7 +481,7 @@ static void conn_close(struct hs_conn *c)
         if (c->next)
             c->next->prev = c->prev;
         c->prev = c->next = NULL;
-        s->nconns--;
+        __atomic_sub_fetch(&s->nconns, 1, __ATOMIC_RELAXED);
         update_accepting(s);
     }
     if (c->in_handler) {
@@ -1211,7 +1212,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
-    s->nconns++;
+    __atomic_add_fetch(&s->nconns, 1, __ATOMIC_RELAXED);
     update_accepting(s);
 }
 
@@ -1452,7 +1453,7 @@ void hs_close_listeners(struct hs_server *s)
 
 unsigned hs_connections(const struct hs_server *s)
 {
-    return s->nconns;
+    return __atomic_load_n(&s->nconns, __ATOMIC_RELAXED);
 }
 
 unsigned hs_busy(const struct hs_server *s)

@@ -108,7 +108,8 @@ unsigned hs_port(const struct hs_server *s);
  * are closed now, the others after their current answer (which says
  * Connection: close if not yet sent). */
 void hs_close_listeners(struct hs_server *s);
-unsigned hs_connections(const struct hs_server *s);   /* open connections */
+/* Open connections; may be read from another thread (a gauge). */
+unsigned hs_connections(const struct hs_server *s);
 unsigned hs_busy(const struct hs_server *s);          /* with the handler */
 /* Close the listeners and every connection. Requests still with the handler
  * should be answered first; if some are not, their connections are closed
