@@ -560,6 +560,29 @@ static void c_pipelined(void)
     cc_close(&C1);
 }
 
+/* 200 requests in one send: each answer is written inside its handler
+ * (write_now), and the next request must still wait for the loop's next
+ * turn, in order, without the handlers nesting. */
+static void c_pipelined_many(void)
+{
+    static char reqs[200 * 40];
+    size_t n = 0;
+    int ok = cc_open(&C1) == 0, i, good = 0;
+
+    for (i = 0; i < 200; i++)
+        n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET /p%d HTTP/1.1\r\nHost: t\r\n\r\n",
+                              i);
+    ok = ok && cc_sendn(&C1, reqs, n) == 0;
+    for (i = 0; i < 200 && ok; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "/p%d", i);
+        ok = cc_resp(&C1, &R1, 0) == 0 && R1.status == 200 && body_is(&R1, want);
+        good += ok;
+    }
+    tap_ok(good == 200, "200 pipelined requests in one send: 200 answers, in order (%d)", good);
+    cc_close(&C1);
+}
+
 static void c_keepalive(void)
 {
     int ok = cc_open(&C1) == 0, i;
@@ -1065,6 +1088,14 @@ static void t_simple(void (*fn)(void), const struct hs_limits *lim)
     stop();
 }
 
+static void t_pipelined_many(void)
+{
+    serve(&slow);
+    run(c_pipelined_many);
+    tap_ok(H.calls == 200, "and the handler ran once for each (%d)", H.calls);
+    stop();
+}
+
 static void t_keepalive(void)
 {
     serve(&slow);
@@ -1252,6 +1283,7 @@ int main(void)
 
     t_get();
     t_simple(c_pipelined, &slow);
+    t_pipelined_many();
     t_keepalive();
     t_simple(c_http10, &slow);
     t_bodies();
