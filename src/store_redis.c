@@ -120,11 +120,11 @@
 #include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 
 #include "cache_store.h"
 #include "clock.h"
 #include "log.h"
+#include "redis_ev.h"
 
 #define MAX_PENDING 10000        /* commands in flight before shedding */
 #define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
@@ -610,7 +610,12 @@ static void connect_start(struct rstore *s)
     }
     ac->data = s;
     s->ac = ac;
-    redisLibeventAttach(ac, s->evb);
+    if (redis_ev_attach(ac, s->evb) != 0) {
+        s->ac = NULL;
+        redisAsyncFree(ac);
+        set_down(s, "out of memory");
+        return;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     evtimer_add(s->conn_ev, &s->timeout_tv);
@@ -1224,7 +1229,12 @@ static void sub_connect(struct rstore *s)
     s->sac = ac;
     s->sub_state = SS_CONNECTING;
     s->sub_hb_out = 0;
-    redisLibeventAttach(ac, s->evb);
+    if (redis_ev_attach(ac, s->evb) != 0) {
+        s->sac = NULL;
+        redisAsyncFree(ac);
+        sub_down(s, "out of memory");
+        return;
+    }
     redisAsyncSetConnectCallback(ac, on_sub_connect);
     redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
     evtimer_add(s->sub_ev, &s->timeout_tv);

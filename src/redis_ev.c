@@ -1,0 +1,133 @@
+#include "redis_ev.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+
+struct redis_ev {
+    redisAsyncContext *ac;
+    struct event *rev;           /* EV_READ | EV_PERSIST */
+    struct event *wev;           /* EV_WRITE: only while the socket is full */
+    struct event *kick;          /* no fd: "write on the next turn" */
+    int reading, writing, kicked;
+};
+
+/* The context whose deferred write runs now: hiredis may free it (and us)
+ * inside redisAsyncHandleWrite, so this is not kept in struct redis_ev. */
+static __thread struct redis_ev *kicking;
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_ev *e = arg;
+
+    redisAsyncHandleRead(e->ac);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_ev *e = arg;
+
+    e->writing = 0;              /* not persistent: it fired, it is gone */
+    redisAsyncHandleWrite(e->ac);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_ev *e = arg;
+
+    e->kicked = 0;
+    kicking = e;
+    /* What is left unwritten asks for EV_WRITE again: see add_write. */
+    redisAsyncHandleWrite(e->ac);
+    kicking = NULL;
+}
+
+static void add_read(void *data)
+{
+    struct redis_ev *e = data;
+
+    if (!e->reading && event_add(e->rev, NULL) == 0)
+        e->reading = 1;
+}
+
+static void del_read(void *data)
+{
+    struct redis_ev *e = data;
+
+    if (e->reading) {
+        event_del(e->rev);
+        e->reading = 0;
+    }
+}
+
+static void add_write(void *data)
+{
+    struct redis_ev *e = data;
+
+    if (e->writing)
+        return;
+    if ((e->ac->c.flags & REDIS_CONNECTED) && kicking != e) {
+        if (!e->kicked) {
+            e->kicked = 1;
+            event_active(e->kick, EV_WRITE, 1);
+        }
+        return;
+    }
+    /* Connecting, or the socket took only part: wait until it is writable. */
+    if (event_add(e->wev, NULL) == 0)
+        e->writing = 1;
+}
+
+static void del_write(void *data)
+{
+    struct redis_ev *e = data;
+
+    if (e->writing) {
+        event_del(e->wev);
+        e->writing = 0;
+    }
+}
+
+static void cleanup(void *data)
+{
+    struct redis_ev *e = data;
+
+    if (kicking == e)
+        kicking = NULL;
+    event_free(e->rev);
+    event_free(e->wev);
+    event_free(e->kick);
+    free(e);
+}
+
+int redis_ev_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    struct redis_ev *e;
+    int fd = ac->c.fd;
+
+    if (ac->ev.data != NULL || (e = calloc(1, sizeof(*e))) == NULL)
+        return -1;
+    e->ac = ac;
+    e->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, e);
+    e->wev = event_new(base, fd, EV_WRITE, on_write, e);
+    e->kick = event_new(base, -1, 0, on_kick, e);
+    if (e->rev == NULL || e->wev == NULL || e->kick == NULL) {
+        if (e->rev)
+            event_free(e->rev);
+        if (e->wev)
+            event_free(e->wev);
+        if (e->kick)
+            event_free(e->kick);
+        free(e);
+        return -1;
+    }
+    ac->ev.addRead = add_read;
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
+    ac->ev.cleanup = cleanup;
+    ac->ev.data = e;
+    /* As hiredis's adapter: read, and write to learn when connect ends. */
+    add_read(e);
+    add_write(e);
+    return 0;
+}
