@@ -138,7 +138,12 @@ static void add_common_headers(struct greq *g)
     hs_add_header(g->req, "X-Request-Id", g->rid);
     if (g->has_rl) {
         /* IETF httpapi ratelimit-headers draft: the client budget. */
-        snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", g->rate.count, g->rate.window_s);
+        double q = g->rate.count;
+        /* Counts are whole numbers in practice: no float formatting then. */
+        if (q >= 0 && q < 1e15 && q == (double)(long long)q)
+            snprintf(v, sizeof(v), "\"project\";q=%lld;w=%u", (long long)q, g->rate.window_s);
+        else
+            snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", q, g->rate.window_s);
         hs_add_header(g->req, "RateLimit-Policy", v);
         snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));

@@ -1,5 +1,5 @@
-"""Soak: a bounded mixed run against one lcgate with the Redis store, to
-show that it does not grow and does not leak.
+"""Soak: a bounded mixed run against one lcgate with the Redis store and
+two workers (--workers), to show that it does not grow and does not leak.
 
 `make soak [SOAK_SECONDS=600]` runs it (CI runs a shorter one). For the
 whole run, client threads ask warm list queries (hits), new and expiring
@@ -32,6 +32,8 @@ import lcgtest as t  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seconds", type=int, default=600)
+ap.add_argument("--workers", type=int, default=2,
+                help="lcgate's [server] workers (2: requests cross threads all run long)")
 args = ap.parse_args()
 SECONDS = max(30, args.seconds)
 WARMUP = max(15.0, SECONDS / 5.0)
@@ -49,7 +51,7 @@ redis = env.redis()
 conf = c.gate_conf(mock, cache=c.redis_cache(redis, ttl="3s", stale_while_revalidate="3s",
                                               stale_if_error="60s", prefetch="on",
                                               redis_timeout="200ms"),
-                   upstream={"timeout": "2s"})
+                   upstream={"timeout": "2s"}, server={"workers": str(args.workers)})
 g = c.start_gate(tap, env, conf, name="lcgate-soak")
 if g is None:
     tap.done(env)
