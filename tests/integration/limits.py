@@ -27,9 +27,12 @@ V1, V2 = c.V1, c.V2
 tap = t.Tap()
 env = t.Env("lcgate-limits")
 mock = env.mock()
+# One worker (whatever LCGATE_TEST_WORKERS says): with N, each worker takes
+# max_connections / N, and which one a connection reaches is the kernel's.
 conf = c.gate_conf(mock, server={"max_request_line": "1KiB", "max_header_size": "4KiB",
                                  "max_body": "16KiB", "max_connections": "8",
-                                 "header_timeout": "1s", "idle_timeout": "1500ms"})
+                                 "header_timeout": "1s", "idle_timeout": "1500ms",
+                                 "workers": "1"})
 g = c.start_gate(tap, env, conf, name="lcgate-limits")
 
 
