@@ -401,19 +401,24 @@ static void l1_keep(struct cache *c, const char *key, size_t klen, struct centry
         store_set(c->l1, key, klen, e, cf(c)->l1_ttl_ms);
 }
 
-struct l1_found {
+/* What a synchronous store (the L1, the memory store) answered, kept past
+ * its callback: e is a reference of ours (NULL unless HIT). */
+struct found {
     enum store_res res;
     struct centry *e;
+    struct gens g;
 };
 
-static void on_l1(void *arg, enum store_res res, struct centry *e, const struct gens *g)
+static void on_found(void *arg, enum store_res res, struct centry *e, const struct gens *g)
 {
-    struct l1_found *found = arg;
+    struct found *f = arg;
 
-    found->res = res;
+    f->res = res;
+    if (g)
+        f->g = *g;
     if (res == STORE_HIT) {
         centry_incref(e);
-        found->e = e;
+        f->e = e;
     }
 }
 
@@ -1197,8 +1202,8 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
         return;
     }
     if (!q->no_cache && l1_usable(c)) {
-        struct l1_found found = {STORE_MISS, NULL};
-        store_get(c->l1, l->key, strlen(l->key), NULL, on_l1, &found);
+        struct found found = {STORE_MISS, NULL, {0, 0}};
+        store_get(c->l1, l->key, strlen(l->key), NULL, on_found, &found);
         if (found.e != NULL && wall_ms() - found.e->stored_ms <
                                    (int64_t)ttl_of(c, q->project_id)) {
             /* Invalidations drop the L1: its entries are current. */
@@ -1215,25 +1220,6 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
     store_get(c->gw->store, l->key, strlen(l->key), l->gen_name, on_lookup, l);
 }
 
-struct found {
-    enum store_res res;
-    struct centry *e;
-    struct gens g;
-};
-
-static void on_found(void *arg, enum store_res res, struct centry *e, const struct gens *g)
-{
-    struct found *f = arg;
-
-    f->res = res;
-    if (g)
-        f->g = *g;
-    if (res == STORE_HIT) {
-        centry_incref(e);
-        f->e = e;
-    }
-}
-
 int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
                   struct answer *a, char *status, size_t statuslen)
 {
@@ -1242,7 +1228,7 @@ int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_qu
     int64_t ttl, age;
     int hit = 0;
 
-    if (q->no_cache || q->no_store || conf->store != STORE_KIND_MEMORY ||
+    if (q->no_cache || q->no_store || !c->gw->store->ops->threadsafe ||
         (key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL ||
         (gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL)
         goto out;

@@ -54,8 +54,9 @@ void cache_free(struct cache *c);
 void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, void *arg);
 
 struct conf;
-/* From any thread (a worker): a fresh answer to q from the memory store
- * that needs nothing of the main loop (not stale, no prefetch waiting on
+/* From any thread (a worker): a fresh answer to q from a thread-safe store
+ * (the memory store; the running one, whatever a reload says) that needs
+ * nothing of the main loop (not stale, no prefetch waiting on
  * it, no no-cache or no-store); conf is the caller's held configuration.
  * 1 with *a filled (a->e is a reference the caller drops; a->cache_status
  * points into status), else 0: ask cache_list on the main loop. */

@@ -54,6 +54,9 @@ struct store;
 
 struct store_ops {
     const char *name;
+    /* Nonzero when every op may be called from any thread, each answering
+     * synchronously (memory): workers then serve hits from it. */
+    int threadsafe;
     /* Look up key and read the generations STORE_GEN_ALL and gen_name
      * (e.g. "lcg:1:gen:<project>") in one round trip. */
     void (*get)(struct store *s, const char *key, size_t klen, const char *gen_name,

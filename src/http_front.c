@@ -299,12 +299,32 @@ static char *join_url(const char *base, const char *path, const char *query)
 
 /* The credential that decides whose answer this is: the injected key, or
  * the client's Authorization in pass-through mode. */
-static const char *credential(struct greq *g, const char **key)
+static const char *credential_in(const struct conf *c, const struct hs_req *req,
+                                 const char *project_id, const char **key)
 {
-    *key = conf_api_key(g->gw->conf, g->project_id);
+    *key = conf_api_key(c, project_id);
     if (*key)
         return *key;
-    return hs_header(g->req, "Authorization");
+    return hs_header(req, "Authorization");
+}
+
+static const char *credential(struct greq *g, const char **key)
+{
+    return credential_in(g->gw->conf, g->req, g->project_id, key);
+}
+
+/* The client budget a request of project_id with cred spends (its
+ * project's, else the default): g->label and g->rate set, its key in
+ * rlkey, the burst returned. */
+static unsigned client_budget(struct greq *g, const struct conf *c, const char *project_id,
+                              const char *cred, char *rlkey, size_t n)
+{
+    const struct conf_project *p = conf_project(c, project_id);
+
+    ck_project_label(project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
+    g->rate = p && p->has_rate ? p->rate : c->rate;
+    snprintf(rlkey, n, "lcg:1:rl:c:%s", g->label);
+    return p && p->has_burst ? p->burst : c->burst;
 }
 
 /* ---- cached list routes ---- */
@@ -731,7 +751,6 @@ static void on_request(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
     const char *path = req->path, *query = req->query;
-    const struct conf_project *p;
     const char *key, *cred;
     struct greq *g;
     unsigned burst;
@@ -772,11 +791,7 @@ static void on_request(struct hs_req *req, void *arg)
         return;
     /* Every /api request spends its project's client budget, hits too. */
     cred = credential(g, &key);
-    ck_project_label(g->project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
-    p = conf_project(gw->conf, g->project_id);
-    g->rate = p && p->has_rate ? p->rate : gw->conf->rate;
-    burst = p && p->has_burst ? p->burst : gw->conf->burst;
-    snprintf(rlkey, sizeof(rlkey), "lcg:1:rl:c:%s", g->label);
+    burst = client_budget(g, gw->conf, g->project_id, cred, rlkey, sizeof(rlkey));
     rl_take(gw->rl, rlkey, &g->rate, burst, on_admitted, g);
 }
 
@@ -812,7 +827,7 @@ static void on_fast_rl(void *arg, const struct rl_result *r)
 }
 
 /* A worker asks before it hands a request to main: a GET of a list whose
- * fresh answer is in the memory store is answered here and then, with the
+ * fresh answer is in the (thread-safe) memory store is answered here and then, with the
  * same headers, budget, metrics and log line as on main. Everything else
  * (misses, stale answers, refusals, no-cache, Redis) goes to main. What it
  * shares is under locks of its own: the memory store, the rate limiter,
@@ -823,7 +838,6 @@ static int on_fast(struct hs_req *req, void *arg)
     struct greq g;
     struct qn_result qr;
     struct conf *conf;
-    const struct conf_project *p;
     const struct conf_client *cl;
     const char *key, *cred;
     struct list_query q;
@@ -838,8 +852,7 @@ static int on_fast(struct hs_req *req, void *arg)
         (route = qn_route_by_path(req->path)) < 0)
         return 0;
     conf = conf_get(gw);
-    if (conf->store != STORE_KIND_MEMORY ||
-        qn_normalize((enum qn_route)route, req->query, MAX_QUERY_PARAMS, &qr) != 0) {
+    if (qn_normalize((enum qn_route)route, req->query, MAX_QUERY_PARAMS, &qr) != 0) {
         conf_free(conf);
         return 0;
     }
@@ -849,8 +862,7 @@ static int on_fast(struct hs_req *req, void *arg)
         ((cl = client_find(conf, hs_header(req, "Authorization"))) == NULL ||
          !client_allows(cl, qr.project_id)))
         goto out;
-    key = conf_api_key(conf, qr.project_id);
-    cred = key ? key : hs_header(req, "Authorization");
+    cred = credential_in(conf, req, qr.project_id, &key);
     memset(&q, 0, sizeof(q));
     q.route = (enum qn_route)route;
     q.canonical = qr.canonical;
@@ -861,11 +873,7 @@ static int on_fast(struct hs_req *req, void *arg)
     if (!cache_try_hit(gw->cache, conf, &q, &a, status, sizeof(status)))
         goto out;
     memset(&g, 0, sizeof(g));
-    ck_project_label(qr.project_id, cred, q.credlen, g.label, sizeof(g.label));
-    p = conf_project(conf, qr.project_id);
-    g.rate = p && p->has_rate ? p->rate : conf->rate;
-    burst = p && p->has_burst ? p->burst : conf->burst;
-    snprintf(rlkey, sizeof(rlkey), "lcg:1:rl:c:%s", g.label);
+    burst = client_budget(&g, conf, qr.project_id, cred, rlkey, sizeof(rlkey));
     /* The memory store's budgets are decided at once, locally. */
     rl_take(gw->rl, rlkey, &g.rate, burst, on_fast_rl, &rl);
     if (!rl.allowed) {
@@ -928,8 +936,10 @@ int front_start(struct gw *gw, char *err, size_t errlen)
         close(fd);
     front_limits(gw->conf, &lim);
     pthread_mutex_init(&gw->conf_mu, NULL);
-    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request, on_fast, on_reject,
-                            gw);
+    /* Workers answer hits themselves only from a store that any thread may
+     * read (the running store: a reload cannot change it). */
+    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request,
+                            gw->store->ops->threadsafe ? on_fast : NULL, on_reject, gw);
     if (gw->front == NULL) {
         snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;

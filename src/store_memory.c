@@ -301,6 +301,7 @@ static void mem_free(struct store *s)
 
 static const struct store_ops memory_ops = {
     .name = "memory",
+    .threadsafe = 1,
     .get = mem_get,
     .set = mem_set,
     .bump = mem_bump,
