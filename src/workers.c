@@ -52,7 +52,6 @@ struct worker {
 };
 
 struct workers {
-    struct event_base *main;
     hs_handler handler;
     workers_fast_fn fast;
     hs_reject_cb reject;
@@ -256,7 +255,6 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
 
     if (ws == NULL)
         return NULL;
-    ws->main = main;
     ws->handler = h;
     ws->fast = fast;
     ws->reject = rej;
