@@ -112,7 +112,11 @@ def reader(n, pool):
             note("failed", (path, repr(r.body[:120])))
         elif r.status >= 500:
             hit = began_in_fault or in_fault()
-            note("5xx_in_fault" if hit else "5xx", None if hit else (path, r.status, r.body[:120]))
+            # When it began and ended (s into the run), and its request id,
+            # to find it in lcgate's log.
+            note("5xx_in_fault" if hit else "5xx",
+                 None if hit else (path, r.status, r.body[:120], round(r.t0 - t0, 2),
+                                   round(r.t1 - t0, 2), r.header("X-Request-Id")))
         elif r.status == 200 and not list_ok(r.body):
             note("bad_body", (path, r.body[:120]))
         time.sleep(0.005)
