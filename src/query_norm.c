@@ -17,6 +17,8 @@
 
 #include <yajl/yajl_gen.h>
 
+#include "request_read.h"
+
 static const char *const v1_status[] = {"pending",   "running", "dispatched",
                                         "completed", "failed",  "cancelled",
                                         NULL};
@@ -143,41 +145,7 @@ static int hexval(int c)
     return -1;
 }
 
-/* Strict UTF-8, as Python's decode: no overlongs, surrogates or > U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 2, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 3, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i < k)
-            return 0;
-        for (size_t j = 1; j < k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-/* The code point at s, in text already checked by utf8_valid; returns its
+/* The code point at s, in text already checked as UTF-8; returns its
  * length in bytes. */
 static size_t utf8_at(const char *str, uint32_t *cp)
 {
@@ -463,33 +431,6 @@ static int check_str(const struct qn_param *p, const char *v, size_t n,
     return *canon ? 0 : -1;
 }
 
-static int uuid_simple(const char *s, unsigned char out[16])
-{
-    for (int i = 0; i < 16; i++) {
-        int h = hexval(s[2 * i]), l = hexval(s[2 * i + 1]);
-        if (h < 0 || l < 0)
-            return -1;
-        out[i] = (unsigned char)(h << 4 | l);
-    }
-    return 0;
-}
-
-static int uuid_hyphenated(const char *s, unsigned char out[16])
-{
-    static const unsigned char pos[8] = {0, 4, 9, 14, 19, 24, 28, 32};
-    if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
-        return -1;
-    for (int j = 0; j < 8; j++) {
-        int h[4];
-        for (int k = 0; k < 4; k++)
-            if ((h[k] = hexval(s[pos[j] + k])) < 0)
-                return -1;
-        out[2 * j] = (unsigned char)(h[0] << 4 | h[1]);
-        out[2 * j + 1] = (unsigned char)(h[2] << 4 | h[3]);
-    }
-    return 0;
-}
-
 /* uuid 1.18's InvalidUuid::into_err and Display, including its quirks: it
  * explains only the slice that failed (the part inside braces or after
  * "urn:uuid:" when the outer shape was right), positions are byte offsets
@@ -549,32 +490,21 @@ static void uuid_error(const char *t, size_t m, char *out, size_t outsz)
 static int check_uuid(const struct qn_param *p, const char *v, size_t n,
                       char **canon, struct fail *f)
 {
-    unsigned char u[16];
     const char *slice = v;
     size_t slen = n;
-    int r = -1;
+    char c[37];
 
-    if (n == 32) {
-        r = uuid_simple(v, u);
-    } else if (n == 36) {
-        r = uuid_hyphenated(v, u);
-    } else if (n == 38 && v[0] == '{' && v[37] == '}') {
-        slice = v + 1, slen = 36;
-        r = uuid_hyphenated(slice, u);
-    } else if (n == 45 && memcmp(v, "urn:uuid:", 9) == 0) {
-        slice = v + 9, slen = 36;
-        r = uuid_hyphenated(slice, u);
-    }
-    if (r < 0) {
+    if (rr_uuid_canon(v, n, c) != 0) {
         char why[256];
+        /* The error explains the slice inside braces or after "urn:uuid:"
+         * when the outer shape was right. */
+        if (n == 38 && v[0] == '{' && v[37] == '}')
+            slice = v + 1, slen = 36;
+        else if (n == 45 && memcmp(v, "urn:uuid:", 9) == 0)
+            slice = v + 9, slen = 36;
         uuid_error(slice, slen, why, sizeof why);
         return fail_error(f, "uuid_parsing", "Input should be a valid UUID, ", why);
     }
-    char c[37];
-    snprintf(c, sizeof c,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
-             u[11], u[12], u[13], u[14], u[15]);
     *canon = dupn(c, 36);
     return *canon ? 0 : -1;
 }
@@ -1150,37 +1080,6 @@ static int malformed(struct qn_result *out, const char *detail)
     return out->body ? 0 : -1;
 }
 
-/* Percent-decodes s[0..n) into out ('+' first becomes a space, as in
- * parse_qsl). Returns NULL, or why the query is malformed. Python keeps a
- * stray '%' as it is and turns bad UTF-8 into U+FFFD; lcgate answers 400
- * instead, so that every value it keys on, forwards or echoes in a JSON
- * body is valid text. */
-static const char *decode(const char *s, size_t n, char *out, size_t *outn)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int h = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int l = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (h < 0 || l < 0)
-                return "Malformed query string: invalid percent-encoding";
-            c = h << 4 | l;
-            if (c == 0)
-                return "Malformed query string: encoded NUL byte";
-            i += 2;
-        }
-        out[j++] = (char)c;
-    }
-    out[j] = '\0';
-    *outn = j;
-    if (!utf8_valid((const unsigned char *)out, j))
-        return "Malformed query string: invalid UTF-8";
-    return NULL;
-}
-
 static void encode(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -1194,57 +1093,6 @@ static void encode(struct buf *b, const char *s, size_t n)
             put(b, e, 3);
         }
     }
-}
-
-/* Non-empty '&'-separated pieces; parse_qsl skips the empty ones. */
-static size_t count_pieces(const char *q, size_t n)
-{
-    size_t count = 0, start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i == n || q[i] == '&') {
-            count += i > start;
-            start = i + 1;
-        }
-    }
-    return count;
-}
-
-/* Splits and decodes the pieces into items[]; returns NULL or why the
- * query is malformed. */
-static const char *split(const char *q, size_t n, struct item *items,
-                         size_t *nitems, char *dec)
-{
-    size_t start = 0, k = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && q[i] != '&')
-            continue;
-        if (i > start) {
-            const char *piece = q + start;
-            size_t plen = i - start;
-            const char *eq = memchr(piece, '=', plen);
-            size_t nl = eq ? (size_t)(eq - piece) : plen;
-            const char *why;
-            struct item *it = &items[k];
-            it->seq = k;
-            it->name = dec;
-            if ((why = decode(piece, nl, dec, &it->nlen)) != NULL)
-                return why;
-            dec += it->nlen + 1;
-            it->val = dec;
-            if (eq != NULL) {
-                if ((why = decode(eq + 1, plen - nl - 1, dec, &it->vlen)) != NULL)
-                    return why;
-            } else {
-                dec[0] = '\0';
-                it->vlen = 0;
-            }
-            dec += it->vlen + 1;
-            k++;
-        }
-        start = i + 1;
-    }
-    *nitems = k;
-    return NULL;
 }
 
 static int find_param(const struct qn_schema *sc, const struct item *it)
@@ -1348,41 +1196,27 @@ static int build(const struct qn_schema *sc, const struct item *items,
     return 0;
 }
 
-int qn_normalize(enum qn_route r, const char *raw_query, size_t max_params,
-                 struct qn_result *out)
+int qn_normalize_query(enum qn_route r, const struct rr_query *rq, struct qn_result *out)
 {
     if (out == NULL)
         return -1;
     memset(out, 0, sizeof *out);
-    if ((unsigned)r >= QN_NROUTES)
+    if ((unsigned)r >= QN_NROUTES || rq == NULL)
         return -1;
 
     const struct qn_schema *sc = &qn_routes[r];
-    const char *q = raw_query ? raw_query : "";
-    size_t n = strlen(q), count = count_pieces(q, n), nitems = 0;
-
-    if (max_params > 0 && count > max_params)
-        return malformed(out, "Too many query parameters");
-    /* Starlette reads raw bytes as Latin-1 but %-escapes as UTF-8: a raw
-     * non-ASCII byte would mean something else once re-encoded. */
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)q[i] >= 0x80)
-            return malformed(out, "Malformed query string: non-ASCII byte "
-                                  "must be percent-encoded");
-
-    struct item *items = malloc((count + 1) * sizeof *items);
-    int *known = malloc((count + 1) * sizeof *known);
-    char *dec = malloc(n + 2 * count + 1);
+    size_t nitems = rq->n;
+    struct item *items = malloc((nitems + 1) * sizeof *items);
+    int *known = malloc((nitems + 1) * sizeof *known);
     size_t *last = calloc(sc->nparams, sizeof *last);
     char **canon = calloc(sc->nparams, sizeof *canon);
     int rc = -1;
 
-    if (items == NULL || known == NULL || dec == NULL || last == NULL || canon == NULL)
+    if (items == NULL || known == NULL || last == NULL || canon == NULL)
         goto done;
-    const char *why = split(q, n, items, &nitems, dec);
-    if (why != NULL) {
-        rc = malformed(out, why);
-        goto done;
+    for (size_t i = 0; i < nitems; i++) {
+        const struct rr_param *p = &rq->params[i];
+        items[i] = (struct item){p->name, p->value, p->nlen, p->vlen, i};
     }
     /* the last occurrence of a known parameter is the one the server reads */
     for (size_t i = 0; i < nitems; i++)
@@ -1397,11 +1231,33 @@ done:
             free(canon[k]);
     free(canon);
     free(last);
-    free(dec);
     free(known);
     free(items);
     if (rc != 0)
         qn_result_free(out);
+    return rc;
+}
+
+int qn_normalize(enum qn_route r, const char *raw_query, size_t max_params,
+                 struct qn_result *out)
+{
+    struct rr_query q;
+    const char *why;
+    int rc;
+
+    if (out == NULL)
+        return -1;
+    memset(out, 0, sizeof *out);
+    switch (rr_query_parse(raw_query, max_params, &q, &why)) {
+    case RR_OK:
+        break;
+    case RR_MALFORMED:
+        return malformed(out, why);
+    default:
+        return -1;
+    }
+    rc = qn_normalize_query(r, &q, out);
+    rr_query_free(&q);
     return rc;
 }
 

@@ -56,10 +56,14 @@ struct qn_result {
     char *body;        /* QN_INVALID / QN_MALFORMED: JSON error body */
 };
 
-/* Normalize raw_query (the bytes after '?', may be NULL or "") for route r.
- * max_params bounds the number of '&'-separated pieces (0: no bound).
- * Returns 0 with *out filled (check out->status), -1 on allocation failure.
- * The caller frees with qn_result_free(). */
+struct rr_query;
+/* Normalize a query read by rr_query_parse (request_read.h) for route r.
+ * Returns 0 with *out filled (check out->status: QN_OK or QN_INVALID), -1
+ * on allocation failure. The caller frees with qn_result_free(). */
+int qn_normalize_query(enum qn_route r, const struct rr_query *q, struct qn_result *out);
+/* The same from the raw bytes after '?' (may be NULL or ""), read by
+ * rr_query_parse with max_params (0: no bound): a query it refuses is
+ * QN_MALFORMED. */
 int qn_normalize(enum qn_route r, const char *raw_query, size_t max_params,
                  struct qn_result *out);
 void qn_result_free(struct qn_result *res);
