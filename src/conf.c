@@ -12,9 +12,10 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "request_read.h"
 
 enum vtype { V_STR, V_ADDR, V_URL, V_DURATION, V_SIZE, V_RATE, V_COUNT,
-             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL };
+             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256 };
 
 struct keydef {
     const char *section;
@@ -37,10 +38,17 @@ static const struct keydef keys[] = {
     K("server", "idle_timeout", V_DURATION, idle_timeout_ms),
     K("server", "log_level", V_LEVEL, log_level),
     K("server", "access_log", V_BOOL, access_log),
+    K("server", "allowed_hosts", V_LIST, allowed_hosts),
+    K("server", "allowed_origins", V_LIST, allowed_origins),
+    K("server", "admin_token_sha256", V_SHA256, admin_token_sha256),
+    K("server", "max_inflight_requests", V_COUNT, max_inflight_requests),
+    K("server", "max_inflight_bytes", V_SIZE, max_inflight_bytes),
     K("upstream", "base_url", V_URL, base_url),
     K("upstream", "api_key_file", V_STR, api_key_file),
     K("upstream", "timeout", V_DURATION, timeout_ms),
     K("upstream", "connect_timeout", V_DURATION, connect_timeout_ms),
+    K("upstream", "rate", V_RATE, key_rate),
+    K("upstream", "burst", V_COUNT, key_burst),
     K("cache", "store", V_STORE, store),
     K("cache", "redis_url", V_REDIS_URL, redis_url),
     K("cache", "redis_timeout", V_DURATION, redis_timeout_ms),
@@ -254,9 +262,79 @@ static const char *type_hint(enum vtype t)
     case V_STORE: return "memory or redis";
     case V_LEVEL: return "error, warn, info or debug";
     case V_REDIS_URL: return "redis://[:password@]host[:port][/db] or unix:///path";
+    case V_LIST: return "names separated by commas";
+    case V_SHA256: return "64 hex digits (sha256sum of the token)";
     case V_STR: break;
     }
     return "a value";
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = tolower(ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+static int parse_sha256(const char *v, uint8_t out[32])
+{
+    size_t i;
+
+    if (strlen(v) != 64)
+        return -1;
+    for (i = 0; i < 32; i++) {
+        int hi = hexval(v[2 * i]), lo = hexval(v[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static void strlist_free(struct strlist *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* "a, b ,c": the names without surrounding whitespace; empty ones are an
+ * error. The list replaces what the field held. */
+static int parse_list(const char *v, struct strlist *out)
+{
+    struct strlist l = {NULL, 0};
+    const char *p = v;
+
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char **grown;
+        while (n && isspace((unsigned char)*p))
+            p++, n--;
+        while (n && isspace((unsigned char)p[n - 1]))
+            n--;
+        if (n == 0 || (grown = realloc(l.v, (l.n + 1) * sizeof(*grown))) == NULL) {
+            strlist_free(&l);
+            return -1;
+        }
+        l.v = grown;
+        if ((l.v[l.n] = strndup(p, n)) == NULL) {
+            strlist_free(&l);
+            return -1;
+        }
+        l.n++;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    strlist_free(out);
+    *out = l;
+    return 0;
 }
 
 /* Parse value of type t into the field at p; 0 or -1. */
@@ -285,6 +363,10 @@ static int set_value(enum vtype t, void *p, const char *v)
         if (*v == '\0')
             return -1;
         break;
+    case V_LIST:
+        return parse_list(v, p);
+    case V_SHA256:
+        return parse_sha256(v, p);
     case V_DURATION:
         return conf_parse_duration_ms(v, p);
     case V_SIZE:
@@ -359,10 +441,38 @@ static void *named_get(void **arr, size_t *n, size_t size, size_t name_off, cons
     return e;
 }
 
-static struct conf_project *project_get(struct loader *l, const char *id)
+/* [project "ID"]: sections are found by the canonical id, so that two
+ * spellings of one UUID cannot name two sections (one would silently win). */
+static struct conf_project *project_get(struct loader *l, const char *spelled)
 {
-    return named_get((void **)&l->c->projects, &l->c->nprojects, sizeof(struct conf_project),
-                     offsetof(struct conf_project, id), id);
+    char *id = rr_project_canon(spelled, strlen(spelled));
+    struct conf_project *p = NULL;
+    size_t i;
+
+    if (id == NULL) {
+        fail(l, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < l->c->nprojects; i++) {
+        if (strcmp(l->c->projects[i].id, id) != 0)
+            continue;
+        p = &l->c->projects[i];
+        if (strcmp(p->section, spelled) != 0) {
+            fail(l, "[project \"%s\"] names the same project as [project \"%s\"] "
+                 "(project ids are UUIDs in any case)", spelled, p->section);
+            p = NULL;
+        }
+        free(id);
+        return p;
+    }
+    p = named_get((void **)&l->c->projects, &l->c->nprojects, sizeof(struct conf_project),
+                  offsetof(struct conf_project, id), id);
+    free(id);
+    if (p == NULL || (p->section = strdup(spelled)) == NULL) {
+        fail(l, "out of memory");
+        return NULL;
+    }
+    return p;
 }
 
 static struct conf_client *client_get(struct loader *l, const char *name)
@@ -371,64 +481,51 @@ static struct conf_client *client_get(struct loader *l, const char *name)
                      offsetof(struct conf_client, name), name);
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = tolower(ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 static int client_key(struct loader *l, struct conf_client *cl, const char *key,
                       const char *value)
 {
     if (strcmp(key, "token_sha256") == 0) {
-        size_t i;
-        if (strlen(value) != 64)
+        if (parse_sha256(value, cl->token_sha256) != 0)
             return fail(l, "token_sha256 must be 64 hex digits (sha256sum of the token)");
-        for (i = 0; i < 32; i++) {
-            int hi = hexval(value[2 * i]), lo = hexval(value[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                return fail(l, "token_sha256 must be 64 hex digits (sha256sum of the token)");
-            cl->token_sha256[i] = (uint8_t)(hi << 4 | lo);
-        }
         return 1;
     }
     if (strcmp(key, "projects") == 0) {
-        char *copy = strdup(value), *tok, *save = NULL;
-        if (copy == NULL)
-            return fail(l, "out of memory");
+        struct strlist list = {NULL, 0};
+        size_t i;
         if (strcmp(value, "*") == 0) {
             cl->all_projects = 1;
-            free(copy);
             return 1;
         }
-        for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            char **np;
-            size_t n;
-            while (isspace((unsigned char)*tok))
-                tok++;
-            n = strlen(tok);
-            while (n && isspace((unsigned char)tok[n - 1]))
-                tok[--n] = '\0';
-            if (n == 0)
-                continue;
-            np = realloc(cl->projects, (cl->nprojects + 1) * sizeof(*np));
-            if (np == NULL || (np[cl->nprojects] = strdup(tok)) == NULL) {
-                if (np)
-                    cl->projects = np;
-                free(copy);
-                return fail(l, "out of memory");
-            }
-            cl->projects = np;
-            cl->nprojects++;
-        }
-        free(copy);
-        if (cl->nprojects == 0)
+        if (parse_list(value, &list) != 0)
             return fail(l, "projects must list project ids separated by commas, or *");
+        for (i = 0; i < cl->nprojects; i++)
+            free(cl->projects[i]);
+        free(cl->projects);
+        cl->projects = list.v;
+        cl->nprojects = list.n;
+        /* Compared with a request's canonical project ids. */
+        for (i = 0; i < list.n; i++) {
+            char *c = rr_project_canon(list.v[i], strlen(list.v[i]));
+            if (c == NULL)
+                return fail(l, "out of memory");
+            free(list.v[i]);
+            list.v[i] = c;
+        }
         return 1;
     }
-    return fail(l, "unknown key '%s' in [client] (expected token_sha256 or projects)", key);
+    if (strcmp(key, "rate") == 0) {
+        if (conf_parse_rate(value, &cl->rate) != 0)
+            return fail(l, "rate: expected %s, got '%s'", type_hint(V_RATE), value);
+        cl->has_rate = 1;
+        return 1;
+    }
+    if (strcmp(key, "burst") == 0) {
+        if (parse_count(value, &cl->burst) != 0)
+            return fail(l, "burst: expected %s, got '%s'", type_hint(V_COUNT), value);
+        return 1;
+    }
+    return fail(l, "unknown key '%s' in [client] (expected token_sha256, projects, rate or "
+                "burst)", key);
 }
 
 static int project_key(struct loader *l, struct conf_project *p, const char *key,
@@ -460,7 +557,7 @@ static int handler(void *user, const char *section, const char *key, const char 
         return 1; /* a section header on its own */
     if (quoted(section, "project", name, sizeof(name))) {
         struct conf_project *p = project_get(l, name);
-        return p ? project_key(l, p, key, value) : fail(l, "out of memory");
+        return p ? project_key(l, p, key, value) : 0;
     }
     if (quoted(section, "client", name, sizeof(name))) {
         struct conf_client *cl = client_get(l, name);
@@ -578,7 +675,8 @@ static int set_defaults(struct conf *c)
         {"drain_timeout", "10s"}, {"max_body", "1MiB"},
         {"max_request_line", "8KiB"}, {"max_header_size", "32KiB"},
         {"max_connections", "4096"}, {"workers", "1"}, {"header_timeout", "10s"}, {"idle_timeout", "60s"}, {"log_level", "info"},
-        {"access_log", "on"},
+        {"access_log", "on"}, {"max_inflight_requests", "4096"},
+        {"max_inflight_bytes", "256MiB"},
         {"base_url", "https://api.cloud.llamaindex.ai"},
         {"timeout", "30s"}, {"connect_timeout", "5s"},
         {"store", "memory"}, {"redis_url", "redis://127.0.0.1:6379/0"},
@@ -607,6 +705,14 @@ static int key_index(const char *section, const char *key)
         if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
             return (int)i;
     return 0;
+}
+
+/* A burst not given: one window's worth of requests, at least 1. */
+static unsigned default_burst(const struct rate *r)
+{
+    double n = r->count;
+
+    return n < 1 ? 1 : n > 1e9 ? 1000000000u : (unsigned)(n + 0.999999);
 }
 
 /* Checks across keys, and reading the key files. */
@@ -657,6 +763,27 @@ static int finish(struct loader *l)
     if (c->redis_timeout_ms == 0) {
         l->line = l->key_lines[key_index("cache", "redis_timeout")];
         return fail(l, "redis_timeout must be more than 0"), -1;
+    }
+    c->has_admin_token = l->key_lines[key_index("server", "admin_token_sha256")] != 0;
+    c->has_key_rate = l->key_lines[key_index("upstream", "rate")] != 0;
+    if (c->has_key_rate && l->key_lines[key_index("upstream", "burst")] == 0)
+        c->key_burst = default_burst(&c->key_rate);
+    if (l->key_lines[key_index("upstream", "burst")] != 0 && !c->has_key_rate) {
+        l->line = l->key_lines[key_index("upstream", "burst")];
+        return fail(l, "[upstream] burst needs [upstream] rate"), -1;
+    }
+    if (c->max_inflight_bytes < c->max_body) {
+        l->line = l->key_lines[key_index("server", "max_inflight_bytes")];
+        return fail(l, "max_inflight_bytes must be at least max_body"), -1;
+    }
+    for (i = 0; i < c->nclients; i++) {
+        struct conf_client *cl = &c->clients[i];
+        if (cl->burst && !cl->has_rate) {
+            l->line = l->client_line;
+            return fail(l, "[client \"%s\"] burst needs a rate", cl->name), -1;
+        }
+        if (cl->has_rate && cl->burst == 0)
+            cl->burst = default_burst(&cl->rate);
     }
     for (i = 0; i < c->nclients; i++) {
         static const uint8_t zero[32];
@@ -755,9 +882,12 @@ void conf_free(struct conf *c)
         enum vtype t = keys[i].type;
         if (t == V_STR || t == V_ADDR || t == V_URL || t == V_LEVEL || t == V_REDIS_URL)
             free(*(char **)((char *)c + keys[i].off));
+        else if (t == V_LIST)
+            strlist_free((struct strlist *)((char *)c + keys[i].off));
     }
     for (i = 0; i < c->nprojects; i++) {
         free(c->projects[i].id);
+        free(c->projects[i].section);
         free(c->projects[i].api_key_file);
         free(c->projects[i].api_key);
     }

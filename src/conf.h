@@ -16,7 +16,8 @@ struct rate {
 };
 
 struct conf_project {
-    char *id;
+    char *id;                    /* canonical (request_read.h) */
+    char *section;               /* as the section spelled it */
     int has_rate, has_burst, has_upstream_rate, has_upstream_burst, has_ttl;
     struct rate rate, upstream_rate;
     unsigned burst, upstream_burst;
@@ -29,8 +30,17 @@ struct conf_client {
     char *name;
     uint8_t token_sha256[32];
     int all_projects;            /* projects = * */
-    char **projects;
+    char **projects;             /* canonical project ids, or "default" */
     size_t nprojects;
+    int has_rate;                /* rate/burst: every request of the client */
+    struct rate rate;
+    unsigned burst;
+};
+
+/* A comma-separated list of names. */
+struct strlist {
+    char **v;
+    size_t n;
 };
 
 struct conf {
@@ -50,6 +60,12 @@ struct conf {
     uint64_t idle_timeout_ms;    /* a keep-alive connection may wait */
     char *log_level;             /* error, warn, info, debug */
     int access_log;              /* one JSON line per request on stderr */
+    struct strlist allowed_hosts;    /* Host names served besides loopback ones */
+    struct strlist allowed_origins;  /* Origins that may send requests */
+    int has_admin_token;
+    uint8_t admin_token_sha256[32];  /* POST /admin/... needs this token */
+    unsigned max_inflight_requests;  /* then 503 */
+    size_t max_inflight_bytes;       /* bodies held by requests in flight */
 
     /* [upstream] */
     char *base_url;              /* without a trailing '/' */
@@ -58,6 +74,9 @@ struct conf {
                                     (pass-through mode); a secret */
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;
+    int has_key_rate;            /* rate/burst: all that one key sends */
+    struct rate key_rate;
+    unsigned key_burst;
 
     /* [cache] */
     enum store_kind store;
@@ -90,6 +109,7 @@ struct conf *conf_load(const char *path, char *err, size_t errlen);
 void conf_hold(struct conf *c);
 void conf_free(struct conf *c);
 
+/* The [project] section of a canonical project id (NULL: none). */
 const struct conf_project *conf_project(const struct conf *c, const char *id);
 /* The key injected for a request of project id (may be NULL): the
  * project's own key, else the global one, else NULL (pass-through). */

@@ -120,6 +120,40 @@ int main(void)
         tap_ok(conf_project(c, "nope") == NULL, "unknown project has no overrides");
         conf_free(c);
     }
+    c = load("[project \"0B9B5A8E-7F7E-4C1E-9A4E-1F2D3C4B5A60\"]\nttl = 5s\n"
+             "[client \"c\"]\ntoken_sha256 = "
+             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+             "projects = {6A1C2D3E-4F50-4A6B-8C7D-9E0F1A2B3C4D}, default\n"
+             "rate = 5/s\n"
+             "[upstream]\nrate = 2/min\n"
+             "[server]\nallowed_hosts = gw.example , other.example\n"
+             "admin_token_sha256 = "
+             "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\n",
+             err, sizeof(err));
+    tap_ok(c != NULL, "trust keys load (%s)", err);
+    if (c) {
+        tap_ok(conf_project(c, "0b9b5a8e-7f7e-4c1e-9a4e-1f2d3c4b5a60") != NULL,
+               "a [project] id is kept canonical (lowercase hyphenated)");
+        tap_is_str(c->clients[0].projects[0], "6a1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+                   "a client's projects are kept canonical");
+        tap_ok(c->clients[0].has_rate && c->clients[0].burst == 5,
+               "a client rate without burst has one window's burst");
+        tap_ok(c->has_key_rate && c->key_burst == 2, "[upstream] rate, burst defaulted");
+        tap_ok(c->allowed_hosts.n == 2 && strcmp(c->allowed_hosts.v[1], "other.example") == 0,
+               "allowed_hosts is a list");
+        tap_ok(c->has_admin_token && c->admin_token_sha256[0] == 0x9f,
+               "admin_token_sha256 in any case");
+        tap_ok(c->max_inflight_requests == 4096 && c->max_inflight_bytes == 256u << 20,
+               "in-flight bounds default to 4096 requests and 256 MiB");
+        conf_free(c);
+    }
+    expect_error("[project \"0b9b5a8e-7f7e-4c1e-9a4e-1f2d3c4b5a60\"]\nttl = 5s\n"
+                 "[project \"0B9B5A8E-7F7E-4C1E-9A4E-1F2D3C4B5A60\"]\nttl = 6s\n", 4,
+                 "names the same project", "two spellings of one project are an error");
+    expect_error("[server]\nallowed_origins = https://a.example,,\n", 2, "names separated",
+                 "an empty name in a list");
+    expect_error("[upstream]\nburst = 3\n", 2, "needs [upstream] rate",
+                 "an upstream burst without a rate");
     unsetenv("LLAMA_CLOUD_API_KEY");
     expect_error("[client \"c\"]\ntoken_sha256 = "
                  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
