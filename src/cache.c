@@ -120,9 +120,10 @@ struct cache {
     struct cache_stats stats;
 };
 
+/* Flight, prefetch and hold keys carry client-chosen queries and projects. */
 static uint64_t hash(const char *p, size_t n)
 {
-    return fnv1a(p, n, 0);
+    return util_hash(p, n);
 }
 
 static const struct conf *cf(const struct cache *c)

@@ -36,6 +36,7 @@
 #include "query_norm.h"
 #include "ratelimit.h"
 #include "upstream.h"
+#include "util.h"
 
 #define MAX_QUERY_PARAMS 256
 #define MAX_RESPONSE (64u * 1024 * 1024)
@@ -924,18 +925,13 @@ void front_limits(const struct conf *c, struct hs_limits *lim)
 int front_start(struct gw *gw, char *err, size_t errlen)
 {
     struct hs_limits lim;
-    uint8_t seed[8];
-    int fd;
 
-    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && read(fd, seed, sizeof(seed)) == (ssize_t)sizeof(seed))
-        memcpy(&rid_seed, seed, sizeof(seed));
-    else
-        rid_seed = (uint64_t)wall_ms() ^ (uint64_t)getpid() << 32;
-    if (fd >= 0)
-        close(fd);
     front_limits(gw->conf, &lim);
     pthread_mutex_init(&gw->conf_mu, NULL);
+    if (util_random(&rid_seed, sizeof(rid_seed)) != 0) {
+        snprintf(err, errlen, "cannot draw random bytes (getrandom): %s", strerror(errno));
+        return -1;
+    }
     /* Workers answer hits themselves only from a store that any thread may
      * read (the running store: a reload cannot change it). */
     gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request,
