@@ -737,7 +737,8 @@ static void send_upstream(struct flight *f)
     struct cache *c = f->c;
     const struct conf *conf = cf(c);
     struct curl_slist *h = NULL;
-    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE};
+    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE,
+                           conf->proxy};
     char *url, *auth = NULL;
 
     if (f->credlen)

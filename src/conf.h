@@ -58,6 +58,8 @@ struct conf {
                                     (pass-through mode); a secret */
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;
+    char *proxy;                 /* http://host:port, or NULL: no proxy at all
+                                    (the environment's are never used) */
 
     /* [cache] */
     enum store_kind store;

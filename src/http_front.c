@@ -283,7 +283,7 @@ static void set_rid(struct greq *g)
 
 static struct up_opts up_opts(const struct conf *c)
 {
-    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE};
+    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE, c->proxy};
     return o;
 }
 
