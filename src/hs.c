@@ -85,6 +85,8 @@ struct hs_conn {
     int chunked;
     enum chstate ch;
     uint64_t body_left, body_total;
+    size_t max_body;              /* this request's, from its start: a reload
+                                     applies to requests begun afterwards */
     size_t trailer_bytes;
     char peer[64];
 };
@@ -798,7 +800,8 @@ static enum step start_request(struct hs_conn *c, const struct hp_request *hr)
         reject(c, 501, "Transfer-Encoding not supported");
         return ST_DONE;
     }
-    if (cl > s->lim.max_body) {
+    c->max_body = s->lim.max_body;
+    if (cl > c->max_body) {
         reject(c, 413, "Request body too large");
         return ST_DONE;
     }
@@ -977,7 +980,7 @@ static enum step read_chunked(struct hs_conn *c)
                 reject(c, 400, "Malformed chunked body");
                 return ST_DONE;
             }
-            if (size > s->lim.max_body - c->body_total) {
+            if (c->body_total > c->max_body || size > c->max_body - c->body_total) {
                 reject(c, 413, "Request body too large");
                 return ST_DONE;
             }
