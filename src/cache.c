@@ -120,9 +120,10 @@ struct cache {
     struct cache_stats stats;
 };
 
+/* Flight, prefetch and hold keys carry client-chosen queries and projects. */
 static uint64_t hash(const char *p, size_t n)
 {
-    return fnv1a(p, n, 0);
+    return util_hash(p, n);
 }
 
 static const struct conf *cf(const struct cache *c)
@@ -736,7 +737,8 @@ static void send_upstream(struct flight *f)
     struct cache *c = f->c;
     const struct conf *conf = cf(c);
     struct curl_slist *h = NULL;
-    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE};
+    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE,
+                           conf->proxy};
     char *url, *auth = NULL;
 
     if (f->credlen)

@@ -15,7 +15,7 @@
 #include "request_read.h"
 
 enum vtype { V_STR, V_ADDR, V_URL, V_DURATION, V_SIZE, V_RATE, V_COUNT,
-             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256 };
+             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256, V_PROXY };
 
 struct keydef {
     const char *section;
@@ -49,6 +49,7 @@ static const struct keydef keys[] = {
     K("upstream", "connect_timeout", V_DURATION, connect_timeout_ms),
     K("upstream", "rate", V_RATE, key_rate),
     K("upstream", "burst", V_COUNT, key_burst),
+    K("upstream", "proxy", V_PROXY, proxy),
     K("cache", "store", V_STORE, store),
     K("cache", "redis_url", V_REDIS_URL, redis_url),
     K("cache", "redis_timeout", V_DURATION, redis_timeout_ms),
@@ -264,6 +265,7 @@ static const char *type_hint(enum vtype t)
     case V_REDIS_URL: return "redis://[:password@]host[:port][/db] or unix:///path";
     case V_LIST: return "names separated by commas";
     case V_SHA256: return "64 hex digits (sha256sum of the token)";
+    case V_PROXY: return "an http://host:port URL";
     case V_STR: break;
     }
     return "a value";
@@ -337,6 +339,36 @@ static int parse_list(const char *v, struct strlist *out)
     return 0;
 }
 
+/* http://host:port with an optional '/': a name, an IPv4 or [v6] address
+ * and a port that curl will not default (it would take 1080). No user
+ * info: a password here would be one more secret in the file. */
+static int valid_proxy(const char *s)
+{
+    const char *h = s + 7, *e;
+    char *end;
+    long port;
+
+    if (strncmp(s, "http://", 7) != 0)
+        return 0;
+    if (*h == '[') {
+        for (e = h + 1; isxdigit((unsigned char)*e) || *e == ':' || *e == '.'; e++)
+            ;
+        if (*e != ']' || e == h + 1)
+            return 0;
+        e++;
+    } else {
+        for (e = h; isalnum((unsigned char)*e) || *e == '.' || *e == '-' || *e == '_'; e++)
+            ;
+        if (e == h)
+            return 0;
+    }
+    if (*e != ':' || !isdigit((unsigned char)e[1]))
+        return 0;
+    errno = 0;
+    port = strtol(e + 1, &end, 10);
+    return !errno && port >= 1 && port <= 65535 && (*end == '\0' || strcmp(end, "/") == 0);
+}
+
 /* Parse value of type t into the field at p; 0 or -1. */
 static int set_value(enum vtype t, void *p, const char *v)
 {
@@ -353,6 +385,10 @@ static int set_value(enum vtype t, void *p, const char *v)
         break;
     case V_REDIS_URL:
         if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:///", 8) != 0)
+            return -1;
+        break;
+    case V_PROXY:
+        if (!valid_proxy(v))
             return -1;
         break;
     case V_LEVEL:
@@ -393,7 +429,7 @@ static int set_value(enum vtype t, void *p, const char *v)
         free(*sp);
         *sp = dup;
     }
-    if (t == V_URL) {
+    if (t == V_URL || t == V_PROXY) {
         char *s = *(char **)p;
         size_t n = strlen(s);
         while (n > 8 && s[n - 1] == '/')
@@ -880,7 +916,8 @@ void conf_free(struct conf *c)
         return;
     for (i = 0; i < NKEYS; i++) {
         enum vtype t = keys[i].type;
-        if (t == V_STR || t == V_ADDR || t == V_URL || t == V_LEVEL || t == V_REDIS_URL)
+        if (t == V_STR || t == V_ADDR || t == V_URL || t == V_LEVEL || t == V_REDIS_URL ||
+            t == V_PROXY)
             free(*(char **)((char *)c + keys[i].off));
         else if (t == V_LIST)
             strlist_free((struct strlist *)((char *)c + keys[i].off));

@@ -77,6 +77,8 @@ struct conf {
     int has_key_rate;            /* rate/burst: all that one key sends */
     struct rate key_rate;
     unsigned key_burst;
+    char *proxy;                 /* http://host:port, or NULL: no proxy at all
+                                    (the environment's are never used) */
 
     /* [cache] */
     enum store_kind store;

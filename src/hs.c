@@ -85,6 +85,8 @@ struct hs_conn {
     int chunked;
     enum chstate ch;
     uint64_t body_left, body_total;
+    size_t max_body;              /* this request's, from its start: a reload
+                                     applies to requests begun afterwards */
     size_t trailer_bytes;
     char peer[64];
 };
@@ -285,14 +287,16 @@ static int write_now(struct hs_conn *c)
 
 /* Queue the answer: the head built in one piece straight in the output
  * buffer, then the body moved behind it (text when body is NULL). now: the
- * handler's answer, which may be written at once (see write_now). */
+ * handler's answer, which may be written at once (see write_now). head_len:
+ * a HEAD answer's Content-Length, when not the body's (NULL). */
 static void queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const char *text,
-                         size_t tlen, int now)
+                         size_t tlen, int now, const uint64_t *head_len)
 {
     struct hs_server *s = c->s;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     const char *why = reason_phrase(status);
     size_t blen = body ? evbuffer_get_length(body) : tlen, wlen = strlen(why), total, n = 0;
+    uint64_t clen = head_len && c->head_method ? *head_len : blen;
     int no_body = status < 200 || status == 204 || status == 304;
     struct evbuffer_iovec v;
     char *p;
@@ -331,7 +335,7 @@ static void queue_answer(struct hs_conn *c, int status, struct evbuffer *body, c
         n += put(p + n, c->out, c->out_len);
     if (!no_body) {
         n += LIT(p + n, "Content-Length: ");
-        n += put_u64(p + n, blen);
+        n += put_u64(p + n, clen);
         n += LIT(p + n, "\r\n");
     }
     if (c->close_after)
@@ -448,7 +452,7 @@ static void reject_as(struct hs_conn *c, int status, const char *why, const char
     n = detail_json(body, sizeof(body), why);
     memcpy(c->out, "Content-Type: application/json\r\n", 32);
     c->out_len = 32;
-    queue_answer(c, status, NULL, body, n, 0);
+    queue_answer(c, status, NULL, body, n, 0, NULL);
 }
 
 static void reject(struct hs_conn *c, int status, const char *why)
@@ -798,7 +802,8 @@ static enum step start_request(struct hs_conn *c, const struct hp_request *hr)
         reject(c, 501, "Transfer-Encoding not supported");
         return ST_DONE;
     }
-    if (cl > s->lim.max_body) {
+    c->max_body = s->lim.max_body;
+    if (cl > c->max_body) {
         reject(c, 413, "Request body too large");
         return ST_DONE;
     }
@@ -977,7 +982,7 @@ static enum step read_chunked(struct hs_conn *c)
                 reject(c, 400, "Malformed chunked body");
                 return ST_DONE;
             }
-            if (size > s->lim.max_body - c->body_total) {
+            if (c->body_total > c->max_body || size > c->max_body - c->body_total) {
                 reject(c, 413, "Request body too large");
                 return ST_DONE;
             }
@@ -1577,7 +1582,8 @@ int hs_add_header(struct hs_req *r, const char *name, const char *value)
     return 0;
 }
 
-void hs_send(struct hs_req *r, int status, struct evbuffer *body)
+static void send_answer(struct hs_req *r, int status, struct evbuffer *body,
+                        const uint64_t *head_len)
 {
     struct hs_conn *c = conn_of(r);
     struct hs_server *s = c->s;
@@ -1602,7 +1608,17 @@ void hs_send(struct hs_req *r, int status, struct evbuffer *body)
     }
     if (s->closed)
         c->close_after = 1;
-    queue_answer(c, status, body, NULL, 0, 1);
+    queue_answer(c, status, body, NULL, 0, 1, head_len);
+}
+
+void hs_send(struct hs_req *r, int status, struct evbuffer *body)
+{
+    send_answer(r, status, body, NULL);
+}
+
+void hs_send_head(struct hs_req *r, int status, uint64_t length)
+{
+    send_answer(r, status, NULL, &length);
 }
 
 int hs_req_gone(const struct hs_req *r)

@@ -28,6 +28,7 @@
 #define LCGATE_HS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evbuffer;
@@ -138,6 +139,11 @@ int hs_add_header(struct hs_req *r, const char *name, const char *value);
  * becomes 500; a 1xx closes the connection. r is freed: do not touch it
  * again. If the client already went away, this only frees. */
 void hs_send(struct hs_req *r, int status, struct evbuffer *body);
+/* The answer to a HEAD request whose GET answer has length bytes (a
+ * pass-through's upstream Content-Length): hs_send with no body, but
+ * Content-Length: length. For a request of another method, no body and
+ * Content-Length: 0, as hs_send(r, status, NULL). */
+void hs_send_head(struct hs_req *r, int status, uint64_t length);
 /* The client closed (EOF, which a half-closed client also sends) or the
  * connection failed while r was with the handler: its answer will go
  * nowhere. */

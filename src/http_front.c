@@ -36,6 +36,7 @@
 #include "query_norm.h"
 #include "ratelimit.h"
 #include "upstream.h"
+#include "util.h"
 
 #define MAX_QUERY_PARAMS 256
 #define MAX_RESPONSE (64u * 1024 * 1024)
@@ -73,6 +74,8 @@ struct greq {
     struct evbuffer *held_body;
     const struct conf *fast;     /* answered on a worker's thread, with this
                                     held configuration (not in gw->inflight) */
+    int has_head_length;         /* a pass-through HEAD: the upstream's */
+    uint64_t head_length;        /* Content-Length, which the answer states */
 };
 
 static uint64_t rid_seed, rid_counter;
@@ -192,6 +195,8 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
             g->req->peer, g, status, bytes);
     if (g->fast)
         hs_send(g->req, status, body);   /* on the connection's own thread */
+    else if (g->has_head_length)
+        workers_send_head(g->gw->front, g->req, status, g->head_length);
     else
         workers_send(g->gw->front, g->req, status, body);
     greq_free(g);
@@ -282,7 +287,7 @@ static void set_rid(struct greq *g)
 
 static struct up_opts up_opts(const struct conf *c)
 {
-    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE};
+    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE, c->proxy};
     return o;
 }
 
@@ -522,10 +527,26 @@ static void on_invalidated(void *arg)
     finish(g, g->held_status, g->held_body);
 }
 
+/* A Content-Length value as curl gives it (trimmed): digits only. */
+static int content_length(const char *v, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (*v == '\0')
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    *out = n;
+    return 0;
+}
+
 static void on_pass_upstream(void *arg, struct up_resp *r)
 {
     struct greq *g = arg;
-    const char *conn = NULL;
+    const char *conn = NULL, *clen = NULL;
     size_t i;
 
     g->xfer = NULL;
@@ -546,9 +567,12 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     }
     if (r->status == 429)
         cache_upstream_said_429(g->gw->cache, g->label, r);
-    for (i = 0; i < r->nheaders; i++)
+    for (i = 0; i < r->nheaders; i++) {
         if (strcasecmp(r->headers[i].name, "Connection") == 0)
             conn = r->headers[i].value;
+        else if (strcasecmp(r->headers[i].name, "Content-Length") == 0)
+            clen = r->headers[i].value;
+    }
     for (i = 0; i < r->nheaders; i++) {
         const char *name = r->headers[i].name;
         if (in_list(name, hop_by_hop) || named_by_connection(name, conn) ||
@@ -556,10 +580,14 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
             continue;
         hs_add_header(g->req, name, r->headers[i].value);
     }
-    if (g->held_body != NULL)
+    if (g->held_body != NULL) {
         cache_barrier(g->gw->cache, &g->barrier, on_invalidated, g);
-    else
-        finish(g, (int)r->status, r->body);
+        return;
+    }
+    /* A HEAD answer says the length of the GET's body, as the upstream did. */
+    if (g->req->method == HS_HEAD && clen && content_length(clen, &g->head_length) == 0)
+        g->has_head_length = 1;
+    finish(g, (int)r->status, r->body);
 }
 
 /* project_id of a raw query, decoded, for per-project keys; NULL if none. */
@@ -924,18 +952,13 @@ void front_limits(const struct conf *c, struct hs_limits *lim)
 int front_start(struct gw *gw, char *err, size_t errlen)
 {
     struct hs_limits lim;
-    uint8_t seed[8];
-    int fd;
 
-    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && read(fd, seed, sizeof(seed)) == (ssize_t)sizeof(seed))
-        memcpy(&rid_seed, seed, sizeof(seed));
-    else
-        rid_seed = (uint64_t)wall_ms() ^ (uint64_t)getpid() << 32;
-    if (fd >= 0)
-        close(fd);
     front_limits(gw->conf, &lim);
     pthread_mutex_init(&gw->conf_mu, NULL);
+    if (util_random(&rid_seed, sizeof(rid_seed)) != 0) {
+        snprintf(err, errlen, "cannot draw random bytes (getrandom): %s", strerror(errno));
+        return -1;
+    }
     /* Workers answer hits themselves only from a store that any thread may
      * read (the running store: a reload cannot change it). */
     gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request,

@@ -26,24 +26,57 @@ int log_level_parse(const char *s, enum log_level *out)
     return -1;
 }
 
+/* Writes msg[0..n) to out with every control byte and DEL as \xNN and a
+ * backslash as \\: what a request brings cannot end the line, start a
+ * forged one or reach the terminal as an escape sequence. out must hold
+ * 4 * n bytes. Returns the length written. */
+static size_t escape(char *out, const char *msg, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, o = 0;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)msg[i];
+
+        if (ch < 0x20 || ch == 0x7f) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        } else if (ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    return o;
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-    char line[2048], ts[32];
+    char msg[2048], line[64 + 4 * sizeof(msg)], ts[32];
     struct timespec now;
     struct tm tm;
     va_list ap;
-    int n;
+    size_t n, len;
+    int k;
 
     if (lvl > __atomic_load_n(&level, __ATOMIC_RELAXED))
         return;
+    va_start(ap, fmt);
+    k = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (k < 0)
+        return;
+    len = (size_t)k < sizeof(msg) ? (size_t)k : sizeof(msg) - 1;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    n = snprintf(line, sizeof(line), "%s.%03ldZ lcgate[%s] ", ts,
-                 now.tv_nsec / 1000000, names[lvl]);
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
+    k = snprintf(line, 64, "%s.%03ldZ lcgate[%s] ", ts, now.tv_nsec / 1000000, names[lvl]);
+    n = (size_t)k < 64 ? (size_t)k : 63;
+    n += escape(line + n, msg, len);
+    line[n++] = '\n';
     /* One write per line, so that lines from concurrent writers never mix. */
-    fprintf(stderr, "%s\n", line);
+    fwrite(line, 1, n, stderr);
 }

@@ -132,18 +132,20 @@ static void normalize(const char *in, char *out)
     out[o] = '\0';
 }
 
+/* Label values carry client-chosen project ids: util_hash. */
 static uint64_t hash_values(const struct mfamily *f, lvbuf v)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const unsigned char *p;
+    char buf[sizeof(lvbuf)];
+    size_t n = 0, len;
     int i;
 
     for (i = 0; i < f->nlabels; i++) {
-        for (p = (const unsigned char *)v[i]; *p; p++)
-            h = (h ^ *p) * 1099511628211ULL;
-        h = (h ^ 0xff) * 1099511628211ULL;   /* 0xff never occurs in UTF-8 */
+        len = strlen(v[i]);
+        memcpy(buf + n, v[i], len);
+        n += len;
+        buf[n++] = (char)0xff;   /* never occurs in UTF-8 */
     }
-    return h;
+    return util_hash(buf, n);
 }
 
 static struct mseries *find(const struct mfamily *f, lvbuf v, uint64_t h)

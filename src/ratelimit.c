@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "util.h"
 
 /* Bounds on T (some 31 years) and on tau (2^61 us, some 73,000 years), so
  * that TAT arithmetic on a monotonic clock never overflows; nothing real
@@ -77,7 +78,6 @@ struct ratelimiter {
     size_t max_buckets;
     size_t count, max_keys;
     struct slot *newest, *oldest;
-    uint64_t seed;
     struct call *calls;
     int outage;                  /* the store could not decide; logged */
     int oom_logged;
@@ -209,17 +209,6 @@ static void oom(struct ratelimiter *rl)
 
 /* ---- the local table ---- */
 
-static uint64_t hash(const struct ratelimiter *rl, const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL ^ rl->seed;
-
-    while (n--) {
-        h ^= (uint8_t)*p++;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static struct slot **chain(struct ratelimiter *rl, const char *key, size_t klen, uint64_t h)
 {
     struct slot **pp = &rl->buckets[h & (rl->nbuckets - 1)];
@@ -292,7 +281,7 @@ static struct slot *find(struct ratelimiter *rl, const char *key)
 {
     size_t klen = strlen(key);
 
-    return *chain(rl, key, klen, hash(rl, key, klen));
+    return *chain(rl, key, klen, util_hash(key, klen));
 }
 
 /* key's slot, made most recent, or a new one with a full bucket; NULL
@@ -300,7 +289,7 @@ static struct slot *find(struct ratelimiter *rl, const char *key)
 static struct slot *get(struct ratelimiter *rl, const char *key)
 {
     size_t klen = strlen(key);
-    uint64_t h = hash(rl, key, klen);
+    uint64_t h = util_hash(key, klen);
     struct slot **pp = chain(rl, key, klen, h), *s = *pp;
 
     if (s) {
@@ -372,7 +361,6 @@ struct ratelimiter *rl_new(struct store *store, size_t max_keys)
         free(rl);
         return NULL;
     }
-    rl->seed = (uint64_t)mono_us() ^ (uint64_t)(uintptr_t)rl;
     pthread_mutex_init(&rl->mu, NULL);
     return rl;
 }

@@ -43,9 +43,10 @@ struct mstore {
     struct item *head, *tail;
 };
 
+/* Entry keys and generation names carry client-chosen project ids. */
 static uint64_t hash(const char *p, size_t n)
 {
-    return fnv1a(p, n, 0);
+    return util_hash(p, n);
 }
 
 static size_t item_bytes(const struct item *it)

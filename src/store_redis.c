@@ -19,7 +19,7 @@
  *   set     SET <key> <LCE2 encoding> PX <keep_ms>
  *   bump    INCR <gen_name>
  *   lease   SET <name> <token> NX PX <ttl_ms>: 1 on OK, 0 on nil. The token
- *           is this store's, 16 bytes from /dev/urandom in hex, the pid and
+ *           is this store's, 16 bytes from getrandom(2) in hex, the pid and
  *           a per-process sequence number: unique to the store object for
  *           the life of the process (one store per process in the gateway;
  *           two in one test process act as two instances).
@@ -125,6 +125,7 @@
 #include "clock.h"
 #include "log.h"
 #include "redis_ev.h"
+#include "util.h"
 
 #define MAX_PENDING 10000        /* commands in flight before shedding */
 #define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
@@ -1935,42 +1936,21 @@ static void sha1_hex(const void *data, size_t len, char out[SHA1_HEX])
 }
 
 /* This store's lease token: 16 random bytes in hex, the pid, and a
- * sequence number that keeps two stores of one process apart even if
- * /dev/urandom cannot be read. */
-static void make_token(char *tok, size_t cap)
+ * sequence number that keeps two stores of one process apart. A token that
+ * others could guess would let them release our leases: no fallback. */
+static int make_token(char *tok, size_t cap)
 {
     static unsigned seq;
     unsigned char rnd[16];
     char hex[2 * sizeof(rnd) + 1];
-    size_t got = 0, i;
-    ssize_t r;
-    uint64_t x;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    size_t i;
 
-    while (fd >= 0 && got < sizeof(rnd)) {
-        r = read(fd, rnd + got, sizeof(rnd) - got);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r == 0 || errno != EINTR)
-            break;
-    }
-    if (fd >= 0)
-        close(fd);
-    if (got < sizeof(rnd)) {
-        log_warn("redis: cannot read /dev/urandom; lease tokens fall back "
-                 "to the clock and the pid");
-        x = (uint64_t)mono_us() ^ ((uint64_t)wall_ms() << 16) ^
-            (uint64_t)(uintptr_t)tok;
-        for (i = 0; i < sizeof(rnd); i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            rnd[i] = (unsigned char)(x >> 24);
-        }
-    }
+    if (util_random(rnd, sizeof(rnd)) != 0)
+        return -1;
     for (i = 0; i < sizeof(rnd); i++)
         snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
     snprintf(tok, cap, "%s.%ld.%u", hex, (long)getpid(), ++seq);
+    return 0;
 }
 
 static int hexval(int ch)
@@ -2212,7 +2192,12 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
-    make_token(s->token, sizeof(s->token));
+    if (make_token(s->token, sizeof(s->token)) != 0) {
+        snprintf(err, errlen, "redis: cannot draw random bytes (getrandom): %s",
+                 strerror(errno));
+        rstore_release(s);
+        return NULL;
+    }
     sha1_hex(gcra_lua, sizeof(gcra_lua) - 1, s->gcra_sha);
     connect_start(s);
     return &s->base;

@@ -353,6 +353,11 @@ struct up_xfer *up_start(struct up_client *c, const char *method, const char *ur
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* "" turns off curl's reading of http_proxy, ALL_PROXY and the rest (a
+     * variable in lcgate's environment must not reroute the key), and
+     * NOPROXY "" keeps no_proxy from bypassing the configured one. */
+    curl_easy_setopt(e, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0) {

@@ -54,6 +54,8 @@ struct up_opts {
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;
     size_t max_response;         /* larger answers fail with UP_EINVALID */
+    const char *proxy;           /* http://host:port, or NULL for none; the
+                                    environment's proxies are never used */
 };
 
 /* Start method url with headers (taken over: freed by the client) and an

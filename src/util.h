@@ -1,23 +1,25 @@
-/* util: small pure helpers several modules share. */
+/* util: small helpers several modules share. */
 #ifndef LCGATE_UTIL_H
 #define LCGATE_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* FNV-1a, for the in-process hash tables (seed 0 unless keys may be
- * chosen by clients to collide). */
-static inline uint64_t fnv1a(const void *p, size_t n, uint64_t seed)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL ^ seed;
+/* n random bytes from getrandom(2) (no /dev/urandom, no fallback): 0, or
+ * -1 with errno set if the kernel cannot give them. */
+int util_random(void *buf, size_t n);
 
-    while (n--) {
-        h ^= *s++;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+/* A fast random number, for jitter and ids that need not be secret;
+ * thread-safe (each thread has its own generator, seeded by util_random). */
+uint64_t util_random64(void);
+
+/* SipHash-2-4 of p[0..n) under a 16-byte key. */
+uint64_t util_siphash(const unsigned char key[16], const void *p, size_t n);
+
+/* The hash of every in-process table whose keys a client can choose:
+ * SipHash-2-4 under a random key drawn once per process, so that nobody
+ * outside can compute keys that share a bucket. */
+uint64_t util_hash(const void *p, size_t n);
 
 /* The length of the strict UTF-8 sequence at s[0..n) (no overlongs,
  * surrogates or code points past U+10FFFF), or 0 if none starts there. */

@@ -27,6 +27,8 @@ struct msg {
     struct hs_req *req;
     int status;
     struct evbuffer *body;       /* M_SEND: the answer's, or NULL */
+    int has_head_length;         /* M_SEND: hs_send_head(head_length) */
+    uint64_t head_length;
     struct hs_limits lim;        /* M_LIMITS */
     sem_t *done;                 /* M_SYNC: posted when the worker gets it */
     const char *method, *target, *peer;   /* M_REJECT: copies, after the struct */
@@ -184,7 +186,10 @@ static void on_worker_inbox(evutil_socket_t fd, short what, void *arg)
         next = m->next;
         switch (m->kind) {
         case M_SEND:
-            hs_send(m->req, m->status, m->body);
+            if (m->has_head_length)
+                hs_send_head(m->req, m->status, m->head_length);
+            else
+                hs_send(m->req, m->status, m->body);
             break;
         case M_LIMITS:
             hs_set_limits(w->hs, &m->lim);
@@ -358,6 +363,22 @@ void workers_send(struct workers *ws, struct hs_req *r, int status, struct evbuf
             m->status = 503;
         }
     }
+    inbox_post(&m->w->in, m);
+}
+
+void workers_send_head(struct workers *ws, struct hs_req *r, int status, uint64_t length)
+{
+    struct msg *m = r->udata;
+
+    if (ws->n == 0) {
+        hs_send_head(r, status, length);
+        return;
+    }
+    m->kind = M_SEND;
+    m->status = status;
+    m->body = NULL;
+    m->has_head_length = 1;
+    m->head_length = length;
     inbox_post(&m->w->in, m);
 }
 

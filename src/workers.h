@@ -38,6 +38,8 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
 int workers_listen(struct workers *ws, const char *addr, char *err, size_t errlen);
 /* The answer to r (as hs_send: body's contents are moved, r is done). */
 void workers_send(struct workers *ws, struct hs_req *r, int status, struct evbuffer *body);
+/* The answer to a HEAD request, as hs_send_head. */
+void workers_send_head(struct workers *ws, struct hs_req *r, int status, uint64_t length);
 void workers_set_limits(struct workers *ws, const struct hs_limits *lim);
 /* Stop accepting (as hs_close_listeners), on every worker. */
 void workers_close_listeners(struct workers *ws);

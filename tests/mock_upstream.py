@@ -1256,7 +1256,8 @@ class Handler(BaseHTTPRequestHandler):
                 loc = "http://%s%s%s" % (host, path.rstrip("/"), "?" + query if query else "")
                 return 307, b"", {"Location": loc}
             return 404, {"detail": "Not Found"}, {}
-        name = methods.get(self.command)
+        # Starlette answers HEAD on every GET route (the GET's headers, no body).
+        name = methods.get("GET" if self.command == "HEAD" else self.command)
         if name is None:
             return 405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(sorted(methods))}
         key = self._auth()

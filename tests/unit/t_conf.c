@@ -75,6 +75,7 @@ int main(void)
                c->prefetch == 1 && c->burst == 40 && c->upstream_burst == 10,
                "documented defaults");
         tap_ok(c->api_key == NULL, "no key configured: pass-through");
+        tap_ok(c->proxy == NULL, "no proxy by default");
         conf_free(c);
     }
 
@@ -88,6 +89,32 @@ int main(void)
     expect_error("[server]\nlisten = localhost\n", 2, "host:port", "listen without port");
     expect_error("[upstream]\nbase_url = ftp://x\n", 2, "http://", "base_url scheme");
     expect_error("[cache]\nttl = 1s\nttl = 2s\n", 3, "set twice", "duplicate key");
+    {
+        static const char *const bad[] = {
+            "https://proxy:3128", "socks5://proxy:1080", "proxy:3128", "http://",
+            "http://:3128", "http://proxy:0", "http://proxy:65536", "http://proxy:31x",
+            "http://user:pw@proxy:3128", "http://proxy:3128/path", "http://proxy:3128?a",
+            "http://pro xy:3128", "http://squid", "http://[::1]", "",
+        };
+        size_t i;
+        char text[128], name[128];
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            snprintf(text, sizeof(text), "[upstream]\nproxy = %s\n", bad[i]);
+            snprintf(name, sizeof(name), "proxy refuses '%s'", bad[i]);
+            expect_error(text, 2, "proxy: expected an http://host:port URL", name);
+        }
+    }
+    c = load("[upstream]\nproxy = http://proxy.example:3128/\n", err, sizeof(err));
+    tap_ok(c != NULL, "proxy = http://proxy.example:3128/ is valid");
+    if (c) {
+        tap_is_str(c->proxy, "http://proxy.example:3128", "proxy kept without its '/'");
+        conf_free(c);
+    }
+    c = load("[upstream]\nproxy = http://[::1]:3128\n", err, sizeof(err));
+    tap_ok(c != NULL && strcmp(c->proxy, "http://[::1]:3128") == 0,
+           "proxy = http://[::1]:3128 (IPv6) is valid");
+    conf_free(c);
     expect_error("[server]\nthis line is not ini\n", 2, "syntax error", "syntax error line");
     expect_error("[upstream]\napi_key_file = /nonexistent/key\n", 2, "cannot read",
                  "missing key file names its line");
