@@ -1,9 +1,6 @@
 #include "admin.h"
 
 #include <event2/buffer.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <yajl/yajl_gen.h>
 #include <stdio.h>
@@ -11,14 +8,18 @@
 
 #include "cache.h"
 #include "cache_store.h"
+#include "clients.h"
 #include "clock.h"
 #include "conf.h"
+#include "doors.h"
 #include "hs.h"
 #include "workers.h"
+#include "log.h"
 #include "http_front.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "config.h"
+#include "request_read.h"
 
 static struct hs_server *admin_hs;
 
@@ -147,12 +148,14 @@ static void reply(struct hs_req *req, int status, const char *body)
         evbuffer_free(buf);
 }
 
-/* POST /admin/purge[?project_id=P]: that project's lists, or all. */
+/* POST /admin/purge[?project_id=P]: that project's lists, or all. The
+ * query is read as every other (request_read.h), the project canonical. */
 static void purge(struct gw *gw, struct hs_req *req)
 {
-    const char *query = req->query;
-    struct evkeyvalq params;
-    const char *project = NULL;
+    struct rr_query q;
+    const struct rr_param *p;
+    const char *why;
+    char *project = NULL;
     yajl_gen gen;
     const unsigned char *out;
     size_t len;
@@ -162,17 +165,23 @@ static void purge(struct gw *gw, struct hs_req *req)
         reply(req, 405, "{\"detail\":\"Method Not Allowed\"}");
         return;
     }
-    TAILQ_INIT(&params);
-    if (query && evhttp_parse_query_str(query, &params) != 0) {
+    if (rr_query_parse(req->query, 64, &q, &why) != RR_OK) {
         reply(req, 400, "{\"detail\":\"Malformed query string\"}");
         return;
     }
-    project = evhttp_find_header(&params, "project_id");
-    if (project && *project == '\0') {
-        evhttp_clear_headers(&params);
-        reply(req, 400, "{\"detail\":\"project_id is empty\"}");
-        return;
+    if ((p = rr_query_last(&q, "project_id")) != NULL) {
+        if (p->vlen == 0) {
+            rr_query_free(&q);
+            reply(req, 400, "{\"detail\":\"project_id is empty\"}");
+            return;
+        }
+        if ((project = rr_project_canon(p->value, p->vlen)) == NULL) {
+            rr_query_free(&q);
+            reply(req, 500, "{\"detail\":\"Out of memory\"}");
+            return;
+        }
     }
+    rr_query_free(&q);
     cache_purge(gw->cache, project);
     gen = yajl_gen_alloc(NULL);
     yajl_gen_map_open(gen);
@@ -191,7 +200,34 @@ static void purge(struct gw *gw, struct hs_req *req)
         free(body);
     }
     yajl_gen_free(gen);
-    evhttp_clear_headers(&params);
+    free(project);
+}
+
+/* Is the admin listener local? Its running address: a reload cannot move it. */
+static int admin_local;
+
+/* The doors of the admin listener, as the client listener's; and POST
+ * /admin/... needs the admin token when one is configured (probes and
+ * scrapers read without one). 1 if answered. */
+static int admin_refuse(struct gw *gw, struct hs_req *req)
+{
+    const struct conf *c = gw->conf;
+    enum door d = door_check(c, admin_local, hs_header(req, "Host"), hs_header(req, "Origin"),
+                             hs_header(req, "Sec-Fetch-Site"));
+    char body[160];
+
+    if (d != DOOR_OPEN) {
+        snprintf(body, sizeof(body), "{\"detail\":\"%s\"}", door_detail(d));
+        reply(req, (int)d, body);
+        return 1;
+    }
+    if (c->has_admin_token && req->path && strncmp(req->path, "/admin/", 7) == 0 &&
+        !client_token_matches(hs_header(req, "Authorization"), c->admin_token_sha256)) {
+        hs_add_header(req, "WWW-Authenticate", "Bearer realm=\"lcgate admin\"");
+        reply(req, 401, "{\"detail\":\"Missing or invalid admin token\"}");
+        return 1;
+    }
+    return 0;
 }
 
 static void on_admin(struct hs_req *req, void *arg)
@@ -200,6 +236,8 @@ static void on_admin(struct hs_req *req, void *arg)
     const char *path = req->path;
     char body[512];
 
+    if (admin_refuse(gw, req))
+        return;
     if (path && strcmp(path, "/healthz") == 0) {
         reply(req, 200, "{\"status\":\"ok\"}");
     } else if (path && strcmp(path, "/readyz") == 0) {
@@ -234,6 +272,10 @@ int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen)
     /* hs's defaults, and few connections: operators and scrapers only. */
     struct hs_limits lim = {.max_body = 64 * 1024, .max_connections = 64};
 
+    admin_local = door_local(addr);
+    if (!admin_local && !gw->conf->has_admin_token)
+        log_warn("admin_listen %s is not a loopback address and admin_token_sha256 is not "
+                 "set: anyone who reaches it can purge the cache", addr);
     if ((admin_hs = hs_new(gw->base, &lim, on_admin, NULL, gw)) == NULL) {
         snprintf(err, errlen, "cannot create the admin server: out of memory");
         return -1;

@@ -14,6 +14,7 @@
 #include "cache_store.h"
 #include "clock.h"
 #include "util.h"
+#include "request_read.h"
 #include "conf.h"
 #include "config.h"
 #include "http_front.h"
@@ -26,7 +27,7 @@
 #define NBUCKETS 4096            /* flights and pending prefetches */
 #define PENDING_MAX 4096
 #define MAX_RESPONSE (64u * 1024 * 1024)
-#define GEN_PREFIX "lcg:1:gen:"
+#define GEN_PREFIX "lcg:1:gen:p:"   /* + a project label (cache_key.h) */
 #define LOCK_PREFIX "lcg:1:lock:"
 #define DONE_PREFIX "d "
 #define BARRIER_KEY "lcg:1:barrier"
@@ -56,7 +57,8 @@ struct flight {
     char *key;
     size_t klen;
     char *gen_name, *lock_name, *canonical, *cred, *rid, *project_id;
-    char label[256];             /* project label: budgets and holds */
+    char label[CK_LABEL_MAX];    /* project label: budgets and holds */
+    char keytag[CK_TAG_LEN + 1]; /* the credential's: the key's budget */
     size_t credlen;
     int injected, no_store, holds_lease, checking;
     struct gens gens;            /* current when the flight began */
@@ -223,45 +225,74 @@ void cache_upstream_said_429(struct cache *c, const char *label, const struct up
 /* ---- the upstream budget ---- */
 
 struct admit_ctx {
+    struct cache *c;
     cache_admit_cb cb;
     void *arg;
+    char keytag[CK_TAG_LEN + 1];
 };
 
-static void on_admit(void *arg, const struct rl_result *r)
+static void on_key_admit(void *arg, const struct rl_result *r)
 {
     struct admit_ctx *a = arg;
 
-    a->cb(a->arg, r->allowed, r->allowed ? 0 : r->retry_after_ms);
+    a->cb(a->arg, r->allowed ? ADMIT_OK : ADMIT_KEY, r->allowed ? 0 : r->retry_after_ms);
     free(a);
 }
 
-void cache_upstream_admit(struct cache *c, const char *label, const char *project_id,
-                          int background, cache_admit_cb cb, void *arg)
+static void key_budget(const struct conf *conf, const char *keytag, char *key, size_t n)
 {
-    const struct conf_project *p = conf_project(cf(c), project_id);
-    const struct rate *rate = p && p->has_upstream_rate ? &p->upstream_rate : &cf(c)->upstream_rate;
-    unsigned burst = p && p->has_upstream_burst ? p->upstream_burst : cf(c)->upstream_burst;
-    int64_t held = held_ms(c, label);
-    struct admit_ctx *a;
-    char key[300];
+    snprintf(key, n, CK_PREFIX "rl:k:%s", keytag);
+}
 
-    snprintf(key, sizeof(key), "lcg:1:rl:u:%s", label);
+static void on_project_admit(void *arg, const struct rl_result *r)
+{
+    struct admit_ctx *a = arg;
+    const struct conf *conf = cf(a->c);
+    char key[64];
+
+    if (!r->allowed || !conf->has_key_rate) {
+        a->cb(a->arg, r->allowed ? ADMIT_OK : ADMIT_PROJECT, r->allowed ? 0 : r->retry_after_ms);
+        free(a);
+        return;
+    }
+    /* The key's budget is spent only by what its project's let through. */
+    key_budget(conf, a->keytag, key, sizeof(key));
+    rl_take(a->c->gw->rl, key, &conf->key_rate, conf->key_burst, on_key_admit, a);
+}
+
+void cache_upstream_admit(struct cache *c, const struct admit_who *who, int background,
+                          cache_admit_cb cb, void *arg)
+{
+    const struct conf *conf = cf(c);
+    const struct conf_project *p = conf_project(conf, who->project);
+    const struct rate *rate = p && p->has_upstream_rate ? &p->upstream_rate : &conf->upstream_rate;
+    unsigned burst = p && p->has_upstream_burst ? p->upstream_burst : conf->upstream_burst;
+    int64_t held = held_ms(c, who->label);
+    struct admit_ctx *a;
+    char key[CK_LABEL_MAX + 16], kkey[64];
+
+    snprintf(key, sizeof(key), CK_PREFIX "rl:u:%s", who->label);
+    key_budget(conf, who->keytag, kkey, sizeof(kkey));
     if (held > 0) {
-        cb(arg, 0, held);
+        cb(arg, ADMIT_PROJECT, held);
         return;
     }
     /* Background work only spends what clients leave over. */
-    if (background && !rl_peek(c->gw->rl, key, rate, burst)) {
-        cb(arg, 0, 1000);
+    if (background && (!rl_peek(c->gw->rl, key, rate, burst) ||
+                       (conf->has_key_rate &&
+                        !rl_peek(c->gw->rl, kkey, &conf->key_rate, conf->key_burst)))) {
+        cb(arg, ADMIT_PROJECT, 1000);
         return;
     }
-    if ((a = malloc(sizeof(*a))) == NULL) {
-        cb(arg, 1, 0);
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        cb(arg, ADMIT_OK, 0);
         return;
     }
+    a->c = c;
     a->cb = cb;
     a->arg = arg;
-    rl_take(c->gw->rl, key, rate, burst, on_admit, a);
+    snprintf(a->keytag, sizeof(a->keytag), "%s", who->keytag);
+    rl_take(c->gw->rl, key, rate, burst, on_project_admit, a);
 }
 
 static char *cat(const char *a, const char *b)
@@ -274,21 +305,64 @@ static char *cat(const char *a, const char *b)
     return s;
 }
 
-/* The generation counter of a list's project: its project_id, else the
- * credential's default project (named by a tag of the credential). */
+/* The generation of a list's project: its label, so that no project id
+ * can name another project's generation or the global one. */
 static char *gen_name_of(const char *project_id, const char *cred, size_t credlen)
 {
-    char label[64];
+    char label[CK_LABEL_MAX];
 
-    if (project_id)
-        return cat(GEN_PREFIX, project_id);
-    ck_project_label(NULL, cred, credlen, label, sizeof(label));
+    ck_project_label(project_id, cred, credlen, label, sizeof(label));
     return cat(GEN_PREFIX, label);
 }
 
+/* How long a generation is kept: longer than any entry stamped with it
+ * lives, so that it expires only once no entry can need it. */
+static uint64_t gen_ttl(const struct conf *conf)
+{
+    uint64_t ttl = conf->ttl_ms, swr = conf->stale_while_revalidate_ms,
+             sie = conf->stale_if_error_ms;
+
+    for (size_t i = 0; i < conf->nprojects; i++)
+        if (conf->projects[i].has_ttl && conf->projects[i].ttl_ms > ttl)
+            ttl = conf->projects[i].ttl_ms;
+    return ttl + (swr > sie ? swr : sie) + 24 * 3600 * 1000ULL;
+}
+
+/* A fresh generation value: random, never 0 (which means "not set"). */
+static uint64_t fresh_gen(void)
+{
+    uint64_t v;
+
+    do
+        v = util_random64() >> 1;
+    while (v == 0);
+    return v;
+}
+
+/* An entry is current when its stamps are its generations' values; a
+ * generation not set (0) matches nothing. */
 static int gens_match(const struct centry *e, const struct gens *g)
 {
-    return e->gen_proj == g->proj && e->gen_all == g->all;
+    return g->proj != 0 && g->all != 0 && e->gen_proj == g->proj && e->gen_all == g->all;
+}
+
+/* A fetch stamps what it stores with the generations it saw when it began:
+ * any not set is set now, to a fresh value, unless another instance sets
+ * it first (then what this fetch stores never matches: a miss, not a
+ * wrong answer). */
+static void fix_gens(struct cache *c, struct gens *g, const char *gen_name)
+{
+    struct store *st = c->gw->store;
+    uint64_t ttl = gen_ttl(cf(c));
+
+    if (g->proj == 0) {
+        g->proj = fresh_gen();
+        st->ops->gen_set(st, gen_name, g->proj, 1, ttl);
+    }
+    if (g->all == 0) {
+        g->all = fresh_gen();
+        st->ops->gen_set(st, STORE_GEN_ALL, g->all, 1, ttl);
+    }
 }
 
 static struct centry *error_entry(int status, const char *detail)
@@ -772,16 +846,17 @@ static void send_upstream(struct flight *f)
         arm(f, conf->lock_lease_ms / 3);
 }
 
-/* Over the upstream budget, or held after an upstream 429: a stale entry
+/* Over an upstream budget, or held after an upstream 429: a stale entry
  * if there is one, else 429 with the wait. */
-static void over_budget(struct flight *f, int64_t retry_after_ms)
+static void over_budget(struct flight *f, enum admit verdict, int64_t retry_after_ms)
 {
     struct cache *c = f->c;
-    char status[160], detail[320];
+    char status[160], detail[CK_LABEL_MAX + 64];
     struct centry *e;
 
     c->stats.over_budget++;
-    metrics_inc(c->gw->m.rate_limited, 1, f->label, "upstream", NULL);
+    metrics_inc(c->gw->m.rate_limited, 1, f->label, verdict == ADMIT_KEY ? "key" : "upstream",
+                NULL);
     if (f->stale != NULL) {
         int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);
         snprintf(status, sizeof(status),
@@ -792,8 +867,11 @@ static void over_budget(struct flight *f, int64_t retry_after_ms)
         flight_end(f);
         return;
     }
-    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
-             f->project_id ? f->project_id : "default");
+    if (verdict == ADMIT_KEY)
+        snprintf(detail, sizeof(detail), "Rate limit exceeded for the upstream key");
+    else
+        snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
+                 f->project_id ? f->project_id : "default");
     if ((e = error_entry(429, detail)) != NULL) {
         char hdrs[96];
         snprintf(hdrs, sizeof(hdrs), "Retry-After: %lld\nretry-after-ms: %lld\n",
@@ -806,24 +884,28 @@ static void over_budget(struct flight *f, int64_t retry_after_ms)
     flight_end(f);
 }
 
-static void on_budget(void *arg, int allowed, int64_t retry_after_ms)
+static void on_budget(void *arg, enum admit verdict, int64_t retry_after_ms)
 {
     struct flight *f = arg;
 
     if (!f->done && !f->c->gw->stopping) {
-        if (allowed)
+        if (verdict == ADMIT_OK)
             send_upstream(f);
         else
-            over_budget(f, retry_after_ms);
+            over_budget(f, verdict, retry_after_ms);
     }
     flight_unref(f);
 }
 
 static void fetch(struct flight *f)
 {
+    struct admit_who who = {f->label, f->project_id, f->keytag};
+
     f->state = FS_FETCH;
     f->refs++;
-    cache_upstream_admit(f->c, f->label, f->project_id, f->kind != FK_CLIENT, on_budget, f);
+    if (!f->no_store)
+        fix_gens(f->c, &f->gens, f->gen_name);
+    cache_upstream_admit(f->c, &who, f->kind != FK_CLIENT, on_budget, f);
 }
 
 static void try_lease(struct flight *f);
@@ -997,6 +1079,7 @@ static struct flight *flight_get(struct cache *c, enum fkind kind, const struct 
         f->stale = stale;
     }
     ck_project_label(q->project_id, q->cred, q->credlen, f->label, sizeof(f->label));
+    ck_cred_tag(q->cred, q->credlen, f->keytag);
     f->deadline_ms = mono_ms() + (int64_t)cf(c)->lock_lease_ms + (int64_t)cf(c)->timeout_ms;
     f->l1_flushes = c->l1_flushes;
     if (!q->no_store) {
@@ -1279,6 +1362,8 @@ static void on_event(void *arg, const char *msg, size_t len)
         check_remote(f);
 }
 
+/* A generation moves to a fresh value: every list stamped with the old one
+ * is invalid now, here and (through the store) on every instance. */
 static void bump(struct cache *c, const char *name)
 {
     struct store *st = c->gw->store;
@@ -1287,7 +1372,7 @@ static void bump(struct cache *c, const char *name)
 
     if (name == NULL)
         return;
-    st->ops->bump(st, name);
+    st->ops->gen_set(st, name, fresh_gen(), 0, gen_ttl(cf(c)));
     if (c->l1 != NULL) {
         l1_flush(c);
         n = snprintf(msg, sizeof(msg), BUMP_PREFIX "%s", name);
@@ -1296,43 +1381,22 @@ static void bump(struct cache *c, const char *name)
     }
 }
 
-/* A project id as lists name it: v1 lists carry UUIDs in canonical form,
- * v2 lists carry the string as written. Both forms are bumped. */
-static void bump_project(struct cache *c, const char *project_id)
+static void bump_project(struct cache *c, const char *project_id, const char *cred,
+                         size_t credlen)
 {
-    char *name = gen_name_of(project_id, NULL, 0), *raw, *q;
-    struct qn_result res;
-    size_t n = strlen(project_id) * 3 + sizeof("project_id=");
-    size_t i;
+    char *name = gen_name_of(project_id, cred, credlen);
 
     bump(c, name);
     free(name);
-    if ((raw = q = malloc(n)) == NULL)
-        return;
-    q += sprintf(q, "project_id=");
-    for (i = 0; project_id[i]; i++)
-        q += sprintf(q, "%%%02X", (unsigned char)project_id[i]);
-    if (qn_normalize(QN_V1_BATCH_JOBS, raw, 0, &res) == 0) {
-        if (res.status == QN_OK && res.project_id && strcmp(res.project_id, project_id) != 0) {
-            name = gen_name_of(res.project_id, NULL, 0);
-            bump(c, name);
-            free(name);
-        }
-        qn_result_free(&res);
-    }
-    free(raw);
 }
 
 void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
                               const char *project_id)
 {
-    char *name = gen_name_of(NULL, cred, credlen);
-
     /* The credential's default project may be the one named, so both go. */
-    bump(c, name);
-    free(name);
+    bump_project(c, NULL, cred, credlen);
     if (project_id)
-        bump_project(c, project_id);
+        bump_project(c, project_id, NULL, 0);
 }
 
 struct cache_barrier {
@@ -1382,7 +1446,7 @@ void cache_barrier_cancel(struct cache_barrier *b)
 void cache_purge(struct cache *c, const char *project_id)
 {
     if (project_id != NULL) {
-        bump_project(c, project_id);
+        bump_project(c, project_id, NULL, 0);
         return;
     }
     bump(c, STORE_GEN_ALL);

@@ -21,7 +21,8 @@ struct cache;
 struct list_query {
     enum qn_route route;
     const char *canonical;
-    const char *project_id;      /* canonical project_id, or NULL */
+    const char *project_id;      /* the canonical project (request_read.h) it
+                                    acts on, or NULL: the key's default */
     const char *cred;            /* the credential that identifies the answer */
     size_t credlen;
     int injected;                /* cred is lcgate's key (send "Bearer cred");
@@ -63,12 +64,15 @@ struct conf;
 int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
                   struct answer *a, char *status, size_t statuslen);
 
-/* A write of this credential for project_id (NULL: the credential's
- * default project) succeeded: every cached list of that project is invalid
- * from now on, on every instance. */
+/* A write of this credential for project_id (canonical; NULL: the
+ * credential's default project) succeeded: every cached list of that
+ * project, and of the credential's default project (which it may be), is
+ * invalid from now on, on every instance. No project id reaches another
+ * project's lists or the global generation. */
 void cache_invalidate_project(struct cache *c, const char *cred, size_t credlen,
                               const char *project_id);
-/* Admin purge of one project's lists (project_id) or of all (NULL). */
+/* Admin purge of one project's lists (project_id, canonical) or of all
+ * (NULL). */
 void cache_purge(struct cache *c, const char *project_id);
 /* Calls done once the invalidations sent so far have reached the store and
  * its other instances (at once without an L1, else after a round trip, at
@@ -85,13 +89,27 @@ void cache_barrier_cancel(struct cache_barrier *b);
 
 struct up_resp;
 
-/* May a request of this project go upstream now? Upstream budget
- * (upstream_rate/upstream_burst) and any hold after an upstream 429. cb
- * gets allowed and, when not, the milliseconds to wait. background: only
- * spare budget (refreshes, prefetches). */
-typedef void (*cache_admit_cb)(void *arg, int allowed, int64_t retry_after_ms);
-void cache_upstream_admit(struct cache *c, const char *label, const char *project_id,
-                          int background, cache_admit_cb cb, void *arg);
+/* Who a request sent upstream is for: its project label (budgets, holds),
+ * its canonical project (NULL: the key's default; its [project]
+ * overrides), and its credential's tag (ck_cred_tag: the key's budget). */
+struct admit_who {
+    const char *label, *project, *keytag;
+};
+enum admit {
+    ADMIT_OK,                    /* go */
+    ADMIT_PROJECT,               /* the project's upstream budget, or a hold
+                                    after an upstream 429 */
+    ADMIT_KEY                    /* the key's budget ([upstream] rate) */
+};
+
+/* May a request go upstream now? The project's upstream budget
+ * (upstream_rate/upstream_burst), any hold after an upstream 429, then the
+ * key's budget ([upstream] rate/burst, all projects). cb gets the verdict
+ * and, when refused, the milliseconds to wait. background: only spare
+ * budget (refreshes, prefetches). */
+typedef void (*cache_admit_cb)(void *arg, enum admit verdict, int64_t retry_after_ms);
+void cache_upstream_admit(struct cache *c, const struct admit_who *who, int background,
+                          cache_admit_cb cb, void *arg);
 /* The upstream answered 429 for this project: hold its requests for the
  * time it asked (retry-after-ms or Retry-After, else 1 s). */
 void cache_upstream_said_429(struct cache *c, const char *label, const struct up_resp *r);

@@ -51,15 +51,47 @@ char *ck_build(enum qn_route r, const char *cred, size_t credlen,
     return key;
 }
 
+static int plain_uuid(const char *s)
+{
+    for (size_t i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23 ? c != '-'
+                                                   : !((c >= '0' && c <= '9') ||
+                                                       (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return s[36] == '\0';
+}
+
+static int plain_id(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
 void ck_project_label(const char *project_id, const char *cred, size_t credlen, char *out,
                       size_t len)
 {
     char tag[CK_TAG_LEN + 1];
+    uint8_t digest[SHA256_LEN];
 
-    if (project_id != NULL) {
+    if (project_id == NULL) {
+        ck_cred_tag(cred, credlen, tag);
+        snprintf(out, len, "default:%.16s", tag);
+    } else if (strlen(project_id) == 36 && plain_uuid(project_id)) {
         snprintf(out, len, "%s", project_id);
-        return;
+    } else if (plain_id(project_id)) {
+        snprintf(out, len, "id:%s", project_id);
+    } else {
+        sha256(project_id, strlen(project_id), digest);
+        hex_encode(digest, 16, tag);
+        snprintf(out, len, "id:~%s", tag);
     }
-    ck_cred_tag(cred, credlen, tag);
-    snprintf(out, len, "default:%.16s", tag);
 }

@@ -18,9 +18,16 @@
 /* Hex tag of a credential (CK_TAG_LEN chars + NUL); "anon" for none. */
 void ck_cred_tag(const char *cred, size_t len, char out[CK_TAG_LEN + 1]);
 
-/* The name of a request's project for generations, budgets and holds: its
- * project_id, else "default:" and a short tag of the credential (whose
- * key's default project it is). Writes at most len bytes with the NUL. */
+/* Room for any project label, with its NUL. */
+#define CK_LABEL_MAX 80
+
+/* The name of a request's project for generations, budgets, holds, logs
+ * and metrics, from its canonical project id (request_read.h): a UUID as
+ * it is; no project: "default:" and a short tag of the credential (whose
+ * key's default project it is); any other id: "id:" and the id when it is
+ * short and plain ([A-Za-z0-9._-], at most 64 bytes), else "id:~" and a
+ * hash of it. So a label is always short printable ASCII, and no id can
+ * take another's label. Writes at most len bytes with the NUL. */
 void ck_project_label(const char *project_id, const char *cred, size_t credlen, char *out,
                       size_t len);
 

@@ -18,15 +18,18 @@ struct conf;
 
 enum store_res { STORE_HIT, STORE_MISS, STORE_ERROR };
 
-/* Generations: counters that stamp every stored list. A write bumps its
- * project's counter (purge-all bumps the global one), and an entry whose
- * stamp differs from the current counters is invalid, on every instance at
- * once, without finding or deleting it. A counter never set reads 0. */
+/* Generations: values that stamp every stored list. A write sets its
+ * project's generation to a fresh random value (purge-all sets the global
+ * one), and an entry whose stamp differs from the current values is
+ * invalid, on every instance at once, without finding or deleting it. A
+ * generation not set (never, or lost: expired, evicted, deleted) reads 0,
+ * and no entry is ever stamped 0: a list invalidated before a generation
+ * was lost can never match the fresh value that replaces it. */
 struct gens {
     uint64_t proj;   /* of the list's project */
     uint64_t all;    /* global, STORE_GEN_ALL */
 };
-#define STORE_GEN_ALL "lcg:1:gen:*"
+#define STORE_GEN_ALL "lcg:1:gen:all"
 
 /* res is HIT with the entry or MISS; on ERROR neither e nor g is valid.
  * On HIT and MISS, g holds the current generations. */
@@ -65,8 +68,10 @@ struct store_ops {
      * fire and forget: a failure is counted and logged, never reported. */
     void (*set)(struct store *s, const char *key, size_t klen,
                 struct centry *e, uint64_t keep_ms);
-    /* Add 1 to a generation counter; fire and forget. */
-    void (*bump)(struct store *s, const char *gen_name);
+    /* Set a generation to value (non-zero) for ttl_ms; with if_absent,
+     * only if it is not set. Fire and forget. */
+    void (*gen_set)(struct store *s, const char *gen_name, uint64_t value, int if_absent,
+                    uint64_t ttl_ms);
     /* A lease on name for ttl_ms held by this process (SET NX PX with this
      * process's own token), so that one instance fetches a key for all. */
     void (*lease)(struct store *s, const char *name, uint64_t ttl_ms,
@@ -116,11 +121,14 @@ static inline void store_set(struct store *s, const char *key, size_t klen,
     s->ops->set(s, key, klen, e, keep_ms);
 }
 
-/* store_memory.c: bounded LRU with per-entry expiry. */
+/* store_memory.c: bounded LRU with per-entry expiry; at most
+ * STORE_MEMORY_MAX_GENS generations (the oldest set go first). */
+#define STORE_MEMORY_MAX_GENS 65536
 struct store *store_memory_new(size_t max_bytes);
 /* Counters for tests and metrics. */
 size_t store_memory_bytes(struct store *s);
 size_t store_memory_count(struct store *s);
+size_t store_memory_gens(struct store *s);
 
 /* store_redis.c: hiredis async on base. url is
  * redis://[[user]:password@]host[:port][/db] or

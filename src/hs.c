@@ -524,7 +524,8 @@ static void conn_close(struct hs_conn *c)
         update_accepting(s);
     }
     if (c->in_handler) {
-        c->gone = 1;
+        /* Read from the handler's thread (hs_req_gone). */
+        __atomic_store_n(&c->gone, 1, __ATOMIC_RELEASE);
         return;
     }
     conn_release(c);
@@ -1623,5 +1624,5 @@ void hs_send_head(struct hs_req *r, int status, uint64_t length)
 
 int hs_req_gone(const struct hs_req *r)
 {
-    return conn_of(r)->gone;
+    return __atomic_load_n(&conn_of(r)->gone, __ATOMIC_ACQUIRE);
 }

@@ -146,7 +146,8 @@ void hs_send(struct hs_req *r, int status, struct evbuffer *body);
 void hs_send_head(struct hs_req *r, int status, uint64_t length);
 /* The client closed (EOF, which a half-closed client also sends) or the
  * connection failed while r was with the handler: its answer will go
- * nowhere. */
+ * nowhere. May be asked from another thread (a worker's request handled
+ * on main), until r is answered. */
 int hs_req_gone(const struct hs_req *r);
 
 #endif

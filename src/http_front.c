@@ -4,22 +4,15 @@
 #include <pthread.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_tree.h>
 
 #include "cache.h"
 #include "cache_key.h"
@@ -29,17 +22,35 @@
 #include "conf.h"
 #include "config.h"
 #include "accesslog.h"
+#include "doors.h"
 #include "hs.h"
 #include "workers.h"
 #include "log.h"
 #include "metrics.h"
 #include "query_norm.h"
 #include "ratelimit.h"
+#include "request_read.h"
 #include "upstream.h"
 #include "util.h"
 
 #define MAX_QUERY_PARAMS 256
 #define MAX_RESPONSE (64u * 1024 * 1024)
+#define GONE_POLL_MS 50          /* how often reads of gone clients are looked for */
+
+/* A request read once (request_read.h), and what that reading decided:
+ * every later step uses these, never the raw bytes again. */
+struct reading {
+    int status;                  /* 0: go on; else the answer (detail in why,
+                                    or the upstream's own 422 in qr.body) */
+    const char *why;
+    char *dpath;                 /* the decoded path */
+    struct rr_query q;           /* the query */
+    int route;                   /* enum qn_route, or -1: pass-through */
+    struct qn_result qr;         /* list routes: the canonical query */
+    char *project;               /* the canonical project acted on, or NULL
+                                    (the key's default) */
+    const struct conf_client *client;
+};
 
 /* One client request from arrival to its single reply. */
 struct greq {
@@ -47,25 +58,34 @@ struct greq {
     struct greq *prev, *next;    /* gw->inflight */
     struct hs_req *req;
     int route;                   /* enum qn_route, or -1: pass-through */
-    char *key;                   /* cache key (cached routes) */
-    size_t klen;
-    char *url;                   /* what goes upstream */
-    char *project_id;
+    char *dpath;                 /* decoded path */
+    struct rr_query q;           /* its query, read once */
+    char *project;               /* canonical project acted on, or NULL */
     char *canonical;             /* list routes: the canonical query */
-    char *cred;                  /* list routes: the credential, a copy (a
-                                    reload may free the key it came from
-                                    while the cache still reads it) */
+    char *cred;                  /* the credential, a copy (a reload may free
+                                    the key it came from while the cache
+                                    still reads it) */
+    int injected;                /* cred is lcgate's key */
+    char keytag[CK_TAG_LEN + 1]; /* the credential's tag: the key's budget */
+    char *url;                   /* what goes upstream */
     struct up_xfer *xfer;
     int write_route;             /* a write that changes this route's lists, or -1 */
-    const char *path, *query;    /* of req, valid while it lives */
-    char label[256];             /* project label: budgets, holds */
+    int read_only;               /* GET or HEAD: cancelled when the client goes */
+    char label[CK_LABEL_MAX];    /* project label: budgets, holds, logs */
     const char *xcache;          /* for the log: HIT, MISS, ... */
     int up_status;               /* of the upstream fetch behind the answer */
     int64_t up_us;
-    int has_rl;                  /* rl holds the client budget's state */
+    int has_rl;                  /* rl holds the project budget's state */
     struct rl_result rl;
-    struct rate rate;            /* the client budget that applied (a copy:
-                                    a reload frees the configuration) */
+    struct rate rate;            /* the budgets that applied (copies: a
+                                    reload frees the configuration) */
+    unsigned burst;
+    char *client;                /* the [client] name, a copy, or NULL */
+    int has_client_rl;           /* the client's own budget applied */
+    struct rl_result client_rl;
+    struct rate client_rate;
+    unsigned client_burst;
+    size_t held_bytes;           /* of gw->memory, for the request body */
     char rid[72];
     int64_t t0_us;
     struct cache_barrier *barrier;   /* a write's answer held until its
@@ -79,6 +99,8 @@ struct greq {
 };
 
 static uint64_t rid_seed, rid_counter;
+
+static void gw_pass_reads(struct gw *gw, int delta);
 
 static const char *const hop_by_hop[] = {
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
@@ -110,6 +132,15 @@ static int named_by_connection(const char *name, const char *conn)
     return 0;
 }
 
+static void reading_free(struct reading *rd)
+{
+    free(rd->dpath);
+    rr_query_free(&rd->q);
+    qn_result_free(&rd->qr);
+    free(rd->project);
+    rd->dpath = rd->project = NULL;
+}
+
 static void greq_free(struct greq *g)
 {
     struct gw *gw = g->gw;
@@ -122,36 +153,55 @@ static void greq_free(struct greq *g)
         if (g->next)
             g->next->prev = g->prev;
         gw->ninflight--;
+        gw->memory.used -= g->held_bytes;
     }
-    free(g->key);
+    free(g->dpath);
+    rr_query_free(&g->q);
+    free(g->project);
     free(g->url);
-    free(g->project_id);
     free(g->canonical);
     free(g->cred);
+    free(g->client);
     if (g->held_body)
         evbuffer_free(g->held_body);
     if (g->fast == NULL)
         free(g);                 /* a fast one lives on its worker's stack */
 }
 
+/* IETF httpapi ratelimit-headers draft: a policy states the burst over the
+ * time the bucket takes to fill, so that "remaining" never exceeds it. */
+static void policy_item(char *out, size_t n, const char *name, const struct rate *rate,
+                        unsigned burst)
+{
+    double per_s = rate->count / (double)(rate->window_s ? rate->window_s : 1);
+    double w = per_s > 0 ? ceil((double)burst / per_s) : 1;
+    unsigned long long ws = w < 1 ? 1 : w > 1e12 ? 1000000000000ULL : (unsigned long long)w;
+
+    snprintf(out, n, "\"%s\";q=%u;w=%llu", name, burst, ws);
+}
+
 static void add_common_headers(struct greq *g)
 {
-    char v[96];
+    char p[96], c[96], v[200];
 
     hs_add_header(g->req, "X-Request-Id", g->rid);
-    if (g->has_rl) {
-        /* IETF httpapi ratelimit-headers draft: the client budget. */
-        double q = g->rate.count;
-        /* Counts are whole numbers in practice: no float formatting then. */
-        if (q >= 0 && q < 1e15 && q == (double)(long long)q)
-            snprintf(v, sizeof(v), "\"project\";q=%lld;w=%u", (long long)q, g->rate.window_s);
-        else
-            snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", q, g->rate.window_s);
+    if (!g->has_rl)
+        return;
+    policy_item(p, sizeof(p), "project", &g->rate, g->burst);
+    if (g->has_client_rl) {
+        policy_item(c, sizeof(c), "client", &g->client_rate, g->client_burst);
+        snprintf(v, sizeof(v), "%s, %s", p, c);
         hs_add_header(g->req, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld, \"client\";r=%lld;t=%lld",
+                 (long long)g->rl.remaining, (long long)((g->rl.reset_ms + 999) / 1000),
+                 (long long)g->client_rl.remaining,
+                 (long long)((g->client_rl.reset_ms + 999) / 1000));
+    } else {
+        hs_add_header(g->req, "RateLimit-Policy", p);
         snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));
-        hs_add_header(g->req, "RateLimit", v);
     }
+    hs_add_header(g->req, "RateLimit", v);
 }
 
 /* The access log line and the request metrics, for every answer (on any
@@ -251,19 +301,33 @@ static void fail_greq(struct greq *g, int status, const char *text)
     finish_json(g, status, detail_body(text));
 }
 
+static void retry_headers(struct hs_req *req, int64_t retry_after_ms)
+{
+    char v[32];
+
+    snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
+    hs_add_header(req, "Retry-After", v);
+    snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
+    hs_add_header(req, "retry-after-ms", v);
+}
+
 static void fail_upstream(struct greq *g, const struct up_resp *r)
 {
     g->gw->upstream_errors++;
-    g->up_status = r->err == UP_ETIMEOUT ? 504 : 502;
+    g->up_status = r->err == UP_ETIMEOUT ? 504 : r->err == UP_EBUSY ? 503 : 502;
     g->up_us = r->elapsed_us;
     log_warn("upstream %s failed: %s (request %s)",
              g->route >= 0 ? qn_routes[g->route].name : "pass-through", r->errmsg, g->rid);
-    if (r->err == UP_ETIMEOUT)
+    if (r->err == UP_ETIMEOUT) {
         fail_greq(g, 504, "Upstream timed out");
-    else if (r->err == UP_EINVALID)
+    } else if (r->err == UP_EBUSY) {
+        retry_headers(g->req, 1000);
+        fail_greq(g, 503, "Too many requests in flight");
+    } else if (r->err == UP_EINVALID) {
         fail_greq(g, 502, "Upstream sent an invalid answer");
-    else
+    } else {
         fail_greq(g, 502, "Upstream unreachable");
+    }
 }
 
 static void set_rid(struct greq *g)
@@ -291,45 +355,275 @@ static struct up_opts up_opts(const struct conf *c)
     return o;
 }
 
-static char *join_url(const char *base, const char *path, const char *query)
-{
-    size_t n = strlen(base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
-    char *url = malloc(n);
+/* ---- reading a request ---- */
 
-    if (url)
-        snprintf(url, n, "%s%s%s%s", base, path, query && *query ? "?" : "",
-                 query && *query ? query : "");
-    return url;
+/* Is this listener local (loopback or a Unix socket)? The running listen
+ * address: a reload cannot move it. */
+static int front_local;
+
+static int refuse(struct reading *rd, int status, const char *why)
+{
+    rd->status = status;
+    rd->why = why;
+    return -1;
 }
+
+/* The projects a request names, canonical: in the path, the query's
+ * project_id, the body's. *unreadable: the body may name one that lcgate
+ * cannot read. */
+struct named {
+    char *v[3];
+    size_t n;
+    int unreadable;
+};
+
+static int add_named(struct named *nm, const char *s, size_t n)
+{
+    if ((nm->v[nm->n] = rr_project_canon(s, n)) == NULL)
+        return -1;
+    nm->n++;
+    return 0;
+}
+
+static void named_free(struct named *nm)
+{
+    for (size_t i = 0; i < nm->n; i++)
+        free(nm->v[i]);
+    nm->n = 0;
+}
+
+static int read_named(const struct hs_req *req, const struct reading *rd, struct named *nm)
+{
+    const struct rr_param *p;
+    const char *s;
+    size_t n, len;
+
+    memset(nm, 0, sizeof(*nm));
+    if ((s = rr_path_project(rd->dpath, &n)) != NULL && add_named(nm, s, n) != 0)
+        return -1;
+    if ((p = rr_query_last(&rd->q, "project_id")) != NULL &&
+        add_named(nm, p->value, p->vlen) != 0)
+        return -1;
+    if ((len = evbuffer_get_length(req->body)) > 0) {
+        char *v = NULL;
+        const char *body = (const char *)evbuffer_pullup(req->body, -1);
+        switch (rr_body_member(hs_header(req, "Content-Type"), body, len, "project_id", &v)) {
+        case RR_BODY_FOUND:
+            nm->v[nm->n++] = NULL;
+            if ((nm->v[nm->n - 1] = rr_project_canon(v, strlen(v))) == NULL) {
+                nm->n--;
+                free(v);
+                return -1;
+            }
+            free(v);
+            break;
+        case RR_BODY_UNREADABLE:
+            nm->unreadable = 1;
+            break;
+        case RR_BODY_NOMEM:
+            return -1;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Do any configured per-project keys exist? Then which project a request
+ * names chooses the key. */
+static int has_project_keys(const struct conf *c)
+{
+    for (size_t i = 0; i < c->nprojects; i++)
+        if (c->projects[i].api_key)
+            return 1;
+    return 0;
+}
+
+/* Who may do this, and with which key: the client's token, its projects
+ * (every project the request names), and one key for all of them. */
+static int decide_projects(const struct conf *c, const struct hs_req *req, struct reading *rd)
+{
+    struct named nm;
+    const char *key;
+    int restricted;
+
+    if (read_named(req, rd, &nm) != 0)
+        return refuse(rd, 500, "Out of memory");
+    if (nm.n > 0 && (rd->project = strdup(nm.v[0])) == NULL) {
+        named_free(&nm);
+        return refuse(rd, 500, "Out of memory");
+    }
+    if (c->nclients > 0) {
+        rd->client = client_find(c, hs_header(req, "Authorization"));
+        if (rd->client == NULL) {
+            named_free(&nm);
+            return refuse(rd, 401, "Missing or invalid client token");
+        }
+        for (size_t i = 0; i < nm.n; i++) {
+            if (!client_allows(rd->client, nm.v[i])) {
+                named_free(&nm);
+                return refuse(rd, 403, "This client may not use this project");
+            }
+        }
+        if (nm.n == 0 && !client_allows(rd->client, NULL)) {
+            named_free(&nm);
+            return refuse(rd, 403, "This client may not use this project");
+        }
+    }
+    restricted = rd->client != NULL && !rd->client->all_projects;
+    if (nm.unreadable && (restricted || has_project_keys(c))) {
+        named_free(&nm);
+        return refuse(rd, 400, "The request body may name a project that lcgate cannot read "
+                               "(send JSON, or name the project in the query)");
+    }
+    key = conf_api_key(c, rd->project);
+    for (size_t i = 1; i < nm.n; i++) {
+        if (conf_api_key(c, nm.v[i]) != key) {
+            named_free(&nm);
+            return refuse(rd, 400, "The request names projects that use different keys");
+        }
+    }
+    named_free(&nm);
+    return 0;
+}
+
+/* Read req once, as the upstream will: the doors, the path, the query, the
+ * list normalizer, the projects and who may act on them. rd->status is 0
+ * when the request may go on. */
+static void read_request(const struct conf *c, struct hs_req *req, struct reading *rd)
+{
+    enum door d;
+
+    memset(rd, 0, sizeof(*rd));
+    rd->route = -1;
+    d = door_check(c, front_local, hs_header(req, "Host"), hs_header(req, "Origin"),
+                   hs_header(req, "Sec-Fetch-Site"));
+    if (d != DOOR_OPEN) {
+        refuse(rd, (int)d, door_detail(d));
+        return;
+    }
+    switch (rr_path_decode(req->path ? req->path : "", &rd->dpath, &rd->why)) {
+    case RR_OK:
+        break;
+    case RR_MALFORMED:
+        /* Outside /api it is simply not ours. */
+        refuse(rd, req->path && strncmp(req->path, "/api", 4) == 0 ? 400 : 404,
+               req->path && strncmp(req->path, "/api", 4) == 0 ? "Malformed request path"
+                                                                 : "Not Found");
+        return;
+    default:
+        refuse(rd, 500, "Out of memory");
+        return;
+    }
+    if (strncmp(rd->dpath, "/api/", 5) != 0 && strcmp(rd->dpath, "/api") != 0) {
+        refuse(rd, 404, "Not Found");
+        return;
+    }
+    switch (rr_query_parse(req->query, MAX_QUERY_PARAMS, &rd->q, &rd->why)) {
+    case RR_OK:
+        break;
+    case RR_MALFORMED:
+        rd->status = 400;
+        return;
+    default:
+        refuse(rd, 500, "Out of memory");
+        return;
+    }
+    rd->route = req->method == HS_GET ? qn_route_by_path(rd->dpath) : -1;
+    if (rd->route >= 0) {
+        if (qn_normalize_query((enum qn_route)rd->route, &rd->q, &rd->qr) != 0) {
+            refuse(rd, 500, "Out of memory");
+            return;
+        }
+        if (rd->qr.status != QN_OK) {
+            rd->status = 422;    /* the upstream's own body, without asking it */
+            return;
+        }
+    }
+    decide_projects(c, req, rd);
+}
+
+/* Answer a request its reading refused. */
+static void refuse_reading(struct gw *gw, struct hs_req *req, struct reading *rd)
+{
+    if (rd->status == 422) {
+        struct evbuffer *buf = evbuffer_new();
+        if (buf)
+            evbuffer_add(buf, rd->qr.body, strlen(rd->qr.body));
+        hs_add_header(req, "Content-Type", "application/json");
+        account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, 422,
+                buf ? evbuffer_get_length(buf) : 0);
+        workers_send(gw->front, req, 422, buf);
+        if (buf)
+            evbuffer_free(buf);
+        return;
+    }
+    if (rd->status == 401)
+        hs_add_header(req, "WWW-Authenticate", "Bearer realm=\"lcgate\"");
+    reply_detail(gw, req, rd->status, rd->why);
+}
+
+/* ---- credentials and budgets ---- */
 
 /* The credential that decides whose answer this is: the injected key, or
  * the client's Authorization in pass-through mode. */
 static const char *credential_in(const struct conf *c, const struct hs_req *req,
-                                 const char *project_id, const char **key)
+                                 const char *project, const char **key)
 {
-    *key = conf_api_key(c, project_id);
+    *key = conf_api_key(c, project);
     if (*key)
         return *key;
     return hs_header(req, "Authorization");
 }
 
-static const char *credential(struct greq *g, const char **key)
+/* The budgets a request spends: its project's client budget (g->label,
+ * g->rate, g->burst; its key in rlkey), and the client's own (g->client_*;
+ * its key in clkey, "" when none). */
+static void budgets_of(struct greq *g, const struct conf *c, const struct conf_client *cl,
+                       const char *cred, char *rlkey, char *clkey, size_t n)
 {
-    return credential_in(g->gw->conf, g->req, g->project_id, key);
+    const struct conf_project *p = conf_project(c, g->project);
+
+    ck_project_label(g->project, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
+    g->rate = p && p->has_rate ? p->rate : c->rate;
+    g->burst = p && p->has_burst ? p->burst : c->burst;
+    snprintf(rlkey, n, CK_PREFIX "rl:c:%s", g->label);
+    clkey[0] = '\0';
+    if (cl != NULL && cl->has_rate) {
+        g->client_rate = cl->rate;
+        g->client_burst = cl->burst;
+        g->has_client_rl = 1;
+        snprintf(clkey, n, CK_PREFIX "rl:t:%s", cl->name);
+    }
 }
 
-/* The client budget a request of project_id with cred spends (its
- * project's, else the default): g->label and g->rate set, its key in
- * rlkey, the burst returned. */
-static unsigned client_budget(struct greq *g, const struct conf *c, const char *project_id,
-                              const char *cred, char *rlkey, size_t n)
+static void reply_429(struct greq *g, int64_t retry_after_ms, const char *detail)
 {
-    const struct conf_project *p = conf_project(c, project_id);
+    retry_headers(g->req, retry_after_ms);
+    fail_greq(g, 429, detail);
+}
 
-    ck_project_label(project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
-    g->rate = p && p->has_rate ? p->rate : c->rate;
-    snprintf(rlkey, n, "lcg:1:rl:c:%s", g->label);
-    return p && p->has_burst ? p->burst : c->burst;
+static void reply_project_429(struct greq *g, int64_t retry_after_ms)
+{
+    char detail[CK_LABEL_MAX + 64];
+
+    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
+             g->project ? g->project : "default");
+    reply_429(g, retry_after_ms, detail);
+}
+
+static void reply_client_429(struct greq *g, int64_t retry_after_ms)
+{
+    size_t n = strlen(g->client) + 40;
+    char *detail = malloc(n);
+
+    if (detail == NULL) {
+        reply_429(g, retry_after_ms, "Rate limit exceeded for this client");
+        return;
+    }
+    snprintf(detail, n, "Rate limit exceeded for client %s", g->client);
+    reply_429(g, retry_after_ms, detail);
+    free(detail);
 }
 
 /* ---- cached list routes ---- */
@@ -427,50 +721,18 @@ static int has_token(const char *value, const char *token)
     return 0;
 }
 
-/* Normalize the list query: 0, or -1 when it was answered (400/422). */
-static int prepare_list(struct greq *g)
-{
-    struct qn_result qr;
-
-    if (qn_normalize((enum qn_route)g->route, g->query, MAX_QUERY_PARAMS, &qr) != 0) {
-        fail_greq(g, 500, "Out of memory");
-        return -1;
-    }
-    if (qr.status != QN_OK) {
-        /* The upstream's own 422 (or our 400), without asking it. */
-        struct evbuffer *buf = evbuffer_new();
-        if (buf)
-            evbuffer_add(buf, qr.body, strlen(qr.body));
-        finish_json(g, qr.status == QN_INVALID ? 422 : 400, buf);
-        qn_result_free(&qr);
-        return -1;
-    }
-    /* The request owns what the cache borrows until it is answered. */
-    g->project_id = qr.project_id;
-    g->canonical = qr.canonical;
-    qr.project_id = qr.canonical = NULL;
-    qn_result_free(&qr);
-    return 0;
-}
-
 static void run_list(struct greq *g)
 {
     struct list_query q;
-    const char *key, *cred, *cc;
+    const char *cc = hs_header(g->req, "Cache-Control");
 
-    cred = credential(g, &key);
-    if (cred != NULL && (g->cred = strdup(cred)) == NULL) {
-        fail_greq(g, 500, "Out of memory");
-        return;
-    }
-    cc = hs_header(g->req, "Cache-Control");
     memset(&q, 0, sizeof(q));
     q.route = (enum qn_route)g->route;
     q.canonical = g->canonical;
-    q.project_id = g->project_id;
+    q.project_id = g->project;
     q.cred = g->cred;
     q.credlen = g->cred ? strlen(g->cred) : 0;
-    q.injected = key != NULL;
+    q.injected = g->injected;
     q.no_store = has_token(cc, "no-store");
     q.no_cache = has_token(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
     q.rid = g->rid;
@@ -479,7 +741,7 @@ static void run_list(struct greq *g)
 
 /* ---- pass-through ---- */
 
-/* The route whose lists a write to path changes, or -1. */
+/* The route whose lists a write to path (decoded) changes, or -1. */
 static int write_route(const char *path, enum hs_method m)
 {
     int i;
@@ -494,30 +756,24 @@ static int write_route(const char *path, enum hs_method m)
     return -1;
 }
 
-/* A successful write changes its project's lists: the project of the
- * request, and the one the answer names (a create without project_id). */
+/* A successful write changes its project's lists: the project the request
+ * acted on, and the one the answer names (a create without project_id). */
 static void invalidate_after_write(struct greq *g, const struct up_resp *r)
 {
-    static const char *path[] = {"project_id", NULL};
-    const char *key, *cred = credential(g, &key);
-    size_t credlen = cred ? strlen(cred) : 0, len = evbuffer_get_length(r->body);
-    char *copy;
-    yajl_val root;
+    size_t credlen = g->cred ? strlen(g->cred) : 0, len = evbuffer_get_length(r->body);
+    char *named = NULL, *canon;
 
-    cache_invalidate_project(g->gw->cache, cred, credlen, g->project_id);
-    if (len == 0 || len > 1024 * 1024 || (copy = malloc(len + 1)) == NULL)
+    cache_invalidate_project(g->gw->cache, g->cred, credlen, g->project);
+    if (len == 0 || len > 1024 * 1024)
         return;
-    memcpy(copy, evbuffer_pullup(r->body, (ev_ssize_t)len), len);
-    copy[len] = '\0';
-    root = yajl_tree_parse(copy, NULL, 0);
-    free(copy);
-    if (root != NULL) {
-        yajl_val v = yajl_tree_get(root, path, yajl_t_string);
-        const char *named = v ? YAJL_GET_STRING(v) : NULL;
-        if (named != NULL && (g->project_id == NULL || strcmp(g->project_id, named) != 0))
-            cache_invalidate_project(g->gw->cache, cred, credlen, named);
-        yajl_tree_free(root);
-    }
+    if (rr_body_member("application/json", (const char *)evbuffer_pullup(r->body, -1), len,
+                       "project_id", &named) != RR_BODY_FOUND)
+        return;
+    canon = rr_project_canon(named, strlen(named));
+    if (canon != NULL && (g->project == NULL || strcmp(g->project, canon) != 0))
+        cache_invalidate_project(g->gw->cache, g->cred, credlen, canon);
+    free(canon);
+    free(named);
 }
 
 static void on_invalidated(void *arg)
@@ -550,6 +806,7 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     size_t i;
 
     g->xfer = NULL;
+    gw_pass_reads(g->gw, g->read_only ? -1 : 0);
     if (r->err != UP_OK) {
         fail_upstream(g, r);
         return;
@@ -590,55 +847,49 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     finish(g, (int)r->status, r->body);
 }
 
-/* project_id of a raw query, decoded, for per-project keys; NULL if none. */
-static char *query_project(const char *query)
-{
-    struct evkeyvalq params;
-    const char *v;
-    char *r = NULL;
-
-    if (query == NULL || evhttp_parse_query_str(query, &params) != 0)
-        return NULL;
-    if ((v = evhttp_find_header(&params, "project_id")) != NULL)
-        r = strdup(v);
-    evhttp_clear_headers(&params);
-    return r;
-}
-
 static void send_pass(struct greq *g)
 {
-    const char *path = g->path, *query = g->query;
     struct evbuffer *body = g->req->body;
     const char *method = g->req->method == HS_OTHER ? NULL : g->req->method_name;
-    const char *conn = hs_header(g->req, "Connection"), *key;
+    const char *conn = hs_header(g->req, "Connection");
     struct curl_slist *h = NULL;
     unsigned i;
     size_t blen = evbuffer_get_length(body);
     int has_ctype = 0;
-    char bearer[4096 + 8];
+    char *bearer = NULL, *path = NULL;
     struct up_opts opts;
 
     if (method == NULL) {
         fail_greq(g, 405, "Method Not Allowed");
         return;
     }
-    g->write_route = write_route(path, g->req->method);
-    key = conf_api_key(g->gw->conf, g->project_id);
-    if ((g->url = join_url(g->gw->conf->base_url, path, query)) == NULL)
+    /* The path as read, encoded again: the upstream decodes it to exactly
+     * what every decision here used. The query goes as it came (it was
+     * read as the upstream reads it). */
+    if ((path = rr_path_encode(g->dpath)) == NULL)
         goto oom;
+    g->url = malloc(strlen(g->gw->conf->base_url) + strlen(path) +
+                    (g->req->query ? strlen(g->req->query) + 1 : 0) + 1);
+    if (g->url == NULL)
+        goto oom;
+    sprintf(g->url, "%s%s%s%s", g->gw->conf->base_url, path,
+            g->req->query && *g->req->query ? "?" : "",
+            g->req->query && *g->req->query ? g->req->query : "");
     for (i = 0; i < g->req->nheaders; i++) {
         const struct hs_header *kv = &g->req->headers[i];
         if (in_list(kv->name, hop_by_hop) || named_by_connection(kv->name, conn) ||
             strcasecmp(kv->name, "X-Request-Id") == 0 ||
-            (key && strcasecmp(kv->name, "Authorization") == 0))
+            (g->injected && strcasecmp(kv->name, "Authorization") == 0))
             continue;
         if (strcasecmp(kv->name, "Content-Type") == 0)
             has_ctype = 1;
         if ((h = up_header(h, kv->name, kv->value)) == NULL)
             goto oom;
     }
-    if (key) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", key);
+    if (g->injected) {
+        if ((bearer = malloc(strlen(g->cred) + 8)) == NULL)
+            goto oom;
+        sprintf(bearer, "Bearer %s", g->cred);
         if ((h = up_header(h, "Authorization", bearer)) == NULL)
             goto oom;
     }
@@ -650,56 +901,39 @@ static void send_pass(struct greq *g)
     opts = up_opts(g->gw->conf);
     g->xfer = up_start(g->gw->up, method, g->url, h, evbuffer_pullup(body, -1), blen,
                        &opts, on_pass_upstream, g);
-    if (g->xfer == NULL)
+    h = NULL;
+    free(bearer);
+    free(path);
+    if (g->xfer == NULL) {
         fail_greq(g, 502, "Upstream request could not be started");
+        return;
+    }
+    gw_pass_reads(g->gw, g->read_only ? 1 : 0);
     return;
 oom:
+    curl_slist_free_all(h);
+    free(bearer);
+    free(path);
     fail_greq(g, 500, "Out of memory");
 }
 
-/* Dot segments and control bytes could make the upstream path differ from
- * the one lcgate routed on. */
-static int path_safe(const char *path)
-{
-    size_t n = strlen(path);
-    char *dec = evhttp_uridecode(path, 0, &n);
-    const char *p;
-    int ok = dec != NULL;
-
-    for (p = dec; ok && p < dec + n; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            ok = 0;
-    for (p = dec; ok && (p = strstr(p, "/.")) != NULL; p++)
-        if (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0')))
-            ok = 0;
-    free(dec);
-    return ok;
-}
-
-static void reply_429(struct greq *g, int64_t retry_after_ms)
-{
-    char v[32], detail[320];
-
-    snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
-    hs_add_header(g->req, "Retry-After", v);
-    snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
-    hs_add_header(g->req, "retry-after-ms", v);
-    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
-             g->project_id ? g->project_id : "default");
-    fail_greq(g, 429, detail);
-}
-
-static void on_pass_admitted(void *arg, int allowed, int64_t retry_after_ms)
+static void on_pass_admitted(void *arg, enum admit verdict, int64_t retry_after_ms)
 {
     struct greq *g = arg;
 
     if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
-    } else if (allowed) {
+    } else if (g->read_only && hs_req_gone(g->req)) {
+        /* Its client went away while it waited: nothing to read for. */
+        fail_greq(g, 499, "Client closed the request");
+    } else if (verdict == ADMIT_OK) {
         send_pass(g);
+    } else if (verdict == ADMIT_KEY) {
+        metrics_inc(g->gw->m.rate_limited, 1, g->label, "key", NULL);
+        reply_429(g, retry_after_ms, "Rate limit exceeded for the upstream key");
     } else {
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "upstream", NULL);
-        reply_429(g, retry_after_ms);
+        reply_project_429(g, retry_after_ms);
     }
 }
 
@@ -714,113 +948,153 @@ static void on_admitted(void *arg, const struct rl_result *r)
     } else if (!r->allowed) {
         g->gw->rate_limited++;
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "client", NULL);
-        reply_429(g, r->retry_after_ms);
+        reply_project_429(g, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
     } else {
-        /* Sent upstream as it is: it spends the upstream budget too. */
-        cache_upstream_admit(g->gw->cache, g->label, g->project_id, 0, on_pass_admitted, g);
+        /* Sent upstream as it is: it spends the upstream budgets too. */
+        struct admit_who who = {g->label, g->project, g->keytag};
+        cache_upstream_admit(g->gw->cache, &who, 0, on_pass_admitted, g);
     }
 }
 
-/* A project_id in a JSON request body also names the project it acts on. */
-static char *body_project(struct greq *g)
+/* The project budget, after the client's own (if it has one). */
+static void take_project_budget(struct greq *g)
 {
-    static const char *path[] = {"project_id", NULL};
-    struct evbuffer *body = g->req->body;
-    size_t len = evbuffer_get_length(body);
-    char *copy, *r = NULL;
-    yajl_val root, v;
+    char rlkey[CK_LABEL_MAX + 16];
 
-    if (len == 0 || (copy = malloc(len + 1)) == NULL)
-        return NULL;
-    memcpy(copy, evbuffer_pullup(body, (ev_ssize_t)len), len);
-    copy[len] = '\0';
-    root = yajl_tree_parse(copy, NULL, 0);
-    free(copy);
-    if (root && (v = yajl_tree_get(root, path, yajl_t_string)) != NULL) {
-        const char *named = YAJL_GET_STRING(v);
-        if (named != NULL)
-            r = strdup(named);
-    }
-    yajl_tree_free(root);
-    return r;
+    snprintf(rlkey, sizeof(rlkey), CK_PREFIX "rl:c:%s", g->label);
+    rl_take(g->gw->rl, rlkey, &g->rate, g->burst, on_admitted, g);
 }
 
-/* Client tokens: 0, or -1 when answered 401/403. */
-static int authorize(struct greq *g)
+static void on_client_admitted(void *arg, const struct rl_result *r)
 {
-    const struct conf *c = g->gw->conf;
-    const struct conf_client *cl;
-    char *in_body;
-    int ok;
+    struct greq *g = arg;
 
-    if (c->nclients == 0)
-        return 0;
-    cl = client_find(c, hs_header(g->req, "Authorization"));
-    if (cl == NULL) {
-        hs_add_header(g->req, "WWW-Authenticate", "Bearer realm=\"lcgate\"");
-        fail_greq(g, 401, "Missing or invalid client token");
-        return -1;
+    g->client_rl = *r;
+    if (g->gw->stopping) {
+        fail_greq(g, 503, "Shutting down");
+    } else if (!r->allowed) {
+        metrics_inc(g->gw->m.rate_limited, 1, g->label, "token", NULL);
+        reply_client_429(g, r->retry_after_ms);
+    } else {
+        take_project_budget(g);
     }
-    ok = client_allows(cl, g->project_id);
-    if (ok && g->route < 0 && (in_body = body_project(g)) != NULL) {
-        ok = client_allows(cl, in_body);
-        free(in_body);
-    }
-    if (!ok) {
-        fail_greq(g, 403, "This client may not use this project");
-        return -1;
-    }
-    return 0;
+}
+
+/* Memory held by requests in flight, past its bound: refuse new ones. */
+static int over_memory(struct gw *gw, const struct hs_req *req)
+{
+    const struct conf *c = gw->conf;
+
+    return gw->ninflight >= c->max_inflight_requests ||
+           gw->memory.used + evbuffer_get_length(req->body) > c->max_inflight_bytes;
 }
 
 static void on_request(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
-    const char *path = req->path, *query = req->query;
+    const struct conf *c = gw->conf;
+    struct reading rd;
     const char *key, *cred;
     struct greq *g;
-    unsigned burst;
-    char rlkey[300];
+    char rlkey[CK_LABEL_MAX + 16], clkey[CK_LABEL_MAX + 16];
 
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
-    if (path == NULL || (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0)) {
-        reply_detail(gw, req, 404, "Not Found");
+    read_request(c, req, &rd);
+    if (rd.status != 0) {
+        refuse_reading(gw, req, &rd);
+        reading_free(&rd);
         return;
     }
-    if (!path_safe(path)) {
-        reply_detail(gw, req, 400, "Malformed request path");
+    if (over_memory(gw, req)) {
+        reading_free(&rd);
+        retry_headers(req, 1000);
+        reply_detail(gw, req, 503, "Too many requests in flight");
         return;
     }
     if ((g = calloc(1, sizeof(*g))) == NULL) {
+        reading_free(&rd);
         reply_detail(gw, req, 500, "Out of memory");
         return;
     }
     g->gw = gw;
     g->req = req;
-    g->path = path;
-    g->query = query;
     g->t0_us = mono_us();
     g->next = gw->inflight;
     if (gw->inflight)
         gw->inflight->prev = g;
     gw->inflight = g;
     gw->ninflight++;
+    g->held_bytes = evbuffer_get_length(req->body);
+    gw->memory.used += g->held_bytes;
     set_rid(g);
-    g->route = req->method == HS_GET ? qn_route_by_path(path) : -1;
-    if (g->route >= 0) {
-        if (prepare_list(g) != 0)
-            return;
-    } else {
-        g->project_id = query_project(query);
-    }
-    if (authorize(g) != 0)
+    /* The request owns its reading from now on. */
+    g->route = rd.route;
+    g->dpath = rd.dpath;
+    g->q = rd.q;
+    g->project = rd.project;
+    g->canonical = rd.qr.canonical;
+    rd.dpath = rd.project = rd.qr.canonical = NULL;
+    memset(&rd.q, 0, sizeof(rd.q));
+    g->write_route = write_route(g->dpath, req->method);
+    g->read_only = req->method == HS_GET || req->method == HS_HEAD;
+    cred = credential_in(c, req, g->project, &key);
+    g->injected = key != NULL;
+    if (cred != NULL && (g->cred = strdup(cred)) == NULL) {
+        reading_free(&rd);
+        fail_greq(g, 500, "Out of memory");
         return;
-    /* Every /api request spends its project's client budget, hits too. */
-    cred = credential(g, &key);
-    burst = client_budget(g, gw->conf, g->project_id, cred, rlkey, sizeof(rlkey));
-    rl_take(gw->rl, rlkey, &g->rate, burst, on_admitted, g);
+    }
+    ck_cred_tag(g->cred, g->cred ? strlen(g->cred) : 0, g->keytag);
+    budgets_of(g, c, rd.client, g->cred, rlkey, clkey, sizeof(rlkey));
+    if (clkey[0] != '\0' && (g->client = strdup(rd.client->name)) == NULL) {
+        reading_free(&rd);
+        fail_greq(g, 500, "Out of memory");
+        return;
+    }
+    reading_free(&rd);
+    /* Every /api request spends its client's budget and its project's,
+     * hits too. */
+    if (clkey[0] != '\0')
+        rl_take(gw->rl, clkey, &g->client_rate, g->client_burst, on_client_admitted, g);
+    else
+        take_project_budget(g);
+}
+
+/* ---- gone clients ---- */
+
+/* Reads whose client went away are cancelled: nobody will read their
+ * answer, and each may hold up to MAX_RESPONSE of it. Writes run on (their
+ * invalidation must happen); list fetches run on to fill the cache. */
+static void on_gone_poll(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct timeval tick = {0, GONE_POLL_MS * 1000};
+    struct gw *gw = arg;
+    struct greq *g, *next;
+
+    for (g = gw->inflight; g; g = next) {
+        next = g->next;
+        if (g->xfer && g->read_only && g->route < 0 && hs_req_gone(g->req)) {
+            up_cancel(g->xfer);
+            g->xfer = NULL;
+            gw->pass_reads--;
+            log_debug("request %s: the client went away; its upstream read is cancelled",
+                      g->rid);
+            fail_greq(g, 499, "Client closed the request");
+        }
+    }
+    if (gw->pass_reads > 0)
+        evtimer_add(gw->gone_timer, &tick);
+}
+
+static void gw_pass_reads(struct gw *gw, int delta)
+{
+    static const struct timeval tick = {0, GONE_POLL_MS * 1000};
+
+    gw->pass_reads += delta;
+    if (delta > 0 && gw->gone_timer && !evtimer_pending(gw->gone_timer, NULL))
+        evtimer_add(gw->gone_timer, &tick);
 }
 
 /* ---- fast path: on a worker's thread ---- */
@@ -846,6 +1120,7 @@ void front_set_conf(struct gw *gw, struct conf *next)
     old = gw->conf;
     gw->conf = next;
     pthread_mutex_unlock(&gw->conf_mu);
+    up_client_memory(gw->up, &gw->memory, next->max_inflight_bytes);
     conf_free(old);
 }
 
@@ -855,74 +1130,76 @@ static void on_fast_rl(void *arg, const struct rl_result *r)
 }
 
 /* A worker asks before it hands a request to main: a GET of a list whose
- * fresh answer is in the (thread-safe) memory store is answered here and then, with the
- * same headers, budget, metrics and log line as on main. Everything else
- * (misses, stale answers, refusals, no-cache, Redis) goes to main. What it
- * shares is under locks of its own: the memory store, the rate limiter,
- * the metrics, the configuration (held). 1 if answered. */
+ * fresh answer is in the (thread-safe) memory store is answered here and
+ * then, with the same reading, headers, budgets, metrics and log line as
+ * on main; so are its 429s. Everything else (misses, stale answers,
+ * refusals, no-cache, Redis) goes to main. What it shares is under locks
+ * of its own: the memory store, the rate limiter, the metrics, the
+ * configuration (held). 1 if answered. */
 static int on_fast(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
     struct greq g;
-    struct qn_result qr;
+    struct reading rd;
     struct conf *conf;
-    const struct conf_client *cl;
     const char *key, *cred;
     struct list_query q;
     struct answer a;
-    struct rl_result rl = {0};
-    char status[128], rlkey[300];
-    unsigned burst;
-    int route, done = 0;
+    char status[128], rlkey[CK_LABEL_MAX + 16], clkey[CK_LABEL_MAX + 16];
+    int done = 0;
     int64_t t0 = mono_us();
 
-    if (req->method != HS_GET || req->path == NULL || hs_header(req, "Cache-Control") ||
-        (route = qn_route_by_path(req->path)) < 0)
+    if (req->method != HS_GET || req->path == NULL || hs_header(req, "Cache-Control"))
         return 0;
     conf = conf_get(gw);
-    if (qn_normalize((enum qn_route)route, req->query, MAX_QUERY_PARAMS, &qr) != 0) {
-        conf_free(conf);
-        return 0;
-    }
-    if (qr.status != QN_OK)
+    read_request(conf, req, &rd);
+    if (rd.status != 0 || rd.route < 0)
         goto out;
-    if (conf->nclients > 0 &&
-        ((cl = client_find(conf, hs_header(req, "Authorization"))) == NULL ||
-         !client_allows(cl, qr.project_id)))
-        goto out;
-    cred = credential_in(conf, req, qr.project_id, &key);
+    memset(&g, 0, sizeof(g));
+    g.project = rd.project;
+    cred = credential_in(conf, req, g.project, &key);
     memset(&q, 0, sizeof(q));
-    q.route = (enum qn_route)route;
-    q.canonical = qr.canonical;
-    q.project_id = qr.project_id;
+    q.route = (enum qn_route)rd.route;
+    q.canonical = rd.qr.canonical;
+    q.project_id = g.project;
     q.cred = cred;
     q.credlen = cred ? strlen(cred) : 0;
     q.injected = key != NULL;
     if (!cache_try_hit(gw->cache, conf, &q, &a, status, sizeof(status)))
         goto out;
-    memset(&g, 0, sizeof(g));
-    burst = client_budget(&g, conf, qr.project_id, cred, rlkey, sizeof(rlkey));
-    /* The memory store's budgets are decided at once, locally. */
-    rl_take(gw->rl, rlkey, &g.rate, burst, on_fast_rl, &rl);
-    if (!rl.allowed) {
-        centry_decref(a.e);      /* main answers the 429 (and counts it) */
-        goto out;
-    }
     g.gw = gw;
     g.req = req;
-    g.route = route;
+    g.route = rd.route;
     g.write_route = -1;
     g.t0_us = t0;
     g.fast = conf;
-    g.rl = rl;
-    g.has_rl = 1;
     set_rid(&g);
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
+    /* The memory store's budgets are decided at once, locally. */
+    budgets_of(&g, conf, rd.client, cred, rlkey, clkey, sizeof(rlkey));
+    rd.project = NULL;           /* g owns it now */
+    if (clkey[0] != '\0') {
+        g.client = (char *)rd.client->name;
+        rl_take(gw->rl, clkey, &g.client_rate, g.client_burst, on_fast_rl, &g.client_rl);
+        if (!g.client_rl.allowed) {
+            metrics_inc(gw->m.rate_limited, 1, g.label, "token", NULL);
+            reply_client_429(&g, g.client_rl.retry_after_ms);
+            goto answered;
+        }
+    }
+    rl_take(gw->rl, rlkey, &g.rate, g.burst, on_fast_rl, &g.rl);
+    g.has_rl = 1;
+    if (!g.rl.allowed) {
+        metrics_inc(gw->m.rate_limited, 1, g.label, "client", NULL);
+        reply_project_429(&g, g.rl.retry_after_ms);
+        goto answered;
+    }
     on_answer(&g, &a);
+answered:
     centry_decref(a.e);
     done = 1;
 out:
-    qn_result_free(&qr);
+    reading_free(&rd);
     conf_free(conf);
     return done;
 }
@@ -953,10 +1230,16 @@ int front_start(struct gw *gw, char *err, size_t errlen)
 {
     struct hs_limits lim;
 
+    if (util_random(&rid_seed, sizeof(rid_seed)) != 0) {
+        snprintf(err, errlen, "cannot read random bytes (getrandom): %s", strerror(errno));
+        return -1;
+    }
+    front_local = door_local(gw->conf->listen);
     front_limits(gw->conf, &lim);
     pthread_mutex_init(&gw->conf_mu, NULL);
-    if (util_random(&rid_seed, sizeof(rid_seed)) != 0) {
-        snprintf(err, errlen, "cannot draw random bytes (getrandom): %s", strerror(errno));
+    up_client_memory(gw->up, &gw->memory, gw->conf->max_inflight_bytes);
+    if ((gw->gone_timer = evtimer_new(gw->base, on_gone_poll, gw)) == NULL) {
+        snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
     }
     /* Workers answer hits themselves only from a store that any thread may
@@ -1016,4 +1299,7 @@ void front_free(struct gw *gw)
     }
     workers_free(gw->front);
     gw->front = NULL;
+    if (gw->gone_timer)
+        event_free(gw->gone_timer);
+    gw->gone_timer = NULL;
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "upstream.h"
+
 struct event_base;
 struct workers;
 struct conf;
@@ -47,6 +49,11 @@ struct gw {
     struct workers *front;       /* the client listener (workers.h) */
     struct greq *inflight;       /* every request not yet answered */
     size_t ninflight;
+    struct up_memory memory;     /* held by requests in flight: bodies and
+                                    upstream answers (max_inflight_bytes) */
+    unsigned pass_reads;         /* pass-through reads upstream (their
+                                    clients may go away meanwhile) */
+    struct event *gone_timer;    /* looks for them while there are some */
     int draining;                /* listeners closed, finishing */
     int stopping;                /* tearing down: answer 503 */
     uint64_t requests;           /* atomic: workers count theirs */

@@ -13,6 +13,7 @@
 #include "cache_store.h"
 #include "clock.h"
 #include "conf.h"
+#include "doors.h"
 #include "config.h"
 #include "http_front.h"
 #include "log.h"
@@ -172,6 +173,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        if (!door_local(gw.conf->admin_listen) && !gw.conf->has_admin_token)
+            fprintf(stderr, "%s: warning: admin_listen %s is not a loopback address and "
+                    "admin_token_sha256 is not set: anyone who reaches it can purge the "
+                    "cache\n", path, gw.conf->admin_listen);
         fprintf(stderr, "%s: configuration is valid\n", path);
         conf_free(gw.conf);
         return 0;

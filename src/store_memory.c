@@ -20,21 +20,24 @@ struct item {
     char key[];
 };
 
-/* A generation counter. Kept apart from the entries: evicting a counter
- * would make entries stamped before a write valid again. */
+/* A generation (cache_store.h), kept apart from the entries, bounded by
+ * count: losing one is safe, its lists then miss once. */
 struct gen {
-    struct gen *next;
+    struct gen *next;            /* bucket chain */
+    struct gen *older, *newer;   /* in the order they were set */
     uint64_t value;
+    int64_t expires_ms;          /* monotonic */
     char name[];
 };
 
-#define NGENBUCKETS 256
+#define NGENBUCKETS 4096
 
 struct mstore {
     struct store base;
     pthread_mutex_t mu;
     struct gen *gens[NGENBUCKETS];
-    uint64_t gen_all;
+    struct gen *gen_oldest, *gen_newest;
+    size_t ngens;
     struct item **buckets;
     size_t nbuckets;             /* a power of two */
     size_t count;
@@ -129,21 +132,50 @@ static struct gen **gen_slot(struct mstore *m, const char *name)
     return pp;
 }
 
+static void gen_drop(struct mstore *m, struct gen **pp)
+{
+    struct gen *g = *pp;
+
+    *pp = g->next;
+    if (g->older)
+        g->older->newer = g->newer;
+    else
+        m->gen_oldest = g->newer;
+    if (g->newer)
+        g->newer->older = g->older;
+    else
+        m->gen_newest = g->older;
+    m->ngens--;
+    free(g);
+}
+
+/* The current value of a generation, 0 when not set. */
+static uint64_t gen_value(struct mstore *m, const char *name)
+{
+    struct gen **pp = gen_slot(m, name);
+
+    if (*pp == NULL)
+        return 0;
+    if ((*pp)->expires_ms <= mono_ms()) {
+        gen_drop(m, pp);
+        return 0;
+    }
+    return (*pp)->value;
+}
+
 static void mem_get(struct store *s, const char *key, size_t klen, const char *gen_name,
                     store_get_cb cb, void *arg)
 {
     struct mstore *m = (struct mstore *)s;
     uint64_t h = hash(key, klen);
     struct item *it;
-    struct gen *g;
     struct gens gens;
     struct centry *e = NULL;
 
     pthread_mutex_lock(&m->mu);
     it = *slot(m, key, klen, h);
-    g = gen_name ? *gen_slot(m, gen_name) : NULL;
-    gens.proj = g ? g->value : 0;
-    gens.all = m->gen_all;
+    gens.proj = gen_name ? gen_value(m, gen_name) : 0;
+    gens.all = gen_value(m, STORE_GEN_ALL);
     if (it != NULL && it->expires_ms <= mono_ms()) {
         drop(m, it);
         it = NULL;
@@ -159,30 +191,38 @@ static void mem_get(struct store *s, const char *key, size_t klen, const char *g
     centry_decref(e);
 }
 
-static void mem_bump(struct store *s, const char *name)
+static void mem_gen_set(struct store *s, const char *name, uint64_t value, int if_absent,
+                        uint64_t ttl_ms)
 {
     struct mstore *m = (struct mstore *)s;
     struct gen **pp, *g;
+    size_t n = strlen(name);
 
     pthread_mutex_lock(&m->mu);
-    if (strcmp(name, STORE_GEN_ALL) == 0) {
-        m->gen_all++;
+    if (if_absent && gen_value(m, name) != 0) {
         pthread_mutex_unlock(&m->mu);
         return;
     }
-    pp = gen_slot(m, name);
-    if (*pp == NULL) {
-        size_t n = strlen(name);
-        if ((g = malloc(sizeof(*g) + n + 1)) == NULL) {
-            pthread_mutex_unlock(&m->mu);
-            return;
-        }
+    if (*(pp = gen_slot(m, name)) != NULL)
+        gen_drop(m, pp);
+    if (m->ngens >= STORE_MEMORY_MAX_GENS)
+        gen_drop(m, gen_slot(m, m->gen_oldest->name));
+    if ((g = malloc(sizeof(*g) + n + 1)) != NULL) {
         memcpy(g->name, name, n + 1);
-        g->value = 0;
-        g->next = NULL;
+        g->value = value;
+        g->expires_ms = mono_ms() + (int64_t)(ttl_ms > INT64_MAX / 2 ? INT64_MAX / 2 : ttl_ms);
+        pp = gen_slot(m, name);
+        g->next = *pp;
         *pp = g;
+        g->newer = NULL;
+        g->older = m->gen_newest;
+        if (m->gen_newest)
+            m->gen_newest->newer = g;
+        else
+            m->gen_oldest = g;
+        m->gen_newest = g;
+        m->ngens++;
     }
-    (*pp)->value++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -290,11 +330,8 @@ static void mem_free(struct store *s)
     while (m->head)
         drop(m, m->head);
     for (i = 0; i < NGENBUCKETS; i++)
-        while (m->gens[i]) {
-            struct gen *g = m->gens[i];
-            m->gens[i] = g->next;
-            free(g);
-        }
+        while (m->gens[i])
+            gen_drop(m, &m->gens[i]);
     free(m->buckets);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -305,7 +342,7 @@ static const struct store_ops memory_ops = {
     .threadsafe = 1,
     .get = mem_get,
     .set = mem_set,
-    .bump = mem_bump,
+    .gen_set = mem_gen_set,
     .lease = mem_lease,
     .lease_renew = mem_lease_renew,
     .lease_release = mem_lease_release,
@@ -352,6 +389,17 @@ size_t store_memory_count(struct store *s)
 
     pthread_mutex_lock(&m->mu);
     n = m->count;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+size_t store_memory_gens(struct store *s)
+{
+    struct mstore *m = (struct mstore *)s;
+    size_t n;
+
+    pthread_mutex_lock(&m->mu);
+    n = m->ngens;
     pthread_mutex_unlock(&m->mu);
     return n;
 }

@@ -17,7 +17,7 @@
  *           counter that is not a decimal integer makes the get an ERROR).
  *           A key of another type reads nil in MGET, so it is a MISS.
  *   set     SET <key> <LCE2 encoding> PX <keep_ms>
- *   bump    INCR <gen_name>
+ *   gen_set SET <gen_name> <value> PX <ttl_ms> [NX]
  *   lease   SET <name> <token> NX PX <ttl_ms>: 1 on OK, 0 on nil. The token
  *           is this store's, 16 bytes from getrandom(2) in hex, the pid and
  *           a per-process sequence number: unique to the store object for
@@ -49,7 +49,7 @@
  *   purge   SCAN MATCH <escaped prefix>* + UNLINK, one step in flight.
  * Gets, leases and gcra decisions are answered (ERROR, -1, NULL) at once
  * when the connection is not ok or MAX_PENDING commands are in flight;
- * sets are then dropped. The fire-and-forget control commands (bump,
+ * sets are then dropped. The fire-and-forget control commands (gen_set,
  * renew, release, publish) are rare and matter more than a cache write, so
  * they are shed only past MAX_PENDING_CTL; a purge is never shed (it holds
  * at most two commands).
@@ -146,14 +146,14 @@ enum sstate { SS_OFF, SS_CONNECTING, SS_LIVE, SS_DOWN };
 
 enum cmd_kind {
     K_AUTH, K_SELECT, K_PING, K_GET, K_SET, K_SCAN, K_UNLINK,
-    K_INCR, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH, K_GCRA, K_GCRA_EVAL,
+    K_GENSET, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH, K_GCRA, K_GCRA_EVAL,
     K_SUB_AUTH, K_SUBSCRIBE,
 };
 
 static const char *const kind_name[] = {
     [K_AUTH] = "AUTH",       [K_SELECT] = "SELECT",   [K_PING] = "PING",
     [K_GET] = "MGET",        [K_SET] = "SET",         [K_SCAN] = "SCAN",
-    [K_UNLINK] = "UNLINK",   [K_INCR] = "INCR",       [K_LEASE] = "SET NX",
+    [K_UNLINK] = "UNLINK",   [K_GENSET] = "SET (generation)",       [K_LEASE] = "SET NX",
     [K_RENEW] = "lease renewal (EVAL)",
     [K_RELEASE] = "lease release (EVAL)",
     [K_PUBLISH] = "PUBLISH", [K_SUB_AUTH] = "AUTH",   [K_SUBSCRIBE] = "SUBSCRIBE",
@@ -862,6 +862,9 @@ static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
     if (s == NULL)
         return;
+    if (reply != NULL && c->kind == K_GENSET &&
+        (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_NIL))
+        return;                  /* set, or (NX) already set */
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
         if (c->kind == K_RENEW && reply->integer == 0)
             s->n.renews_lost++;
@@ -1132,7 +1135,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     case K_LEASE:
         lease_done(s, c, reply);
         break;
-    case K_INCR:
+    case K_GENSET:
     case K_RENEW:
     case K_RELEASE:
     case K_PUBLISH:
@@ -1531,17 +1534,32 @@ static int ctl_send(struct rstore *s, enum cmd_kind kind, int argc,
     return -1;
 }
 
-static void rs_bump(struct store *st, const char *gen_name)
+static uint64_t clamp_ms(uint64_t ms);
+
+static void rs_gen_set(struct store *st, const char *gen_name, uint64_t value, int if_absent,
+                       uint64_t ttl_ms)
 {
     struct rstore *s = (struct rstore *)st;
-    const char *argv[2] = {"INCR", gen_name};
-    size_t lens[2] = {4, gen_name != NULL ? strlen(gen_name) : 0};
+    const char *argv[6];
+    size_t lens[6];
+    char v[24], px[24];
+    int argc = 0;
 
-    if (gen_name == NULL)
+    if (gen_name == NULL || value == 0)
         return;
+    snprintf(v, sizeof(v), "%" PRIu64, value);
+    snprintf(px, sizeof(px), "%" PRIu64, clamp_ms(ttl_ms));
+    argv[argc] = "SET", lens[argc++] = 3;
+    argv[argc] = gen_name, lens[argc++] = strlen(gen_name);
+    argv[argc] = v, lens[argc++] = strlen(v);
+    argv[argc] = "PX", lens[argc++] = 2;
+    argv[argc] = px, lens[argc++] = strlen(px);
+    if (if_absent)
+        argv[argc] = "NX", lens[argc++] = 2;
     s->n.bumps++;
-    ctl_send(s, K_INCR, 2, argv, lens,
-             "; entries under that generation stay valid until they expire");
+    ctl_send(s, K_GENSET, argc, argv, lens,
+             if_absent ? "; lists of that project are not cached until it is"
+                       : "; entries under that generation stay valid until they expire");
 }
 
 static uint64_t clamp_ms(uint64_t ms)
@@ -1851,7 +1869,7 @@ static const struct store_ops redis_ops = {
     .name = "redis",
     .get = rs_get,
     .set = rs_set,
-    .bump = rs_bump,
+    .gen_set = rs_gen_set,
     .lease = rs_lease,
     .lease_renew = rs_lease_renew,
     .lease_release = rs_lease_release,

@@ -19,6 +19,7 @@ struct up_client {
     struct up_xfer *xfers;       /* in flight, for up_client_free */
     up_observe_cb observe;
     void *observe_arg;
+    struct up_memory *mem;       /* NULL: not counted */
 };
 
 struct up_xfer {
@@ -28,7 +29,8 @@ struct up_xfer {
     struct curl_slist *headers;
     char *body;
     size_t max_response;
-    int too_large;
+    int too_large, too_busy;
+    size_t held;                 /* bytes counted in c->mem */
     struct up_resp resp;
     size_t cap_headers;
     char errbuf[CURL_ERROR_SIZE];
@@ -70,6 +72,8 @@ static void unlink_xfer(struct up_xfer *x)
 
 static void xfer_free(struct up_xfer *x)
 {
+    if (x->c->mem != NULL)
+        x->c->mem->used -= x->held;
     free_headers(&x->resp);
     if (x->resp.body)
         evbuffer_free(x->resp.body);
@@ -195,11 +199,23 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
     struct up_xfer *x = arg;
     size_t len = size * n;
 
+    struct up_memory *m = x->c->mem;
+
     if (evbuffer_get_length(x->resp.body) + len > x->max_response) {
         x->too_large = 1;
         return 0;
     }
-    return evbuffer_add(x->resp.body, buf, len) == 0 ? len : 0;
+    if (m != NULL && m->max && m->used + len > m->max) {
+        x->too_busy = 1;
+        return 0;
+    }
+    if (evbuffer_add(x->resp.body, buf, len) != 0)
+        return 0;
+    if (m != NULL) {
+        m->used += len;
+        x->held += len;
+    }
+    return len;
 }
 
 static enum up_err classify(CURLcode rc)
@@ -234,7 +250,10 @@ static void check_done(struct up_client *c)
         x->resp.err = classify(msg->data.result);
         if (x->too_large)
             x->resp.err = UP_EINVALID;
+        else if (x->too_busy)
+            x->resp.err = UP_EBUSY;
         x->resp.errmsg = x->too_large ? "answer larger than the configured limit"
+                         : x->too_busy ? "requests in flight hold max_inflight_bytes"
                          : x->errbuf[0] ? x->errbuf : curl_easy_strerror(msg->data.result);
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
         if (x->resp.err == UP_OK && x->resp.status < 100)
@@ -294,6 +313,12 @@ void up_client_observe(struct up_client *c, up_observe_cb cb, void *arg)
     c->observe_arg = arg;
 }
 
+void up_client_memory(struct up_client *c, struct up_memory *m, size_t max)
+{
+    c->mem = m;
+    m->max = max;
+}
+
 size_t up_client_inflight(const struct up_client *c)
 {
     return c->inflight;
@@ -339,6 +364,10 @@ struct up_xfer *up_start(struct up_client *c, const char *method, const char *ur
     }
     if (body_len)
         memcpy(x->body, body, body_len);
+    if (c->mem != NULL) {
+        c->mem->used += body_len;
+        x->held = body_len;
+    }
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);

@@ -18,7 +18,9 @@ enum up_err {
     UP_OK = 0,       /* an HTTP answer arrived (any status) */
     UP_ECONNECT,     /* could not connect, resolve, or the peer reset: 502 */
     UP_ETIMEOUT,     /* connect_timeout or timeout elapsed: 504 */
-    UP_EINVALID      /* answer malformed or too large: 502 */
+    UP_EINVALID,     /* answer malformed or too large: 502 */
+    UP_EBUSY         /* it would take the memory of requests in flight past
+                        its bound (up_client_memory): 503 */
 };
 
 struct up_header {
@@ -46,6 +48,14 @@ struct up_client *up_client_new(struct event_base *base);
 /* Called once per finished transfer (not cancelled ones), for metrics. */
 typedef void (*up_observe_cb)(void *arg, const struct up_resp *resp);
 void up_client_observe(struct up_client *c, up_observe_cb cb, void *arg);
+/* Memory held by requests in flight: what the front end counts for their
+ * bodies, plus what transfers hold (a copy of each request body and the
+ * answers buffered so far). A transfer that would take used past max (0:
+ * no bound) fails with UP_EBUSY. The caller owns m, which must outlive c. */
+struct up_memory {
+    size_t used, max;
+};
+void up_client_memory(struct up_client *c, struct up_memory *m, size_t max);
 /* Abort every transfer in flight (their callbacks are not called). */
 void up_client_free(struct up_client *c);
 size_t up_client_inflight(const struct up_client *c);

@@ -814,29 +814,34 @@ static void check_gens(redisContext *side)
     r = get_wait_on(st, key, p1, &g);
     tap_ok(r == STORE_MISS && g.have_gens && g.gens.proj == 0 &&
                g.gens.all == 0,
-           "a MISS carries the generations, 0 while never bumped");
-    st->ops->bump(st, STORE_GEN_ALL);
+           "a MISS carries the generations, 0 while never set");
+    st->ops->gen_set(st, STORE_GEN_ALL, 2, 0, 60000);
     r = get_wait_on(st, key, p1, &g);
-    tap_ok(r == STORE_MISS && g.gens.all == 1 && g.gens.proj == 0,
-           "a bump of the global generation makes it 1, the project's "
-           "stays 0 (%" PRIu64 "/%" PRIu64 ")", g.gens.proj, g.gens.all);
-    st->ops->bump(st, p1);
+    tap_ok(r == STORE_MISS && g.gens.all == 2 && g.gens.proj == 0,
+           "setting the global generation sets it, the project's stays 0 "
+           "(%" PRIu64 "/%" PRIu64 ")", g.gens.proj, g.gens.all);
+    st->ops->gen_set(st, p1, 7, 0, 60000);
     r = get_wait_on(st, key, p1, &g);
-    tap_ok(r == STORE_MISS && g.gens.proj == 1 && g.gens.all == 1,
-           "a bump of the project's generation makes it 1 (%" PRIu64
-           "/%" PRIu64 ")", g.gens.proj, g.gens.all);
-    st->ops->bump(st, p1);
-    st->ops->bump(st, STORE_GEN_ALL);
-    r = get_wait_on(st, key, p1, &g);
-    tap_ok(r == STORE_MISS && g.gens.proj == 2 && g.gens.all == 2,
-           "and 2 after a second bump of each (%" PRIu64 "/%" PRIu64 ")",
+    tap_ok(r == STORE_MISS && g.gens.proj == 7 && g.gens.all == 2,
+           "setting the project's generation sets it (%" PRIu64 "/%" PRIu64 ")",
            g.gens.proj, g.gens.all);
+    st->ops->gen_set(st, p1, 9, 1, 60000);
+    st->ops->gen_set(st, p2, 5, 1, 60000);
+    r = get_wait_on(st, key, p1, &g);
+    tap_ok(r == STORE_MISS && g.gens.proj == 7,
+           "if_absent does not replace a generation that is set");
     r = get_wait_on(st, key, p2, &g);
-    tap_ok(r == STORE_MISS && g.gens.proj == 0 && g.gens.all == 2,
-           "another project's generation is independent (%" PRIu64
-           "/%" PRIu64 ")", g.gens.proj, g.gens.all);
+    tap_ok(r == STORE_MISS && g.gens.proj == 5 && g.gens.all == 2,
+           "if_absent sets one that is not (%" PRIu64 "/%" PRIu64 ")", g.gens.proj,
+           g.gens.all);
+    st->ops->gen_set(st, p1, 2, 0, 60000);
+    sync_store(st);
     side_get(side, p1, val, sizeof(val));
-    tap_is_str(val, "2", "the counter is a plain integer in Redis (INCR)");
+    tap_is_str(val, "2", "a generation is a plain decimal in Redis");
+    {
+        long long pttl = side_int(side, "PTTL %s", p1);
+        tap_ok(pttl > 0 && pttl <= 60000, "a generation expires (PTTL %lld)", pttl);
+    }
 
     e->gen_proj = 2;
     e->gen_all = 2;
@@ -885,12 +890,10 @@ static void check_gens(redisContext *side)
     r = get_wait_on(st, key, p1, &g);
     tap_is_str(res_name(r), "ERROR", "so does a bad global counter");
     tap_is_str(st->ops->state(st), "ok", "bad counters keep the connection");
-    st->ops->bump(st, STORE_GEN_ALL);   /* INCR of "x": an error reply */
+    st->ops->gen_set(st, STORE_GEN_ALL, 2, 0, 60000);
     sync_store(st);
     tap_is_str(st->ops->state(st), "ok",
-               "a bump of a counter that is not a number fails harmlessly");
-    side_ok(side, "SET %b %b", STORE_GEN_ALL, sizeof(STORE_GEN_ALL) - 1,
-            "2", 1);
+               "setting a generation that is not a number replaces it");
     r = get_wait_on(st, key, p1, &g);
     free(g.enc);
     tap_ok(r == STORE_HIT && g.gens.all == 2, "and reads work again once "
@@ -1638,7 +1641,7 @@ static int mode_pause(const char *url)
     lease_start(st, lname, 1000, &l);
     gcra_start(st, "rsc:rl:pause", PERIOD_10, 5, &gr);
     store_set(st, "rsc:pause2", 10, e, 60000);
-    st->ops->bump(st, GEN_T);
+    st->ops->gen_set(st, GEN_T, 1, 0, 60000);
     st->ops->publish(st, "paused", 6);
     for (i = 0; i < 5; i++) {
         run_until(got_done, &g[i], (int)timeout_ms + 2000);
@@ -1740,7 +1743,7 @@ static int mode_restart(const char *url)
     st->ops->subscribe(st, rec_cb, &ev);
     tap_ok(subs_live(side, &evp, 1, 5000), "the subscription comes up");
     redisFree(side);
-    st->ops->bump(st, GEN_T);
+    st->ops->gen_set(st, GEN_T, 1, 0, 60000);
     store_set(st, "rsc:restart", 11, e, 60000);
     r = get_wait("rsc:restart", &g);
     free(g.enc);
@@ -1812,7 +1815,7 @@ static int mode_hang(const char *url)
         if (gres_ms(&gr) > gworst)
             gworst = gres_ms(&gr);
         store_set(st, "rsc:hang", 8, e, 1000);
-        st->ops->bump(st, GEN_T);
+        st->ops->gen_set(st, GEN_T, 1, 0, 60000);
         st->ops->publish(st, "hang", 4);
         st->ops->lease_renew(st, "rsc:lease:hang", 1000);
         st->ops->lease_release(st, "rsc:lease:hang");
@@ -1876,7 +1879,7 @@ static int mode_down(const char *url)
     gcra_start(st, "rsc:rl:down", PERIOD_10, 5, &gr);
     tap_ok(gr.calls == 1 && !gr.decided,
            "a decision while down is NULL before gcra() returns");
-    st->ops->bump(st, GEN_T);
+    st->ops->gen_set(st, GEN_T, 1, 0, 60000);
     st->ops->publish(st, "down", 4);
     st->ops->lease_renew(st, "rsc:lease:down", 1000);
     st->ops->lease_release(st, "rsc:lease:down");

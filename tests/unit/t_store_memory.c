@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cache_store.h"
 #include "tap.h"
@@ -98,13 +99,38 @@ int main(void)
            "purge of everything leaves nothing");
 
     get(s, "none");
-    tap_ok(last_g.proj == 0 && last_g.all == 0, "generations start at 0");
-    s->ops->bump(s, "lcg:1:gen:p1");
-    s->ops->bump(s, "lcg:1:gen:p1");
-    s->ops->bump(s, "lcg:1:gen:p2");
-    s->ops->bump(s, STORE_GEN_ALL);
+    tap_ok(last_g.proj == 0 && last_g.all == 0, "generations start unset (0)");
+    s->ops->gen_set(s, "lcg:1:gen:p1", 5, 0, 60000);
+    s->ops->gen_set(s, "lcg:1:gen:p1", 6, 1, 60000);
+    s->ops->gen_set(s, "lcg:1:gen:p2", 9, 0, 60000);
+    s->ops->gen_set(s, STORE_GEN_ALL, 3, 1, 60000);
     get(s, "none");
-    tap_ok(last_g.proj == 2 && last_g.all == 1, "bump counts per name and globally");
+    tap_ok(last_g.proj == 5 && last_g.all == 3,
+           "generations are set per name and globally; if_absent keeps a set one");
+    s->ops->gen_set(s, "lcg:1:gen:p1", 8, 0, 60000);
+    get(s, "none");
+    tap_ok(last_g.proj == 8, "a plain set replaces it");
+    s->ops->gen_set(s, "lcg:1:gen:p1", 4, 0, 1);
+    usleep(5000);
+    get(s, "none");
+    tap_ok(last_g.proj == 0, "a generation expires");
+    {
+        char name[64];
+        for (i = 0; i < STORE_MEMORY_MAX_GENS + 10; i++) {
+            snprintf(name, sizeof(name), "lcg:1:gen:many%d", i);
+            s->ops->gen_set(s, name, 1, 0, 60000);
+        }
+        s->ops->gen_set(s, "lcg:1:gen:p1", 11, 0, 60000);
+        get(s, "none");
+        tap_ok(last_g.proj == 11, "the newest generation is kept past the bound");
+        tap_ok(store_memory_gens(s) == STORE_MEMORY_MAX_GENS,
+               "generations are bounded: %zu kept of %d set", store_memory_gens(s),
+               STORE_MEMORY_MAX_GENS + 12);
+        store_get(s, "none", 4, "lcg:1:gen:many0", got, NULL);
+        tap_ok(last_g.proj == 0, "the oldest set went first");
+        store_get(s, "none", 4, "lcg:1:gen:many5000", got, NULL);
+        tap_ok(last_g.proj == 1, "later ones stay");
+    }
     {
         int got_lease = -5;
         s->ops->lease(s, "x", 1000, lease_cb, &got_lease);
