@@ -201,7 +201,8 @@ static int64_t retry_hint_ms(const struct up_resp *r)
     return ms > MAX_HOLD_MS ? MAX_HOLD_MS : ms;
 }
 
-void cache_upstream_said_429(struct cache *c, const char *label, const struct up_resp *r)
+void cache_upstream_said_429(struct cache *c, const char *label, const char *project,
+                             const struct up_resp *r)
 {
     struct hold **pp = hold_slot(c, label), *h = *pp;
     int64_t until = mono_ms() + retry_hint_ms(r);
@@ -215,8 +216,10 @@ void cache_upstream_said_429(struct cache *c, const char *label, const struct up
         h->until_ms = 0;
         *pp = h;
         c->nholds++;
+        /* The id as the client wrote it (the log escapes it), and its label. */
         log_warn("upstream answered 429 for project %s: holding its upstream requests "
-                 "for %lld ms", label, (long long)(until - mono_ms()));
+                 "for %lld ms (label %s)", project ? project : "default",
+                 (long long)(until - mono_ms()), label);
     }
     if (until > h->until_ms)
         h->until_ms = until;
@@ -671,7 +674,7 @@ static void on_fetched(void *arg, struct up_resp *r)
     f->up_status = (int)fwd_status(r);
     f->up_us = r->elapsed_us;
     if (r->err == UP_OK && r->status == 429)
-        cache_upstream_said_429(c, f->label, r);
+        cache_upstream_said_429(c, f->label, f->project_id, r);
     len = evbuffer_get_length(r->body);
     body = evbuffer_pullup(r->body, -1);
     /* A 200 whose body is not JSON is not the list it claims to be: an

@@ -110,9 +110,11 @@ enum admit {
 typedef void (*cache_admit_cb)(void *arg, enum admit verdict, int64_t retry_after_ms);
 void cache_upstream_admit(struct cache *c, const struct admit_who *who, int background,
                           cache_admit_cb cb, void *arg);
-/* The upstream answered 429 for this project: hold its requests for the
- * time it asked (retry-after-ms or Retry-After, else 1 s). */
-void cache_upstream_said_429(struct cache *c, const char *label, const struct up_resp *r);
+/* The upstream answered 429 for this project (its label; its canonical id
+ * or NULL, for the log): hold its requests for the time it asked
+ * (retry-after-ms or Retry-After, else 1 s). */
+void cache_upstream_said_429(struct cache *c, const char *label, const char *project,
+                             const struct up_resp *r);
 
 struct cache_stats {
     unsigned long long hits, misses, stale_swr, stale_sie, collapsed, prefetches,

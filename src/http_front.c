@@ -823,7 +823,7 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
         evbuffer_add_buffer(g->held_body, r->body);
     }
     if (r->status == 429)
-        cache_upstream_said_429(g->gw->cache, g->label, r);
+        cache_upstream_said_429(g->gw->cache, g->label, g->project, r);
     for (i = 0; i < r->nheaders; i++) {
         if (strcasecmp(r->headers[i].name, "Connection") == 0)
             conn = r->headers[i].value;
