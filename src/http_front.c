@@ -478,7 +478,8 @@ static int decide_projects(const struct conf *c, const struct hs_req *req, struc
     }
     key = conf_api_key(c, rd->project);
     for (size_t i = 1; i < nm.n; i++) {
-        if (conf_api_key(c, nm.v[i]) != key) {
+        const char *other = conf_api_key(c, nm.v[i]);
+        if (other != key && (other == NULL || key == NULL || strcmp(other, key) != 0)) {
             named_free(&nm);
             return refuse(rd, 400, "The request names projects that use different keys");
         }

@@ -1,4 +1,6 @@
-/* fuzz_query_norm: libFuzzer target for qn_normalize (src/query_norm.c).
+/* fuzz_query_norm: libFuzzer target for the one query reader
+ * (rr_query_parse, src/request_read.c) and the list normalizer on top of it
+ * (qn_normalize, src/query_norm.c).
  *
  * Input: byte 0 picks the route (bit 0) and a bound on the number of
  * parameters (bits 1-3: 0 means none, else 1-7); the rest is the raw query,
@@ -13,7 +15,13 @@
  *    same project_id (idempotence);
  *  - QN_INVALID / QN_MALFORMED: body set, canonical unset, and the body is
  *    valid JSON (yajl_tree_parse, which also checks UTF-8) holding an object
- *    whose "detail" is a non-empty array (422) or a string (400). */
+ *    whose "detail" is a non-empty array (422) or a string (400);
+ *  - the reader and the normalizer agree: a query the reader refuses is
+ *    QN_MALFORMED, one it reads is not; every name and value it reads is
+ *    UTF-8 without a NUL; the project the normalizer keys on is, once
+ *    canonical, the project the allow-list and the key choice read (the
+ *    last project_id, canonical: rr_project_canon); and the canonical query
+ *    read again names that same project. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +30,8 @@
 #include <yajl/yajl_tree.h>
 
 #include "query_norm.h"
+#include "request_read.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -77,6 +87,57 @@ static void check_body(enum qn_status st, const char *body, const char *q)
     yajl_tree_free(root);
 }
 
+static int utf8_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* The project the allow-list reads in q (canonical), or NULL. */
+static char *project_of(const char *q)
+{
+    struct rr_query rq;
+    const struct rr_param *p;
+    const char *why;
+    char *c = NULL;
+
+    if (rr_query_parse(q, 0, &rq, &why) != RR_OK)
+        return NULL;
+    if ((p = rr_query_last(&rq, "project_id")) != NULL)
+        c = rr_project_canon(p->value, p->vlen);
+    rr_query_free(&rq);
+    return c;
+}
+
+static void check_reader(const char *q, size_t max_params, enum qn_status st)
+{
+    struct rr_query rq;
+    const char *why = NULL;
+    enum rr_status r = rr_query_parse(q, max_params, &rq, &why);
+
+    CHECK(r == RR_OK || r == RR_MALFORMED, "rr_query_parse returned %d", (int)r);
+    CHECK((r == RR_MALFORMED) == (st == QN_MALFORMED),
+          "the reader says %d, the normalizer %d, for '%s'", (int)r, (int)st, q);
+    if (r != RR_OK) {
+        CHECK(why != NULL && *why != '\0', "a refusal without a reason for '%s'", q);
+        return;
+    }
+    for (size_t i = 0; i < rq.n; i++) {
+        const struct rr_param *p = &rq.params[i];
+        CHECK(strlen(p->name) == p->nlen && strlen(p->value) == p->vlen,
+              "a NUL inside a name or value of '%s'", q);
+        CHECK(utf8_ok(p->name, p->nlen) && utf8_ok(p->value, p->vlen),
+              "not UTF-8 in '%s'", q);
+    }
+    CHECK(max_params == 0 || rq.n <= max_params, "more than max_params read");
+    rr_query_free(&rq);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct qn_result res, again;
@@ -99,7 +160,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(rc == 0, "qn_normalize returned %d for '%s'", rc, q);
     CHECK(res.status == QN_OK || res.status == QN_INVALID || res.status == QN_MALFORMED,
           "status %d", (int)res.status);
+    check_reader(q, max_params, res.status);
     if (res.status == QN_OK) {
+        char *read = project_of(q), *keyed = NULL, *again_p;
+        if (res.project_id != NULL)
+            keyed = rr_project_canon(res.project_id, strlen(res.project_id));
+        CHECK((read == NULL) == (keyed == NULL) &&
+                  (read == NULL || strcmp(read, keyed) == 0),
+              "the normalizer keys on project '%s', the allow-list reads '%s' in '%s'",
+              keyed ? keyed : "(none)", read ? read : "(none)", q);
+        again_p = project_of(res.canonical);
+        CHECK((again_p == NULL) == (read == NULL) &&
+                  (again_p == NULL || strcmp(again_p, read) == 0),
+              "the canonical '%s' names project '%s', the query '%s' names '%s'",
+              res.canonical, again_p ? again_p : "(none)", q, read ? read : "(none)");
+        free(read);
+        free(keyed);
+        free(again_p);
         CHECK(res.canonical != NULL, "QN_OK without canonical for '%s'", q);
         CHECK(res.body == NULL, "QN_OK with a body for '%s'", q);
         CHECK(canonical_charset_ok(res.canonical), "canonical '%s' of '%s' has a raw byte",
