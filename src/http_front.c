@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ struct greq {
     struct rl_result rl;
     struct rate rate;            /* the client budget that applied (a copy:
                                     a reload frees the configuration) */
+    unsigned burst;
     char rid[72];
     int64_t t0_us;
     struct cache_barrier *barrier;   /* a write's answer held until its
@@ -140,13 +142,13 @@ static void add_common_headers(struct greq *g)
 
     hs_add_header(g->req, "X-Request-Id", g->rid);
     if (g->has_rl) {
-        /* IETF httpapi ratelimit-headers draft: the client budget. */
-        double q = g->rate.count;
-        /* Counts are whole numbers in practice: no float formatting then. */
-        if (q >= 0 && q < 1e15 && q == (double)(long long)q)
-            snprintf(v, sizeof(v), "\"project\";q=%lld;w=%u", (long long)q, g->rate.window_s);
-        else
-            snprintf(v, sizeof(v), "\"project\";q=%.0f;w=%u", q, g->rate.window_s);
+        /* IETF httpapi ratelimit-headers draft: the client budget, stated
+         * as its burst over the time the rate takes to refill it, so that
+         * RateLimit's r (at most burst - 1) never exceeds q. The 1e-12
+         * keeps a whole quotient (40 / 20/s) from rounding up a window. */
+        double w = (double)g->burst * g->rate.window_s / g->rate.count;
+        w = w <= 1 ? 1 : w > 1e15 ? 1e15 : ceil(w * (1 - 1e-12));
+        snprintf(v, sizeof(v), "\"project\";q=%u;w=%.0f", g->burst, w);
         hs_add_header(g->req, "RateLimit-Policy", v);
         snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));
@@ -319,8 +321,8 @@ static const char *credential(struct greq *g, const char **key)
 }
 
 /* The client budget a request of project_id with cred spends (its
- * project's, else the default): g->label and g->rate set, its key in
- * rlkey, the burst returned. */
+ * project's, else the default): g->label, g->rate and g->burst set, its
+ * key in rlkey, the burst returned. */
 static unsigned client_budget(struct greq *g, const struct conf *c, const char *project_id,
                               const char *cred, char *rlkey, size_t n)
 {
@@ -329,7 +331,8 @@ static unsigned client_budget(struct greq *g, const struct conf *c, const char *
     ck_project_label(project_id, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
     g->rate = p && p->has_rate ? p->rate : c->rate;
     snprintf(rlkey, n, "lcg:1:rl:c:%s", g->label);
-    return p && p->has_burst ? p->burst : c->burst;
+    g->burst = p && p->has_burst ? p->burst : c->burst;
+    return g->burst;
 }
 
 /* ---- cached list routes ---- */
