@@ -942,10 +942,17 @@ static int parse_date_only(const char *s, size_t n, struct dt *t)
     return DT_OK;
 }
 
+/* One spelling per value pydantic reads: an aware value as its UTC instant
+ * with Z, a naive one (a bare date is a naive midnight) as its wall time
+ * without; both with .ffffff only for a non-zero fraction. speedate reads
+ * either back as the same value, and a naive one never equals an aware. */
 static int check_datetime(const struct qn_param *p, const char *v, size_t n,
                           char **canon, struct fail *f)
 {
-    struct dt t = {0};
+    struct dt t = {0}, u;
+    char c[128];
+    int k;
+
     if (parse_datetime(v, n, &t) != DT_OK) {
         int e = parse_date_only(v, n, &t);
         if (e != DT_OK)
@@ -958,24 +965,25 @@ static int check_datetime(const struct qn_param *p, const char *v, size_t n,
         return fail_error(f, "datetime_parsing", "Input should be a valid datetime, ",
                           "year 0 is out of range");
     if (t.aware) {
-        struct dt u;
         long long sec = days_from_civil(t.y, t.mo, t.d) * 86400 + t.h * 3600LL +
                         t.mi * 60LL + t.s - t.off;
         civil(sec, &u);
         /* an instant outside years 1-9999 in UTC cannot be sent as UTC: the
          * upstream would reject it, so it stays as the client wrote it */
-        if (u.y >= 1 && u.y <= 9999) {
-            char c[128];
-            int k = snprintf(c, sizeof c, "%04lld-%02d-%02dT%02d:%02d:%02d", u.y,
-                             u.mo, u.d, u.h, u.mi, u.s);
-            if (t.us != 0)
-                k += snprintf(c + k, sizeof c - (size_t)k, ".%06ld", t.us);
-            snprintf(c + k, sizeof c - (size_t)k, "Z");
-            *canon = dupn(c, strlen(c));
+        if (u.y < 1 || u.y > 9999) {
+            *canon = dupn(v, n);
             return *canon ? 0 : -1;
         }
+    } else {
+        u = t;
     }
-    *canon = dupn(v, n);
+    k = snprintf(c, sizeof c, "%04lld-%02d-%02dT%02d:%02d:%02d", u.y, u.mo, u.d, u.h, u.mi,
+                 u.s);
+    if (t.us != 0)
+        k += snprintf(c + k, sizeof c - (size_t)k, ".%06ld", t.us);
+    if (t.aware)
+        snprintf(c + k, sizeof c - (size_t)k, "Z");
+    *canon = dupn(c, strlen(c));
     return *canon ? 0 : -1;
 }
 

@@ -211,7 +211,7 @@ if rl5.running(tap, gc, "tokens: refusals and the budget"):
     tap.eq([r.status for r in seq], [401] * 3 + [403] * 3 + [200] * 3 + [429],
            "tokens: 3 401s and 3 403s for project R (rate 1/min, burst 3) leave its budget "
            "whole: alice then gets 3 200s, and a 429")
-    p = rl5.problems_429(seq[-1], R, q=1, w=60, r_zero=True)
+    p = rl5.problems_429(seq[-1], R, q=3, w=180, r_zero=True)
     tap.ok(not p, "tokens: that 429 is the contract's, naming R", "%s\n%s" % (p, rl5.hdrs(seq[-1])))
 
 if gc:

@@ -4,7 +4,8 @@ scope 1, 3 and 4; the SIGHUP part of 1).
 - GCRA arithmetic: a fresh budget admits `burst` requests at once, then
   `rate`; RateLimit r counts down from burst - 1; the 429 body is exactly
   the contract's, with Retry-After = ceil(retry-after-ms / 1000).
-- RateLimit-Policy q/w from the configured rate (N/s, N/min, N/h), and a
+- RateLimit-Policy q = burst, w = ceil(burst * window / count) (at least
+  1) from the configured rate (N/s, N/min, N/h) and burst, and a
   [project "id"] override of rate and burst.
 - Cache hits and pass-through requests spend the client budget; an error
   answer after admission carries the headers too.
@@ -67,7 +68,7 @@ def part_default(conn):
     d = [conn.get(lst(None, 6)) for _ in range(6)]
     tap.eq([r.status for r in d], [200] * 5 + [429],
            "no project_id: the key's default project has the [ratelimit] budget (5 then 429)")
-    p = rl5.problems_429(d[5], "default", q=10, w=1, max_ms=105, t_max=1)
+    p = rl5.problems_429(d[5], "default", q=5, w=1, max_ms=105, t_max=1)
     tap.ok(not p, 'no project_id: the 429 says "Rate limit exceeded for project default"',
            "%s\n%s" % (p, rl5.hdrs(d[5])))
 
@@ -84,14 +85,14 @@ def part_burst_steady(conn):
            "A: a full budget admits the burst of 5 at once; the 6th request is 429")
     tap.eq([rl5.ratelimit(r) for r in first[:5]], [(4, 1), (3, 1), (2, 1), (1, 1), (0, 1)],
            "A: RateLimit on the 200s counts down r=4..0 (burst - 1 first), t=1")
-    tap.ok(all(rl5.policy(r) == (10, 1) for r in first),
-           'A: every answer, 200 and 429, has RateLimit-Policy: "project";q=10;w=1',
+    tap.ok(all(rl5.policy(r) == (5, 1) for r in first),
+           'A: every answer, 200 and 429, has RateLimit-Policy: "project";q=5;w=1',
            [r.header("ratelimit-policy") for r in first])
     tap.ok(all(c.xc(r) == "HIT" for r in first[:5]) and c.upstream_gets(mock, V1) == 0,
            "A: cache hits spend the client budget (5 hits admitted, then 429)",
            ([c.xc(r) for r in first], c.upstream_gets(mock, V1)))
     el = elapsed_ms(first[0], first[5])
-    p = rl5.problems_429(first[5], A, q=10, w=1, max_ms=105, min_ms=int(100 - el - 5),
+    p = rl5.problems_429(first[5], A, q=5, w=1, max_ms=105, min_ms=int(100 - el - 5),
                          t_max=1)
     tap.ok(not p, "A: the 429: body exactly {\"detail\":\"Rate limit exceeded for project "
            "%s\"}, Retry-After: 1, retry-after-ms = 100 - elapsed (%d..105), RateLimit "
@@ -114,7 +115,7 @@ def part_burst_steady(conn):
     tap.ok(18 <= len(adm) <= 22,
            "A: after the burst, the steady rate: %d admitted in 2.0 s at 10/s (want 20 +/- 2)"
            % len(adm))
-    checks = [(r, rl5.problems_429(r, A, q=10, w=1, max_ms=105, t_max=1)) for r in ref]
+    checks = [(r, rl5.problems_429(r, A, q=5, w=1, max_ms=105, t_max=1)) for r in ref]
     tap.ok(bool(ref) and not any(p for _, p in checks),
            "A: steady: every refused answer is a correct 429 (retry-after-ms <= 105)",
            rl5.first_problems(checks))
@@ -128,17 +129,17 @@ def part_override(conn):
     rb = [conn.get(lst(B)) for _ in range(4)]
     tap.eq([r.status for r in rb], [200, 200, 200, 429],
            "B ([project] rate = 120/min, burst = 3): 3 admitted, then 429")
-    tap.ok(all(rl5.policy(r) == (120, 60) for r in rb),
-           'B: RateLimit-Policy: "project";q=120;w=60', [r.header("ratelimit-policy") for r in rb])
+    tap.ok(all(rl5.policy(r) == (3, 2) for r in rb),
+           'B: RateLimit-Policy: "project";q=3;w=2', [r.header("ratelimit-policy") for r in rb])
     tap.eq([rl5.ratelimit(r) for r in rb[:3]], [(2, 1), (1, 1), (0, 2)],
            "B: RateLimit r=2,1,0 and t = seconds until full, rounded up (0.5, 1.0, 1.5 s)")
     el = elapsed_ms(rb[0], rb[3])
-    p = rl5.problems_429(rb[3], B, q=120, w=60, max_ms=505, min_ms=int(500 - el - 5), t_max=2)
+    p = rl5.problems_429(rb[3], B, q=3, w=2, max_ms=505, min_ms=int(500 - el - 5), t_max=2)
     tap.ok(not p, "B: the 429 waits one interval of the override: retry-after-ms %d..505, "
            "Retry-After: 1, body names B" % int(500 - el - 5), "%s\n%s" % (p, rl5.hdrs(rb[3])))
     rh = conn.get(lst(H))
-    tap.ok(rh.status == 200 and rl5.policy(rh) == (7200, 3600) and rl5.ratelimit(rh) == (1, 1),
-           'H (rate = 7200/h, burst = 2): "project";q=7200;w=3600 and "project";r=1;t=1',
+    tap.ok(rh.status == 200 and rl5.policy(rh) == (2, 1) and rl5.ratelimit(rh) == (1, 1),
+           'H (rate = 7200/h, burst = 2): "project";q=2;w=1 and "project";r=1;t=1',
            rl5.hdrs(rh))
 
 
@@ -173,11 +174,11 @@ def part_passthrough(conn):
            "list query and the next POST are 429")
     tap.eq([rl5.ratelimit(r) for r in pt], [(4, 10), (3, 20), (2, 30), (1, 40), (0, 50)],
            "P: the pass-through answers carry RateLimit r=4..0, t=10..50 (6/min: 10 s a token)")
-    tap.ok(all(rl5.policy(r) == (6, 60) for r in pt),
-           'P: and RateLimit-Policy "project";q=6;w=60', [r.header("ratelimit-policy") for r in pt])
+    tap.ok(all(rl5.policy(r) == (5, 50) for r in pt),
+           'P: and RateLimit-Policy "project";q=5;w=50', [r.header("ratelimit-policy") for r in pt])
     tap.eq(n_up, 5, "P: the refused list query and POST never reached the upstream")
     el = elapsed_ms(pt[0], after_post)
-    p = rl5.problems_429(after_post, P, q=6, w=60, max_ms=10005, min_ms=int(10000 - el - 5),
+    p = rl5.problems_429(after_post, P, q=5, w=50, max_ms=10005, min_ms=int(10000 - el - 5),
                          t_max=50)
     tap.ok(not p, "P: the refused POST is the contract's 429 (Retry-After: 10, retry-after-ms "
            "= 10000 - elapsed)", "%s\n%s" % (p, rl5.hdrs(after_post)))
@@ -186,7 +187,7 @@ def part_passthrough(conn):
 def part_error_headers(conn):
     # --- an error answer after admission carries the headers -----------------
     re_ = conn.get(V1 + "/no-such-job?project_id=" + E)
-    tap.ok(re_.status == 404 and rl5.policy(re_) == (10, 1) and rl5.ratelimit(re_) == (4, 1),
+    tap.ok(re_.status == 404 and rl5.policy(re_) == (5, 1) and rl5.ratelimit(re_) == (4, 1),
            "E: the upstream's 404 to an admitted request carries RateLimit-Policy and "
            "RateLimit r=4;t=1", rl5.hdrs(re_))
 
@@ -228,13 +229,13 @@ def hup(conn):
     seen = r = None
     while time.monotonic() < deadline:
         r = conn.get(px)
-        if rl5.policy(r) == (50, 1):
+        if rl5.policy(r) == (7, 1):
             seen = r
             break
         time.sleep(0.02)
     tap.ok(seen is not None and seen.status == 200,
            "hup: a SIGHUP that adds [project X] rate = 50/s takes effect within %.2f s "
-           "(X's answers say q=50)" % (deadline - sent), rl5.hdrs(r) if r else "no request")
+           "(X's answers say q=7)" % (deadline - sent), rl5.hdrs(r) if r else "no request")
     if not rl5.running(tap, g2, "hup: D after the first SIGHUP"):
         return
     r = conn.get(pd)
@@ -258,9 +259,9 @@ def hup(conn):
             ok_r = r
             break
         time.sleep(0.02)
-    tap.ok(ok_r is not None and rl5.policy(ok_r) == (100, 1),
+    tap.ok(ok_r is not None and rl5.policy(ok_r) == (200, 2),
            "hup: after a SIGHUP raising the limits to 100/s burst 200, D is admitted again "
-           "within 0.5 s, with RateLimit-Policy q=100;w=1",
+           "within 0.5 s, with RateLimit-Policy q=200;w=2",
            c.summary(tries) + "\n" + (rl5.hdrs(tries[-1]) if tries else ""))
     if not rl5.running(tap, g2, "hup: D after the second SIGHUP"):
         return
@@ -273,7 +274,7 @@ def hup(conn):
         more.append(conn.get(pd))
         time.sleep(0.002)
     adm = [r for r in more if r.status == 200]
-    checks = [(r, rl5.problems_429(r, D, q=100, w=1, max_ms=15, t_max=2))
+    checks = [(r, rl5.problems_429(r, D, q=200, w=2, max_ms=15, t_max=2))
               for r in more if r.status != 200]
     tap.ok(len(adm) >= 20 and not any(p for _, p in checks),
            "hup: then 0.3 s of back-to-back requests: %d admitted (>= 20 at the new 100/s; "

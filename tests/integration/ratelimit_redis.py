@@ -112,14 +112,14 @@ if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
            c.summary(admitted))
     # At 10/s a refused request waits at most one interval (100 ms) for the
     # next token; 10 ms of slack for rounding. t is at most ceil(5 / 10) = 1.
-    checks = [(r, rl5.problems_429(r, A, q=RATE, w=1, max_ms=110, t_max=1)) for r in refused]
+    checks = [(r, rl5.problems_429(r, A, q=BURST, w=1, max_ms=110, t_max=1)) for r in refused]
     tap.ok(bool(refused) and not any(p for _, p in checks),
            "project A: every 429 has the contract's body, Retry-After = ceil(retry-after-ms"
-           "/1000) >= 1, 0 < retry-after-ms <= 110, RateLimit-Policy \"project\";q=10;w=1 "
+           "/1000) >= 1, 0 < retry-after-ms <= 110, RateLimit-Policy \"project\";q=5;w=1 "
            "and RateLimit r=0;t=1 (%d 429s)" % len(refused), rl5.first_problems(checks))
-    checks = [(r, rl5.problems_headers(r, RATE, 1, BURST, 1)) for r in admitted]
+    checks = [(r, rl5.problems_headers(r, BURST, 1, BURST, 1)) for r in admitted]
     tap.ok(bool(admitted) and not any(p for _, p in checks),
-           "project A: every 200 has RateLimit-Policy \"project\";q=10;w=1 and RateLimit "
+           "project A: every 200 has RateLimit-Policy \"project\";q=5;w=1 and RateLimit "
            "r in 0..4, t in 0..1", rl5.first_problems(checks))
     ms = [rl5.int_header(r, "retry-after-ms") for r in refused]
     ms = [m for m in ms if m is not None]
@@ -131,7 +131,7 @@ if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
     tap.ok(bool(ans_b) and all(r.status == 200 for r in ans_b),
            "project B, under its own limit, got only 200s while A was hammered",
            c.summary([r for r in ans_b if r.status != 200]))
-    checks = [(r, rl5.problems_headers(r, RATE, 1, BURST, 1)) for r in ans_b]
+    checks = [(r, rl5.problems_headers(r, BURST, 1, BURST, 1)) for r in ans_b]
     tap.ok(bool(ans_b) and not any(p for _, p in checks),
            "project B: its answers carry its own RateLimit-Policy and RateLimit",
            rl5.first_problems(checks))
@@ -178,7 +178,7 @@ if rl5.running(tap, ga, "the Redis outage") and rl5.running(tap, gb, "the Redis 
         tap.ok(len(rs) >= 2 * PER and 0.85 * PER <= adm <= 1.1 * PER + 1,
                "redis down: instance %s applies the limit from memory: %d admitted of %d in "
                "%.0f s (want %d +/- 10%%: its own 5 + 10/s)" % (n, adm, len(rs), PHASE, PER))
-    checks = [(r, rl5.problems_429(r, C, q=RATE, w=1, max_ms=110, t_max=1))
+    checks = [(r, rl5.problems_429(r, C, q=BURST, w=1, max_ms=110, t_max=1))
               for r in allr if r.status == 429]
     tap.ok(bool(checks) and not any(p for _, p in checks),
            "redis down: the 429s are still the contract's", rl5.first_problems(checks))

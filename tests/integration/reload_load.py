@@ -63,7 +63,7 @@ after = [rec for ts, rec in results if ts > t_reload + 1]
 before = [rec for ts, rec in results if ts < t_reload]
 tap.ok(before and all(rec[1] == '"project";q=100000;w=1' for rec in before),
        "before the reload the old rate applies", before[:1])
-tap.ok(after and all(rec[1] == '"project";q=50000;w=60' for rec in after),
+tap.ok(after and all(rec[1] == '"project";q=100000;w=120' for rec in after),
        "after it the new rate applies, also after the rejected reload", after[:1])
 hit_ttls = [int(rec[2].split("ttl=")[1]) for ts, rec in results
             if ts > t_reload + 2 and rec[2] and rec[2].startswith("lcgate; hit; ttl=")]
