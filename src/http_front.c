@@ -207,10 +207,14 @@ static void add_common_headers(struct greq *g)
 /* The access log line and the request metrics, for every answer (on any
  * thread: metrics lock, and the line is one fwrite). */
 static void account(struct gw *gw, const struct conf *conf, const char *method,
-                    const char *target, const char *peer, const struct greq *g, int status,
-                    size_t bytes)
+                    const char *target, const char *peer, const struct greq *g, int r,
+                    int status, size_t bytes)
 {
-    const char *route = g == NULL ? "none" : g->route >= 0 ? qn_routes[g->route].name : "pass";
+    const char *route;
+
+    if (g != NULL)
+        r = g->route;
+    route = r >= 0 ? qn_routes[r].name : g != NULL || r == -1 ? "pass" : "none";
     char st[8];
 
     snprintf(st, sizeof(st), "%d", status);
@@ -242,7 +246,7 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
 
     add_common_headers(g);
     account(g->gw, g->fast ? g->fast : g->gw->conf, g->req->method_name, g->req->target,
-            g->req->peer, g, status, bytes);
+            g->req->peer, g, 0, status, bytes);
     if (g->fast)
         hs_send(g->req, status, body);   /* on the connection's own thread */
     else if (g->has_head_length)
@@ -283,17 +287,23 @@ static void finish_json(struct greq *g, int status, struct evbuffer *buf)
 }
 
 /* {"detail":"<text>"} with text escaped as JSON, for a request that never
- * became a struct greq. */
-static void reply_detail(struct gw *gw, struct hs_req *req, int status, const char *text)
+ * became a struct greq; route: its list route, -1 pass-through, -2 none. */
+static void reply_route_detail(struct gw *gw, struct hs_req *req, int route, int status,
+                               const char *text)
 {
     struct evbuffer *buf = detail_body(text);
     size_t bytes = buf ? evbuffer_get_length(buf) : 0;
 
     hs_add_header(req, "Content-Type", "application/json");
-    account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, status, bytes);
+    account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, route, status, bytes);
     workers_send(gw->front, req, status, buf);
     if (buf)
         evbuffer_free(buf);
+}
+
+static void reply_detail(struct gw *gw, struct hs_req *req, int status, const char *text)
+{
+    reply_route_detail(gw, req, -2, status, text);
 }
 
 static void fail_greq(struct greq *g, int status, const char *text)
@@ -552,7 +562,7 @@ static void refuse_reading(struct gw *gw, struct hs_req *req, struct reading *rd
         if (buf)
             evbuffer_add(buf, rd->qr.body, strlen(rd->qr.body));
         hs_add_header(req, "Content-Type", "application/json");
-        account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, 422,
+        account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, rd->route, 422,
                 buf ? evbuffer_get_length(buf) : 0);
         workers_send(gw->front, req, 422, buf);
         if (buf)
@@ -561,7 +571,10 @@ static void refuse_reading(struct gw *gw, struct hs_req *req, struct reading *rd
     }
     if (rd->status == 401)
         hs_add_header(req, "WWW-Authenticate", "Bearer realm=\"lcgate\"");
-    reply_detail(gw, req, rd->status, rd->why);
+    /* Counted under the route it was read as: the doors, the path and the
+     * query come before any route is known. */
+    reply_route_detail(gw, req, rd->dpath != NULL && rd->q.params != NULL ? rd->route : -2,
+                       rd->status, rd->why);
 }
 
 /* ---- credentials and budgets ---- */
@@ -1180,7 +1193,11 @@ static int on_fast(struct hs_req *req, void *arg)
     budgets_of(&g, conf, rd.client, cred, rlkey, clkey, sizeof(rlkey));
     rd.project = NULL;           /* g owns it now */
     if (clkey[0] != '\0') {
-        g.client = (char *)rd.client->name;
+        if ((g.client = strdup(rd.client->name)) == NULL) {
+            centry_decref(a.e);
+            rd.project = g.project;      /* freed with rd; main answers */
+            goto out;
+        }
         rl_take(gw->rl, clkey, &g.client_rate, g.client_burst, on_fast_rl, &g.client_rl);
         if (!g.client_rl.allowed) {
             metrics_inc(gw->m.rate_limited, 1, g.label, "token", NULL);
@@ -1213,7 +1230,7 @@ static void on_reject(void *arg, int status, const char *method, const char *tar
     struct gw *gw = arg;
 
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
-    account(gw, gw->conf, method, target, peer, NULL, status, 0);
+    account(gw, gw->conf, method, target, peer, NULL, -2, status, 0);
 }
 
 void front_limits(const struct conf *c, struct hs_limits *lim)

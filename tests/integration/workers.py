@@ -192,7 +192,7 @@ if u is not None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
         s.connect(sock_path)
-        s.sendall(b"GET " + V1.encode() + b"?limit=4 HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(b"GET " + V1.encode() + b"?limit=4 HTTP/1.1\r\nHost: localhost\r\n"
                   b"Connection: close\r\n\r\n")
         data = b""
         while True:
