@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "request_read.h"
+#include "util.h"
 
 enum vtype { V_STR, V_ADDR, V_URL, V_DURATION, V_SIZE, V_RATE, V_COUNT,
              V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256, V_PROXY };
@@ -271,14 +272,6 @@ static const char *type_hint(enum vtype t)
     return "a value";
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = tolower(ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 static int parse_sha256(const char *v, uint8_t out[32])
 {
     size_t i;
@@ -286,7 +279,7 @@ static int parse_sha256(const char *v, uint8_t out[32])
     if (strlen(v) != 64)
         return -1;
     for (i = 0; i < 32; i++) {
-        int hi = hexval(v[2 * i]), lo = hexval(v[2 * i + 1]);
+        int hi = util_hexval(v[2 * i]), lo = util_hexval(v[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

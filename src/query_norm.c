@@ -18,6 +18,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "request_read.h"
+#include "util.h"
 
 static const char *const v1_status[] = {"pending",   "running", "dispatched",
                                         "completed", "failed",  "cancelled",
@@ -132,17 +133,6 @@ static char *dupn(const char *s, size_t n)
 static int is_digit(int c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* The code point at s, in text already checked as UTF-8; returns its
@@ -452,7 +442,7 @@ static void uuid_error(const char *t, size_t m, char *out, size_t outsz)
             if (hy < 4)
                 bounds[hy] = i;
             hy++;
-        } else if (c >= 0x80 || hexval((int)c) < 0) {
+        } else if (c >= 0x80 || util_hexval((int)c) < 0) {
             char ch[5] = {0};
             memcpy(ch, u + i, k);
             snprintf(out, outsz,

@@ -14,17 +14,6 @@
 
 #include "util.h"
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0, k;
@@ -51,8 +40,8 @@ static const char *decode(const char *s, size_t n, int plus, char *out, size_t *
         if (c == '+' && plus) {
             c = ' ';
         } else if (c == '%') {
-            int h = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int l = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int h = i + 2 < n ? util_hexval(s[i + 1]) : -1;
+            int l = i + 2 < n ? util_hexval(s[i + 2]) : -1;
             if (h < 0 || l < 0)
                 return "invalid percent-encoding";
             c = h << 4 | l;
@@ -247,7 +236,7 @@ const char *rr_path_project(const char *decoded, size_t *len)
 static int uuid_bytes(const char *s, const int *pos, unsigned char out[16])
 {
     for (int i = 0; i < 16; i++) {
-        int h = hexval(s[pos[i]]), l = hexval(s[pos[i] + 1]);
+        int h = util_hexval(s[pos[i]]), l = util_hexval(s[pos[i] + 1]);
         if (h < 0 || l < 0)
             return -1;
         out[i] = (unsigned char)(h << 4 | l);

@@ -21,6 +21,9 @@ uint64_t util_siphash(const unsigned char key[16], const void *p, size_t n);
  * outside can compute keys that share a bucket. */
 uint64_t util_hash(const void *p, size_t n);
 
+/* The value of a hex digit (either case), or -1. */
+int util_hexval(int c);
+
 /* The length of the strict UTF-8 sequence at s[0..n) (no overlongs,
  * surrogates or code points past U+10FFFF), or 0 if none starts there. */
 size_t utf8_seq_len(const unsigned char *s, size_t n);
