@@ -85,8 +85,8 @@ void ck_project_label(const char *project_id, const char *cred, size_t credlen, 
     if (project_id == NULL) {
         ck_cred_tag(cred, credlen, tag);
         snprintf(out, len, "default:%.16s", tag);
-    } else if (strlen(project_id) == 36 && plain_uuid(project_id)) {
-        snprintf(out, len, "%s", project_id);
+    } else if (len > 36 && strlen(project_id) == 36 && plain_uuid(project_id)) {
+        memcpy(out, project_id, 37);     /* on every request: no printf */
     } else if (plain_id(project_id)) {
         snprintf(out, len, "id:%s", project_id);
     } else {

@@ -72,6 +72,7 @@ struct greq {
     int write_route;             /* a write that changes this route's lists, or -1 */
     int read_only;               /* GET or HEAD: cancelled when the client goes */
     char label[CK_LABEL_MAX];    /* project label: budgets, holds, logs */
+    char rlkey[CK_LABEL_MAX + 16];   /* its client budget's key */
     const char *xcache;          /* for the log: HIT, MISS, ... */
     int up_status;               /* of the upstream fetch behind the answer */
     int64_t up_us;
@@ -591,17 +592,18 @@ static const char *credential_in(const struct conf *c, const struct hs_req *req,
 }
 
 /* The budgets a request spends: its project's client budget (g->label,
- * g->rate, g->burst; its key in rlkey), and the client's own (g->client_*;
- * its key in clkey, "" when none). */
+ * g->rate, g->burst; its key in g->rlkey), and the client's own
+ * (g->client_*; its key in clkey, "" when none). */
 static void budgets_of(struct greq *g, const struct conf *c, const struct conf_client *cl,
-                       const char *cred, char *rlkey, char *clkey, size_t n)
+                       const char *cred, char *clkey, size_t n)
 {
     const struct conf_project *p = conf_project(c, g->project);
 
     ck_project_label(g->project, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
     g->rate = p && p->has_rate ? p->rate : c->rate;
     g->burst = p && p->has_burst ? p->burst : c->burst;
-    snprintf(rlkey, n, CK_PREFIX "rl:c:%s", g->label);
+    memcpy(g->rlkey, CK_PREFIX "rl:c:", sizeof(CK_PREFIX "rl:c:") - 1);
+    memcpy(g->rlkey + sizeof(CK_PREFIX "rl:c:") - 1, g->label, strlen(g->label) + 1);
     clkey[0] = '\0';
     if (cl != NULL && cl->has_rate) {
         g->client_rate = cl->rate;
@@ -975,10 +977,7 @@ static void on_admitted(void *arg, const struct rl_result *r)
 /* The project budget, after the client's own (if it has one). */
 static void take_project_budget(struct greq *g)
 {
-    char rlkey[CK_LABEL_MAX + 16];
-
-    snprintf(rlkey, sizeof(rlkey), CK_PREFIX "rl:c:%s", g->label);
-    rl_take(g->gw->rl, rlkey, &g->rate, g->burst, on_admitted, g);
+    rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_admitted, g);
 }
 
 static void on_client_admitted(void *arg, const struct rl_result *r)
@@ -1012,7 +1011,7 @@ static void on_request(struct hs_req *req, void *arg)
     struct reading rd;
     const char *key, *cred;
     struct greq *g;
-    char rlkey[CK_LABEL_MAX + 16], clkey[CK_LABEL_MAX + 16];
+    char clkey[CK_LABEL_MAX + 16];
 
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     read_request(c, req, &rd);
@@ -1061,7 +1060,7 @@ static void on_request(struct hs_req *req, void *arg)
         return;
     }
     ck_cred_tag(g->cred, g->cred ? strlen(g->cred) : 0, g->keytag);
-    budgets_of(g, c, rd.client, g->cred, rlkey, clkey, sizeof(rlkey));
+    budgets_of(g, c, rd.client, g->cred, clkey, sizeof(clkey));
     if (clkey[0] != '\0' && (g->client = strdup(rd.client->name)) == NULL) {
         reading_free(&rd);
         fail_greq(g, 500, "Out of memory");
@@ -1159,7 +1158,7 @@ static int on_fast(struct hs_req *req, void *arg)
     const char *key, *cred;
     struct list_query q;
     struct answer a;
-    char status[128], rlkey[CK_LABEL_MAX + 16], clkey[CK_LABEL_MAX + 16];
+    char status[128], clkey[CK_LABEL_MAX + 16];
     int done = 0;
     int64_t t0 = mono_us();
 
@@ -1190,7 +1189,7 @@ static int on_fast(struct hs_req *req, void *arg)
     set_rid(&g);
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     /* The memory store's budgets are decided at once, locally. */
-    budgets_of(&g, conf, rd.client, cred, rlkey, clkey, sizeof(rlkey));
+    budgets_of(&g, conf, rd.client, cred, clkey, sizeof(clkey));
     rd.project = NULL;           /* g owns it now */
     if (clkey[0] != '\0') {
         if ((g.client = strdup(rd.client->name)) == NULL) {
@@ -1205,7 +1204,7 @@ static int on_fast(struct hs_req *req, void *arg)
             goto answered;
         }
     }
-    rl_take(gw->rl, rlkey, &g.rate, g.burst, on_fast_rl, &g.rl);
+    rl_take(gw->rl, g.rlkey, &g.rate, g.burst, on_fast_rl, &g.rl);
     g.has_rl = 1;
     if (!g.rl.allowed) {
         metrics_inc(gw->m.rate_limited, 1, g.label, "client", NULL);

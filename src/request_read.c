@@ -19,6 +19,10 @@ static int utf8_valid(const unsigned char *s, size_t n)
     size_t i = 0, k;
 
     while (i < n) {
+        if (s[i] < 0x80) {       /* the common case, without a call */
+            i++;
+            continue;
+        }
         if ((k = utf8_seq_len(s + i, n - i)) == 0)
             return 0;
         i += k;

@@ -38,6 +38,8 @@ struct mstore {
     struct gen *gens[NGENBUCKETS];
     struct gen *gen_oldest, *gen_newest;
     size_t ngens;
+    uint64_t gen_all;            /* STORE_GEN_ALL, read on every get: kept */
+    int64_t gen_all_expires_ms;  /* apart, without a hash */
     struct item **buckets;
     size_t nbuckets;             /* a power of two */
     size_t count;
@@ -152,7 +154,11 @@ static void gen_drop(struct mstore *m, struct gen **pp)
 /* The current value of a generation, 0 when not set. */
 static uint64_t gen_value(struct mstore *m, const char *name)
 {
-    struct gen **pp = gen_slot(m, name);
+    struct gen **pp;
+
+    if (strcmp(name, STORE_GEN_ALL) == 0)
+        return m->gen_all_expires_ms > mono_ms() ? m->gen_all : 0;
+    pp = gen_slot(m, name);
 
     if (*pp == NULL)
         return 0;
@@ -200,6 +206,13 @@ static void mem_gen_set(struct store *s, const char *name, uint64_t value, int i
 
     pthread_mutex_lock(&m->mu);
     if (if_absent && gen_value(m, name) != 0) {
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
+    if (strcmp(name, STORE_GEN_ALL) == 0) {
+        m->gen_all = value;
+        m->gen_all_expires_ms =
+            mono_ms() + (int64_t)(ttl_ms > INT64_MAX / 2 ? INT64_MAX / 2 : ttl_ms);
         pthread_mutex_unlock(&m->mu);
         return;
     }

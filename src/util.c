@@ -116,17 +116,6 @@ uint64_t util_hash(const void *p, size_t n)
 }
 
 
-int util_hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t utf8_seq_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];

@@ -22,7 +22,16 @@ uint64_t util_siphash(const unsigned char key[16], const void *p, size_t n);
 uint64_t util_hash(const void *p, size_t n);
 
 /* The value of a hex digit (either case), or -1. */
-int util_hexval(int c);
+static inline int util_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 /* The length of the strict UTF-8 sequence at s[0..n) (no overlongs,
  * surrogates or code points past U+10FFFF), or 0 if none starts there. */
