@@ -61,7 +61,9 @@ int admin_metrics_init(struct gw *gw)
                                          "Time of upstream requests.", MT_HISTOGRAM, 0, NULL);
     m->rate_limited = metrics_family(m->reg, "lcgate_rate_limited_total",
                                      "Requests refused or served stale by a budget, by "
-                                     "project and budget (client, upstream).",
+                                     "project and budget (client, upstream: the "
+                                     "project's; token: the client's own; key: "
+                                     "the upstream key's).",
                                      MT_COUNTER, 2, project_budget);
     m->collapsed = metrics_family(m->reg, "lcgate_coalesced_waits_total",
                                   "Requests answered by another request's fetch.",

@@ -615,6 +615,8 @@ static long fwd_status(const struct up_resp *r)
 {
     if (r->err == UP_ETIMEOUT)
         return 504;
+    if (r->err == UP_EBUSY)
+        return 503;
     return r->err != UP_OK ? 502 : r->status;
 }
 
@@ -786,9 +788,12 @@ static void on_fetched(void *arg, struct up_resp *r)
     }
     {
         struct centry *e;
-        if (r->err == UP_ETIMEOUT)
+        if (r->err == UP_ETIMEOUT) {
             e = error_entry(504, "Upstream timed out");
-        else if (r->err == UP_EINVALID || invalid)
+        } else if (r->err == UP_EBUSY) {
+            if ((e = error_entry(503, "Too many requests in flight")) != NULL)
+                e->extra_headers = strdup("Retry-After: 1\nretry-after-ms: 1000\n");
+        } else if (r->err == UP_EINVALID || invalid)
             e = error_entry(502, "Upstream sent an invalid answer");
         else if (r->err != UP_OK)
             e = error_entry(502, "Upstream unreachable");

@@ -82,7 +82,8 @@ struct greq {
                                     reload frees the configuration) */
     unsigned burst;
     char *client;                /* the [client] name, a copy, or NULL */
-    int has_client_rl;           /* the client's own budget applied */
+    int has_client_rl;           /* the client's own budget applies */
+    int client_taken;            /* and client_rl holds its decision */
     struct rl_result client_rl;
     struct rate client_rate;
     unsigned client_burst;
@@ -183,26 +184,31 @@ static void policy_item(char *out, size_t n, const char *name, const struct rate
 
 static void add_common_headers(struct greq *g)
 {
-    char p[96], c[96], v[200];
+    char p[96], c[96], pr[64], cr[64], v[200];
+    int client = g->client_taken;
 
     hs_add_header(g->req, "X-Request-Id", g->rid);
-    if (!g->has_rl)
+    if (!g->has_rl && !client)
         return;
-    policy_item(p, sizeof(p), "project", &g->rate, g->burst);
-    if (g->has_client_rl) {
-        policy_item(c, sizeof(c), "client", &g->client_rate, g->client_burst);
-        snprintf(v, sizeof(v), "%s, %s", p, c);
-        hs_add_header(g->req, "RateLimit-Policy", v);
-        snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld, \"client\";r=%lld;t=%lld",
-                 (long long)g->rl.remaining, (long long)((g->rl.reset_ms + 999) / 1000),
-                 (long long)g->client_rl.remaining,
-                 (long long)((g->client_rl.reset_ms + 999) / 1000));
-    } else {
-        hs_add_header(g->req, "RateLimit-Policy", p);
-        snprintf(v, sizeof(v), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
+    if (g->has_rl) {
+        policy_item(p, sizeof(p), "project", &g->rate, g->burst);
+        snprintf(pr, sizeof(pr), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
                  (long long)((g->rl.reset_ms + 999) / 1000));
     }
-    hs_add_header(g->req, "RateLimit", v);
+    if (client) {
+        policy_item(c, sizeof(c), "client", &g->client_rate, g->client_burst);
+        snprintf(cr, sizeof(cr), "\"client\";r=%lld;t=%lld", (long long)g->client_rl.remaining,
+                 (long long)((g->client_rl.reset_ms + 999) / 1000));
+    }
+    if (g->has_rl && client) {
+        snprintf(v, sizeof(v), "%s, %s", p, c);
+        hs_add_header(g->req, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "%s, %s", pr, cr);
+        hs_add_header(g->req, "RateLimit", v);
+    } else {
+        hs_add_header(g->req, "RateLimit-Policy", g->has_rl ? p : c);
+        hs_add_header(g->req, "RateLimit", g->has_rl ? pr : cr);
+    }
 }
 
 /* The access log line and the request metrics, for every answer (on any
@@ -382,10 +388,13 @@ static int refuse(struct reading *rd, int status, const char *why)
 /* The projects a request names, canonical: in the path, the query's
  * project_id, the body's. *unreadable: the body may name one that lcgate
  * cannot read. */
+#define MAX_NAMED 8
+
 struct named {
-    char *v[3];
+    char *v[MAX_NAMED];          /* path ones first, then the query's, the body's */
     size_t n;
     int unreadable;
+    int too_many;                /* the path names more than lcgate reads */
 };
 
 static int add_named(struct named *nm, const char *s, size_t n)
@@ -410,8 +419,15 @@ static int read_named(const struct hs_req *req, const struct reading *rd, struct
     size_t n, len;
 
     memset(nm, 0, sizeof(*nm));
-    if ((s = rr_path_project(rd->dpath, &n)) != NULL && add_named(nm, s, n) != 0)
-        return -1;
+    /* Every /projects/<uuid> of the path, each checked like project_id. */
+    for (s = rr_path_project(rd->dpath, &n); s != NULL; s = rr_path_project(s + n, &n)) {
+        if (nm->n == MAX_NAMED - 2) {
+            nm->too_many = 1;
+            return 0;
+        }
+        if (add_named(nm, s, n) != 0)
+            return -1;
+    }
     if ((p = rr_query_last(&rd->q, "project_id")) != NULL &&
         add_named(nm, p->value, p->vlen) != 0)
         return -1;
@@ -458,8 +474,14 @@ static int decide_projects(const struct conf *c, const struct hs_req *req, struc
     const char *key;
     int restricted;
 
-    if (read_named(req, rd, &nm) != 0)
+    if (read_named(req, rd, &nm) != 0) {
+        named_free(&nm);
         return refuse(rd, 500, "Out of memory");
+    }
+    if (nm.too_many) {
+        named_free(&nm);
+        return refuse(rd, 400, "The path names too many projects");
+    }
     if (nm.n > 0 && (rd->project = strdup(nm.v[0])) == NULL) {
         named_free(&nm);
         return refuse(rd, 500, "Out of memory");
@@ -985,6 +1007,7 @@ static void on_client_admitted(void *arg, const struct rl_result *r)
     struct greq *g = arg;
 
     g->client_rl = *r;
+    g->client_taken = 1;
     if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
@@ -1198,6 +1221,7 @@ static int on_fast(struct hs_req *req, void *arg)
             goto out;
         }
         rl_take(gw->rl, clkey, &g.client_rate, g.client_burst, on_fast_rl, &g.client_rl);
+        g.client_taken = 1;
         if (!g.client_rl.allowed) {
             metrics_inc(gw->m.rate_limited, 1, g.label, "token", NULL);
             reply_client_429(&g, g.client_rl.retry_after_ms);

@@ -221,7 +221,7 @@ const char *rr_path_project(const char *decoded, size_t *len)
     static const char prefix[] = "/projects/";
     const char *p = decoded;
 
-    /* Every "/projects/<id>" names a project, whatever comes before it. */
+    /* "/projects/<id>" names a project, whatever comes before it. */
     while ((p = strstr(p, prefix)) != NULL) {
         const char *id = p + sizeof(prefix) - 1;
         size_t n = strcspn(id, "/");

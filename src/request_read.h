@@ -58,8 +58,10 @@ enum rr_status rr_path_decode(const char *raw, char **out, const char **why);
  * form lcgate sends upstream. malloc'd, NULL on ENOMEM. */
 char *rr_path_encode(const char *decoded);
 
-/* A project named by the path: /api/v1/projects/{id}[/...] (decoded path).
- * Returns a pointer into path and its length, or NULL. */
+/* The first project the path names: a segment that is a UUID after a
+ * "projects" segment (/api/v1/projects/{id}[/...]), in the decoded path.
+ * Returns a pointer into it and its length, or NULL. Call again from just
+ * after one (id + len) for the next. */
 const char *rr_path_project(const char *decoded, size_t *len);
 
 /* A UUID as pydantic reads one (32 hex digits; 8-4-4-4-12 with hyphens;

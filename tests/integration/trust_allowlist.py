@@ -77,6 +77,10 @@ refused += [
     ("GET /api/v1/projects/B: 403, nothing upstream", "GET", "/api/v1/projects/" + B, {}, None),
     ("GET /api/v1/projects/B/anything: 403, nothing upstream", "GET",
      "/api/v1/projects/%s/anything" % B, {}, None),
+    ("GET /api/v1/projects/A/x/projects/B (a second project in the path): 403, nothing "
+     "upstream", "GET", "/api/v1/projects/%s/x/projects/%s" % (A, B), {}, None),
+    ("GET /api/v1/projects/%7BB%7D (braces, encoded): 403, nothing upstream", "GET",
+     "/api/v1/projects/%%7B%s%%7D" % B.upper(), {}, None),
 ]
 
 allowed = [  # (name, method, path, headers, body, want status, want query at the mock)

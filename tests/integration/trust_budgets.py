@@ -79,6 +79,8 @@ checks = [
     "retry-after-ms",
     "the mock saw exactly 3 of them",
     "control: client d (no rate of its own) is still admitted",
+    "the admitted answers carry RateLimit-Policy with a \"client\";q=3;w=180 item, the "
+    "429 RateLimit \"client\";r=0",
 ]
 with tr.Scenario(tap, "client budget ([client c] rate = 1/min, burst = 3)", checks) as sc:
     conf = c.gate_conf(mock)
@@ -101,6 +103,11 @@ with tr.Scenario(tap, "client budget ([client c] rate = 1/min, burst = 3)", chec
     r = c.get(g.port, V1 + "?project_id=%s&limit=5" % tr.rand_project(),
               headers=tr.bearer(TOK_D))
     sc.ok(r.status == 200, checks[3], tr.show(r))
+    pol = rs[0].header("ratelimit-policy") or ""
+    rl = rs[3].header("ratelimit") or ""
+    sc.ok('"client";q=3;w=180' in pol and '"client";q=3;w=180' in
+          (rs[3].header("ratelimit-policy") or "") and rl.startswith('"client";r=0;'),
+          checks[4], "200: %r; 429: %r %r" % (pol, rs[3].header("ratelimit-policy"), rl))
 
 # --- the upstream key's budget -----------------------------------------------------
 UP_DETAIL = "Rate limit exceeded for the upstream key"

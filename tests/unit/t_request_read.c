@@ -135,6 +135,10 @@ static void paths(void)
     tap_ok(rr_path_project("/api/v1/projects", &n) == NULL, "path: the list names none");
     p = rr_path_project("/api/v1/organizations/x/projects/" B, &n);
     tap_ok(p != NULL && strncmp(p, B, 36) == 0, "path: /projects/<uuid> anywhere");
+    p = rr_path_project("/api/v1/projects/" A "/copy/projects/" B, &n);
+    p = p ? rr_path_project(p + n, &n) : NULL;
+    tap_ok(p != NULL && strncmp(p, B, 36) == 0 && rr_path_project(p + n, &n) == NULL,
+           "path: called again after one, the next; then none");
 }
 
 static void projects(void)
