@@ -81,6 +81,13 @@ enum rr_status rr_query_parse(const char *raw, size_t max_params, struct rr_quer
             *why = "Malformed query string: non-ASCII byte must be percent-encoded";
             return RR_MALFORMED;
         }
+        /* A URL parser on the way (curl's among them) ends the query at
+         * '#': the upstream would read less than lcgate did. */
+        if (s[i] == '#' || (unsigned char)s[i] <= 0x20 || s[i] == 0x7f) {
+            *why = "Malformed query string: '#', space and control bytes must be "
+                   "percent-encoded";
+            return RR_MALFORMED;
+        }
     }
     for (size_t i = 0; i <= n; i++) {
         if (i == n || s[i] == '&') {

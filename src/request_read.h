@@ -24,7 +24,10 @@ struct rr_param {
  * split on '&' only, empty pieces skipped, a piece without '=' is a name
  * with an empty value, '+' is a space, then names and values
  * percent-decoded as UTF-8. Names are case-sensitive; the last of
- * repeated names is the one the upstream reads (rr_query_last). */
+ * repeated names is the one the upstream reads (rr_query_last). Refused:
+ * a raw non-ASCII byte, '#' (a URL parser on the way would end the query
+ * there), a space or a control byte, bad percent-encoding, an encoded NUL,
+ * invalid UTF-8. */
 struct rr_query {
     struct rr_param *params;     /* in the order they came */
     size_t n;

@@ -82,6 +82,14 @@ refused += [
     ("GET /api/v1/projects/%7BB%7D (braces, encoded): 403, nothing upstream", "GET",
      "/api/v1/projects/%%7B%s%%7D" % B.upper(), {}, None),
 ]
+# A raw '#' ends the query for curl (and any URL parser on the way): the
+# reader must refuse it, or it would read A while the upstream reads B.
+hash_refused = [
+    ("POST /api/v2/batches?project_id=B#&project_id=A (a raw '#'): 400, nothing upstream",
+     "POST", V2 + "?project_id=%s#&project_id=%s" % (B, A), dict(tr.JH), BODY),
+    ("GET /api/v2/batches/x?project_id=B#&project_id=A (a raw '#'): 400, nothing upstream",
+     "GET", V2 + "/x?project_id=%s#&project_id=%s" % (B, A), {}, None),
+]
 
 allowed = [  # (name, method, path, headers, body, want status, want query at the mock)
     ("control: POST /api/v2/batches?project_id=A: 200, sent upstream", "POST",
@@ -100,7 +108,8 @@ allowed = [  # (name, method, path, headers, body, want status, want query at th
      "/api/v1/projects/" + A, {}, None, 404),
 ]
 
-names = [n for n, *_ in refused] + [n for n, *_ in allowed]
+names = ([n for n, *_ in refused] + [n for n, *_ in hash_refused] +
+         [n for n, *_ in allowed])
 with tr.Scenario(tap, "allow-list (client a: projects = A, default)", names) as sc:
     conf = c.gate_conf(mock)
     conf['client "a"'] = {"token_sha256": hashlib.sha256(TOK_A.encode()).hexdigest(),
@@ -116,6 +125,12 @@ with tr.Scenario(tap, "allow-list (client a: projects = A, default)", names) as 
               "answer %s\nthe mock saw %d request(s)%s" % (
                   tr.show(r), n, "; last: %s %s?%s" % (last[-1]["method"], last[-1]["path"],
                                                        last[-1]["query"]) if last else ""))
+    for name, method, path, h, body in hash_refused:
+        mock.reset()
+        r = c.get(g.port, path, method=method, headers=dict(h, **tr.bearer(TOK_A)), body=body)
+        n = mock.count()
+        sc.ok(r.status == 400 and n == 0, name,
+              "answer %s\nthe mock saw %d request(s)" % (tr.show(r), n))
     for name, method, path, h, body, want in allowed:
         mock.reset()
         h = dict(h, **tr.bearer(TOK_A))

@@ -52,6 +52,10 @@ static void queries(void)
         {"invalid UTF-8 is refused", "project_id=%ff", "(malformed)"},
         {"a raw non-ASCII byte is refused", "project_id=\xc3\xa9", "(malformed)"},
         {"UTF-8 is decoded", "project_id=%C3%A9", "\xc3\xa9"},
+        {"a raw '#' is refused (curl would end the query there)",
+         "project_id=" A "#&project_id=" B, "(malformed)"},
+        {"an encoded '#' is a '#'", "project_id=a%23b", "a#b"},
+        {"a raw space is refused", "project_id=a b", "(malformed)"},
     };
     char buf[256];
 
