@@ -22,8 +22,8 @@ struct mseries {
     double value;                    /* counter, gauge; histogram: the sum */
     uint64_t count;                  /* histogram */
     uint64_t bucket[];               /* histogram: per bucket (not cumulative),
-                                        METRICS_NBUCKETS + 1 with +Inf; the label
-                                        values follow */
+                                        the family's nbounds + 1 with +Inf; the
+                                        label values follow */
 };
 
 struct mfamily {
@@ -33,6 +33,8 @@ struct mfamily {
     int nlabels;
     char *label[METRICS_MAX_LABELS];
     int cap_label;                   /* the label folded first; -1: all */
+    double *bounds;                  /* histogram: bucket upper bounds */
+    size_t nbounds;
     size_t cap;
     struct mseries *first, **tail;
     size_t n;
@@ -72,6 +74,7 @@ static void family_free(struct mfamily *f)
     for (i = 0; i < f->nlabels; i++)
         free(f->label[i]);
     free(f->slot);
+    free(f->bounds);
     free(f->name);
     free(f->help);
     free(f);
@@ -193,7 +196,7 @@ static struct mseries *add(struct mfamily *f, lvbuf v, uint64_t h)
         f->slot = slot;
         f->nslot = nslot;
     }
-    nb = f->type == MT_HISTOGRAM ? METRICS_NBUCKETS + 1 : 0;
+    nb = f->type == MT_HISTOGRAM ? f->nbounds + 1 : 0;
     size = sizeof(*s) + nb * sizeof(uint64_t);
     for (i = 0; i < f->nlabels; i++) {
         len[i] = strlen(v[i]) + 1;
@@ -263,12 +266,21 @@ static struct mseries *series_locked(struct mfamily *f, const char *l1, const ch
     return add(f, v, hash_values(f, v));
 }
 
-struct mfamily *metrics_family(struct metrics *m, const char *name, const char *help,
-                               enum mtype type, int nlabels, const char *const *label_names)
+static struct mfamily *declare(struct metrics *m, const char *name, const char *help,
+                               enum mtype type, int nlabels, const char *const *label_names,
+                               const double *bounds, size_t nbounds)
 {
     struct mfamily *f;
+    size_t b;
     int i, j;
 
+    if (type == MT_HISTOGRAM) {
+        if (bounds == NULL || nbounds == 0 || nbounds > METRICS_MAX_BUCKETS)
+            return NULL;
+        for (b = 0; b < nbounds; b++)
+            if (!isfinite(bounds[b]) || (b > 0 && !(bounds[b] > bounds[b - 1])))
+                return NULL;
+    }
     if (!name_ok(name, 1) || nlabels < 0 || nlabels > METRICS_MAX_LABELS ||
         (nlabels > 0 && label_names == NULL) ||
         (type != MT_COUNTER && type != MT_GAUGE && type != MT_HISTOGRAM))
@@ -296,10 +308,15 @@ struct mfamily *metrics_family(struct metrics *m, const char *name, const char *
     f->slot = calloc(f->nslot, sizeof(*f->slot));
     f->name = strdup(name);
     f->help = strdup(help ? help : "");
+    if (type == MT_HISTOGRAM && (f->bounds = malloc(nbounds * sizeof(double))) != NULL) {
+        memcpy(f->bounds, bounds, nbounds * sizeof(double));
+        f->nbounds = nbounds;
+    }
     for (i = 0; i < nlabels; i++)
         if ((f->label[i] = strdup(label_names[i])) == NULL)
             break;
     if (f->slot == NULL || f->name == NULL || f->help == NULL || i < nlabels ||
+        (type == MT_HISTOGRAM && f->bounds == NULL) ||
         (nlabels == 0 && metrics_series(f, NULL, NULL, NULL) == NULL)) {
         f->nlabels = i;
         family_free(f);
@@ -308,6 +325,20 @@ struct mfamily *metrics_family(struct metrics *m, const char *name, const char *
     *m->tail = f;
     m->tail = &f->next;
     return f;
+}
+
+struct mfamily *metrics_family(struct metrics *m, const char *name, const char *help,
+                               enum mtype type, int nlabels, const char *const *label_names)
+{
+    return declare(m, name, help, type, nlabels, label_names, metrics_buckets,
+                   METRICS_NBUCKETS);
+}
+
+struct mfamily *metrics_histogram(struct metrics *m, const char *name, const char *help,
+                                  int nlabels, const char *const *label_names,
+                                  const double *bounds, size_t nbounds)
+{
+    return declare(m, name, help, MT_HISTOGRAM, nlabels, label_names, bounds, nbounds);
 }
 
 int metrics_family_cap(struct mfamily *f, const char *label, size_t max_series)
@@ -350,14 +381,15 @@ static void set_locked(struct mseries *s, double v)
 
 static void observe_locked(struct mseries *s, double v)
 {
-    size_t lo = 0, hi = METRICS_NBUCKETS;
+    size_t lo = 0, hi;
 
     if (s == NULL || s->fam->type != MT_HISTOGRAM || isnan(v))
         return;
-    /* The first bucket whose bound is >= v; METRICS_NBUCKETS is +Inf. */
+    /* The first bucket whose bound is >= v; nbounds is +Inf. */
+    hi = s->fam->nbounds;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (v <= metrics_buckets[mid])
+        if (v <= s->fam->bounds[mid])
             hi = mid;
         else
             lo = mid + 1;
@@ -474,16 +506,17 @@ static int add_sample(struct evbuffer *out, const struct mseries *s, const char 
 
 static int render_histogram(struct evbuffer *out, const struct mseries *s)
 {
+    const struct mfamily *f = s->fam;
     char le[32], num[32];
     uint64_t cum = 0;
-    int rc = 0, b;
+    size_t b;
+    int rc = 0;
 
-    for (b = 0; b <= METRICS_NBUCKETS; b++) {
+    for (b = 0; b <= f->nbounds; b++) {
         cum += s->bucket[b];
         snprintf(num, sizeof(num), "%" PRIu64, cum);
         rc |= add_sample(out, s, "_bucket",
-                         b < METRICS_NBUCKETS ? fmt_double(metrics_buckets[b], le, sizeof(le))
-                                              : "+Inf",
+                         b < f->nbounds ? fmt_double(f->bounds[b], le, sizeof(le)) : "+Inf",
                          num);
     }
     rc |= add_sample(out, s, "_sum", NULL, fmt_double(s->value, num, sizeof(num)));

@@ -1,10 +1,14 @@
 /* metrics: a small Prometheus registry rendered in the text exposition
  * format 0.0.4 (what GET /metrics answers).
  *
- * Single-threaded: every call happens on the event loop. A family is
- * declared once (name, help, type, label names); a series (one set of label
- * values) is created on first use, and from then on updating it allocates
- * nothing. Families render in declaration order, series in creation order.
+ * Thread-safe: one lock (in metrics.c) guards every series, so the worker
+ * threads count the answers they make while the main loop counts its own
+ * and renders. Declaring is not locked: declare every family (and cap it)
+ * before another thread uses the registry. A family is declared once
+ * (name, help, type, label names, and a histogram's bucket bounds); a
+ * series (one set of label values) is created on first use, and from then
+ * on updating it allocates nothing. Families render in declaration order,
+ * series in creation order.
  *
  * Label cardinality is bounded so that values chosen by clients (project
  * ids) cannot grow memory: see metrics_family_cap. Label values are also
@@ -29,9 +33,10 @@ enum mtype { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM };
 #define METRICS_DEFAULT_CAP 1000     /* series per family unless capped */
 #define METRICS_OTHER "other"        /* the value that folded labels take */
 
-/* Histogram upper bounds in seconds; +Inf is implicit. */
+/* Histogram upper bounds in seconds of metrics_family; +Inf is implicit. */
 #define METRICS_NBUCKETS 11
 extern const double metrics_buckets[METRICS_NBUCKETS];
+#define METRICS_MAX_BUCKETS 32       /* bounds of metrics_histogram */
 
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
@@ -44,6 +49,14 @@ void metrics_free(struct metrics *m);
  * Returns NULL for an invalid or duplicate name, or on ENOMEM. */
 struct mfamily *metrics_family(struct metrics *m, const char *name, const char *help,
                                enum mtype type, int nlabels, const char *const *label_names);
+
+/* A histogram family with its own bucket upper bounds (copied): nbounds
+ * from 1 to METRICS_MAX_BUCKETS finite values, strictly increasing; +Inf
+ * is implicit. metrics_family(MT_HISTOGRAM) uses metrics_buckets. NULL as
+ * metrics_family, and for bounds that are not so. */
+struct mfamily *metrics_histogram(struct metrics *m, const char *name, const char *help,
+                                  int nlabels, const char *const *label_names,
+                                  const double *bounds, size_t nbounds);
 
 /* Bound the family to max_series series whose label `label` is not
  * "other". When a new label set arrives past that, its `label` is replaced

@@ -299,6 +299,67 @@ static void cap_folding(void)
     metrics_free(m);
 }
 
+/* A histogram with its own bounds: 100 us up, past a 30 s timeout, as the
+ * request and upstream durations are declared. */
+static void custom_buckets(void)
+{
+    static const char *const l[] = {"route", "cache"};
+    static const double b[] = {0.0001, 0.001, 0.01, 0.1, 1, 10, 30, 60};
+    static const double bad_order[] = {1, 0.5};
+    static const double bad_dup[] = {1, 1};
+    static const double bad_inf[] = {1, INFINITY};
+    static const double too_many[METRICS_MAX_BUCKETS + 1] = {0};
+    struct metrics *m = metrics_new();
+    struct mfamily *h = metrics_histogram(m, "req_seconds", "h", 2, l, b, 8);
+    char *got;
+
+    tap_ok(h != NULL, "a histogram with its own 8 bounds is declared");
+    tap_ok(metrics_histogram(m, "o_seconds", "h", 0, NULL, bad_order, 2) == NULL &&
+               metrics_histogram(m, "d_seconds", "h", 0, NULL, bad_dup, 2) == NULL &&
+               metrics_histogram(m, "i_seconds", "h", 0, NULL, bad_inf, 2) == NULL &&
+               metrics_histogram(m, "n_seconds", "h", 0, NULL, b, 0) == NULL &&
+               metrics_histogram(m, "m_seconds", "h", 0, NULL, too_many,
+                                 METRICS_MAX_BUCKETS + 1) == NULL &&
+               metrics_histogram(m, "le_seconds", "h", 1, (const char *const[]){"le"}, b,
+                                 8) == NULL,
+           "bounds out of order, repeated, infinite, none or too many are refused, and "
+           "le as a label");
+    metrics_observe(h, 0.0001, "v2_batches", "HIT", NULL);
+    metrics_observe(h, 0.0001, "v2_batches", "HIT", NULL);
+    metrics_observe(h, 29.9, "v2_batches", "MISS", NULL);
+    metrics_observe(h, 45, "v2_batches", "MISS", NULL);
+    metrics_observe(h, 61, "v2_batches", "MISS", NULL);
+    got = render(m);
+    tap_is_str(got,
+               "# HELP req_seconds h\n# TYPE req_seconds histogram\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"0.0001\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"0.001\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"0.01\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"0.1\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"1\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"10\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"30\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"60\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"HIT\",le=\"+Inf\"} 2\n"
+               "req_seconds_sum{route=\"v2_batches\",cache=\"HIT\"} 0.0002\n"
+               "req_seconds_count{route=\"v2_batches\",cache=\"HIT\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"0.0001\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"0.001\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"0.01\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"0.1\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"1\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"10\"} 0\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"30\"} 1\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"60\"} 2\n"
+               "req_seconds_bucket{route=\"v2_batches\",cache=\"MISS\",le=\"+Inf\"} 3\n"
+               "req_seconds_sum{route=\"v2_batches\",cache=\"MISS\"} 135.9\n"
+               "req_seconds_count{route=\"v2_batches\",cache=\"MISS\"} 3\n",
+               "its own bounds render in order (le inclusive, 45 s counted under 60, past "
+               "the last only in +Inf)");
+    free(got);
+    metrics_free(m);
+}
+
 int main(void)
 {
     small_registry();
@@ -308,5 +369,6 @@ int main(void)
     counters_and_gauges();
     declarations();
     cap_folding();
+    custom_buckets();
     return tap_done();
 }
