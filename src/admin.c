@@ -1,6 +1,7 @@
 #include "admin.h"
 
 #include <event2/buffer.h>
+#include <math.h>
 #include <stdlib.h>
 #include <yajl/yajl_gen.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "metrics.h"
 #include "upstream.h"
 #include "config.h"
+#include "process.h"
 #include "request_read.h"
 
 static struct hs_server *admin_hs;
@@ -40,14 +42,49 @@ static void on_upstream_done(void *arg, const struct up_resp *r)
     metrics_observe(gw->m.upstream_seconds, (double)r->elapsed_us / 1e6, NULL, NULL, NULL);
 }
 
+/* What /proc cannot tell keeps its last value (0 at first). */
+static void set_known(struct mfamily *f, double v)
+{
+    if (!isnan(v))
+        metrics_set(f, v, NULL, NULL, NULL);
+}
+
+/* Durations from 100 us (a hit) to past the upstream timeout (30 s by
+ * default): bounds_past keeps them up to the first one above it. */
+static const double duration_bounds[] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600,
+};
+#define NDURATIONS (sizeof(duration_bounds) / sizeof(duration_bounds[0]))
+
+/* duration_bounds from the first >= from up to the first > past (or, past
+ * the last, one at twice past) into out; their number. */
+static size_t bounds_past(double from, double past, double out[NDURATIONS + 1])
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < NDURATIONS; i++) {
+        if (duration_bounds[i] < from)
+            continue;
+        out[n++] = duration_bounds[i];
+        if (duration_bounds[i] > past)
+            return n;
+    }
+    out[n++] = 2 * past;
+    return n;
+}
+
 int admin_metrics_init(struct gw *gw)
 {
     static const char *const route_status_cache[] = {"route", "status", "cache"};
+    static const char *const route_cache[] = {"route", "cache"};
+    static const char *const result[] = {"result"};
     static const char *const status[] = {"status"};
     static const char *const project_budget[] = {"project", "budget"};
     static const char *const reason[] = {"reason"};
     static const char *const version[] = {"version"};
     struct gw_metrics *m = &gw->m;
+    double timeout_s = (double)gw->conf->timeout_ms / 1000, b[NDURATIONS + 1];
 
     if ((m->reg = metrics_new()) == NULL)
         return -1;
@@ -57,8 +94,15 @@ int admin_metrics_init(struct gw *gw)
     m->upstream = metrics_family(m->reg, "lcgate_upstream_requests_total",
                                  "Requests sent upstream, by status (or error, timeout).",
                                  MT_COUNTER, 1, status);
-    m->upstream_seconds = metrics_family(m->reg, "lcgate_upstream_request_duration_seconds",
-                                         "Time of upstream requests.", MT_HISTOGRAM, 0, NULL);
+    /* Bounds fixed at start: a reload to a longer timeout keeps them. */
+    m->upstream_seconds = metrics_histogram(m->reg, "lcgate_upstream_request_duration_seconds",
+                                            "Time of upstream requests.", 0, NULL, b,
+                                            bounds_past(0.001, timeout_s, b));
+    m->request_seconds = metrics_histogram(m->reg, "lcgate_request_duration_seconds",
+                                           "Time from a request read to its answer, by "
+                                           "route and cache result (0 for those refused "
+                                           "before they are read).",
+                                           2, route_cache, b, bounds_past(0, timeout_s, b));
     m->rate_limited = metrics_family(m->reg, "lcgate_rate_limited_total",
                                      "Requests refused or served stale by a budget, by "
                                      "project and budget (client, upstream: the "
@@ -95,11 +139,34 @@ int admin_metrics_init(struct gw *gw)
                                     MT_GAUGE, 0, NULL);
     m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
                               MT_GAUGE, 1, version);
+    m->reloads = metrics_family(m->reg, "lcgate_config_reloads_total",
+                                "Configuration reloads (SIGHUP), by result.", MT_COUNTER, 1,
+                                result);
+    m->reload_time = metrics_family(m->reg, "lcgate_config_last_reload_success_timestamp_seconds",
+                                    "When the configuration in force was loaded (at start, "
+                                    "then by each good reload).", MT_GAUGE, 0, NULL);
+    m->cpu = metrics_family(m->reg, "process_cpu_seconds_total",
+                            "User and system CPU time spent, in seconds.", MT_COUNTER, 0, NULL);
+    m->rss = metrics_family(m->reg, "process_resident_memory_bytes",
+                            "Resident memory size in bytes.", MT_GAUGE, 0, NULL);
+    m->fds = metrics_family(m->reg, "process_open_fds", "Number of open file descriptors.",
+                            MT_GAUGE, 0, NULL);
+    m->max_fds = metrics_family(m->reg, "process_max_fds",
+                                "Maximum number of open file descriptors (the soft "
+                                "RLIMIT_NOFILE).", MT_GAUGE, 0, NULL);
+    m->start_time = metrics_family(m->reg, "process_start_time_seconds",
+                                   "Start time of the process since unix epoch in seconds.",
+                                   MT_GAUGE, 0, NULL);
     if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
         !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->l1_hits || !m->store_up || !m->store_errors ||
         !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build ||
-        !m->connections)
+        !m->connections || !m->request_seconds || !m->reloads || !m->reload_time ||
+        !m->cpu || !m->rss || !m->fds || !m->max_fds || !m->start_time ||
+        !metrics_series(m->reloads, "success", NULL, NULL) ||
+        !metrics_series(m->reloads, "failure", NULL, NULL))
         return -1;
+    metrics_set(m->reload_time, (double)wall_ms() / 1000, NULL, NULL, NULL);
+    set_known(m->start_time, proc_start_time());
     /* A flood of project ids must not grow memory: the top ones, then "other". */
     metrics_family_cap(m->rate_limited, "project", 100);
     metrics_set(m->build, 1, PACKAGE_VERSION, NULL, NULL);
@@ -107,11 +174,19 @@ int admin_metrics_init(struct gw *gw)
     return 0;
 }
 
+void admin_reloaded(struct gw *gw, int ok)
+{
+    metrics_inc(gw->m.reloads, 1, ok ? "success" : "failure", NULL, NULL);
+    if (ok)
+        metrics_set(gw->m.reload_time, (double)wall_ms() / 1000, NULL, NULL, NULL);
+}
+
 static void serve_metrics(struct gw *gw, struct hs_req *req)
 {
     const struct cache_stats *cs = cache_stats(gw->cache);
     struct gw_metrics *m = &gw->m;
     struct evbuffer *buf = evbuffer_new();
+    struct proc_stats ps;
 
     if (buf == NULL) {
         reply(req, 500, "{\"detail\":\"Out of memory\"}");
@@ -132,6 +207,11 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
     metrics_set(m->connections, gw->front ? (double)workers_connections(gw->front) : 0, NULL, NULL, NULL);
+    proc_stats_read(&ps);
+    set_known(m->cpu, ps.cpu_seconds);
+    set_known(m->rss, ps.rss_bytes);
+    set_known(m->fds, ps.open_fds);
+    set_known(m->max_fds, ps.max_fds);
     metrics_render(m->reg, buf);
     hs_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     hs_send(req, 200, buf);

@@ -10,6 +10,9 @@ struct gw;
 
 /* The metric families the other modules feed; before any request. */
 int admin_metrics_init(struct gw *gw);
+/* A SIGHUP reload was applied (ok) or rejected: counted, and a good one
+ * dates the configuration in force. */
+void admin_reloaded(struct gw *gw, int ok);
 int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen);
 void admin_free(struct gw *gw);
 

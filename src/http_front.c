@@ -223,9 +223,12 @@ static void account(struct gw *gw, const struct conf *conf, const char *method,
         r = g->route;
     route = r >= 0 ? qn_routes[r].name : g != NULL || r == -1 ? "pass" : "none";
     char st[8];
+    const char *cache = g && g->xcache ? g->xcache : "none";
 
     snprintf(st, sizeof(st), "%d", status);
-    metrics_inc(gw->m.requests, 1, route, st, g && g->xcache ? g->xcache : "none");
+    metrics_inc(gw->m.requests, 1, route, st, cache);
+    metrics_observe(gw->m.request_seconds, g ? (double)(mono_us() - g->t0_us) / 1e6 : 0, route,
+                    cache, NULL);
     if (conf->access_log) {
         struct accesslog_entry e;
 

@@ -117,6 +117,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     notify("RELOADING=1");
     if (next == NULL) {
         log_error("reload rejected, keeping the running configuration: %s", err);
+        admin_reloaded(&gw, 0);
         notify("READY=1");
         return;
     }
@@ -134,6 +135,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     front_set_conf(&gw, next);
     front_reload(&gw);
     log_info("configuration reloaded from %s", next->path);
+    admin_reloaded(&gw, 1);
     notify("READY=1");
 }
 

@@ -79,6 +79,13 @@ promtool = subprocess.run(["promtool", "check", "metrics"], input=r.body, captur
                           timeout=30)
 tap.ok(promtool.returncode == 0, "promtool check metrics accepts the output",
        promtool.stdout.decode() + promtool.stderr.decode())
+new = ["lcgate_request_duration_seconds histogram", "lcgate_config_reloads_total counter",
+       "lcgate_config_last_reload_success_timestamp_seconds gauge",
+       "process_cpu_seconds_total counter", "process_resident_memory_bytes gauge",
+       "process_open_fds gauge", "process_max_fds gauge", "process_start_time_seconds gauge"]
+tap.ok(all("# TYPE " + n in text for n in new),
+       "that output holds the request histogram, the reload and the process_* families",
+       [n for n in new if "# TYPE " + n not in text])
 
 g.stop()
 lines = [ln for ln in g.log().splitlines() if ln.startswith("{")]
