@@ -2,11 +2,28 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static enum log_level level = LOG_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};
+static const char *const priorities[] = {"<3>", "<4>", "<6>", "<7>"};
+static int journal;
+
+int log_detect_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    char end;
+
+    journal = v != NULL && sscanf(v, "%llu:%llu%c", &dev, &ino, &end) == 2 &&
+              fstat(2, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+              (unsigned long long)st.st_ino == ino;
+    return journal;
+}
 
 void log_set_level(enum log_level lvl)
 {
@@ -73,7 +90,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line, 64, "%s.%03ldZ lcgate[%s] ", ts, now.tv_nsec / 1000000, names[lvl]);
+    k = snprintf(line, 64, "%s%s.%03ldZ lcgate[%s] ", journal ? priorities[lvl] : "", ts,
+                 now.tv_nsec / 1000000, names[lvl]);
     n = (size_t)k < 64 ? (size_t)k : 63;
     n += escape(line + n, msg, len);
     line[n++] = '\n';

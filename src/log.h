@@ -5,6 +5,12 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_set_level(enum log_level lvl);
+/* Under systemd with stderr connected to the journal (JOURNAL_STREAM names
+ * stderr's device and inode), each line starts with its sd-daemon(3)
+ * priority, <3> error, <4> warn, <6> info, <7> debug, so that journald
+ * stores it at that level; otherwise lines are as before. Call once at
+ * start, before any thread; again when stderr changes. 1 if so, else 0. */
+int log_detect_journal(void);
 int log_level_parse(const char *s, enum log_level *out);
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

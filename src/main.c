@@ -157,6 +157,7 @@ int main(int argc, char **argv)
     enum log_level lvl;
     size_t i;
 
+    log_detect_journal();
     while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -56,6 +57,88 @@ static void logged(char *out, size_t cap, const char *fmt, const char *arg)
     }
 }
 
+/* Everything one call of each level writes to stderr while JOURNAL_STREAM
+ * is what stream() makes of the file stderr points to. */
+static void leveled(char *out, size_t cap, int match, const char *value, int *detected)
+{
+    char path[] = "/tmp/t_log-XXXXXX", var[64];
+    int fd = mkstemp(path), saved = dup(2);
+    struct stat st;
+    size_t n;
+    FILE *f;
+
+    out[0] = '\0';
+    if (fd < 0 || saved < 0 || fstat(fd, &st) != 0)
+        return;
+    snprintf(var, sizeof(var), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + (match ? 0 : 1));
+    setenv("JOURNAL_STREAM", value ? value : var, 1);
+    fflush(stderr);
+    dup2(fd, 2);
+    *detected = log_detect_journal();
+    log_set_level(LOG_DEBUG);
+    log_error("e");
+    log_warn("w");
+    log_info("i");
+    log_debug("d");
+    log_set_level(LOG_INFO);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    unsetenv("JOURNAL_STREAM");
+    log_detect_journal();
+    f = fopen(path, "rb");
+    unlink(path);
+    if (f == NULL)
+        return;
+    n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+}
+
+/* "<N>" of each line (or "-" without one) and the line's level: "<3>error,...". */
+static void prefixes(const char *text, char *out)
+{
+    const char *p, *lv;
+
+    out[0] = '\0';
+    for (p = text; *p; p = strchr(p, '\n') + 1) {
+        lv = strstr(p, "lcgate[");
+        if (p[0] == '<' && p[2] == '>')
+            strncat(out, p, 3);
+        else
+            strcat(out, "-");
+        if (lv)
+            strncat(out, lv + 7, strcspn(lv + 7, "]"));
+        strcat(out, ",");
+        if (strchr(p, '\n') == NULL)
+            break;
+    }
+}
+
+static void journald(void)
+{
+    char text[4096], got[256];
+    int detected;
+
+    leveled(text, sizeof(text), 1, NULL, &detected);
+    prefixes(text, got);
+    tap_ok(detected, "JOURNAL_STREAM naming stderr's device and inode is detected");
+    tap_is_str(got, "<3>error,<4>warn,<6>info,<7>debug,",
+               "under the journal each line starts with its sd-daemon priority");
+    tap_ok(strncmp(text, "<3>20", 5) == 0 && strstr(text, "Z lcgate[error] e\n") != NULL,
+           "and the rest of the line is unchanged");
+    leveled(text, sizeof(text), 0, NULL, &detected);
+    prefixes(text, got);
+    tap_ok(!detected, "JOURNAL_STREAM naming another file is not the journal");
+    tap_is_str(got, "-error,-warn,-info,-debug,", "then lines carry no prefix");
+    leveled(text, sizeof(text), 1, "garbage", &detected);
+    prefixes(text, got);
+    tap_ok(!detected && strcmp(got, "-error,-warn,-info,-debug,") == 0,
+           "a malformed JOURNAL_STREAM neither (%s)", got);
+}
+
 int main(void)
 {
     char got[32768], big[3000];
@@ -86,5 +169,6 @@ int main(void)
     logged(got, sizeof(got), "%s", big);
     tap_ok(strchr(got, '|') == got + strlen(got) - 1 && strncmp(got, "\\x0a\\x0a", 8) == 0,
            "a long run of newlines stays one line, escaped (possibly truncated)");
+    journald();
     return tap_done();
 }
