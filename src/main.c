@@ -17,6 +17,7 @@
 #include "config.h"
 #include "http_front.h"
 #include "log.h"
+#include "process.h"
 #include "ratelimit.h"
 #include "upstream.h"
 
@@ -108,6 +109,29 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     on_drain_tick(-1, 0, NULL);
 }
 
+/* Descriptors for max_connections and the rest (process.h): the soft
+ * limit raised, or a warning with the numbers. */
+static void check_nofile(const struct conf *c)
+{
+    struct proc_nofile r;
+
+    if (proc_raise_nofile(proc_nofile_need(c), &r) == 0) {
+        if (r.soft != r.soft_before)
+            log_info("raised the open files limit (RLIMIT_NOFILE) from %lu to %lu, what "
+                     "max_connections = %u needs", r.soft_before, r.soft, c->max_connections);
+        return;
+    }
+    if (r.err)
+        log_warn("cannot raise the open files limit from %lu to the %lu that max_connections = "
+                 "%u needs: %s; set LimitNOFILE= (systemd) or ulimit -n, or lower "
+                 "max_connections", r.soft, r.need, c->max_connections, strerror(r.err));
+    else
+        log_warn("the open files limit is %lu (hard limit %lu), below the %lu that "
+                 "max_connections = %u needs: connections may fail with EMFILE before "
+                 "max_connections; raise the hard limit (LimitNOFILE= in the unit, ulimit -Hn) "
+                 "or lower max_connections", r.soft, r.hard, r.need, c->max_connections);
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     char err[1024];
@@ -132,6 +156,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_warn("reload: a new store, redis_url, redis_timeout or memory_max needs a restart");
     if (log_level_parse(next->log_level, &lvl) == 0)
         log_set_level(lvl);
+    check_nofile(next);
     front_set_conf(&gw, next);
     front_reload(&gw);
     log_info("configuration reloaded from %s", next->path);
@@ -186,6 +211,7 @@ int main(int argc, char **argv)
     }
     if (log_level_parse(gw.conf->log_level, &lvl) == 0)
         log_set_level(lvl);
+    check_nofile(gw.conf);
     /* The process holds the key: no core dumps, no ptrace by same-uid peers. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);

@@ -142,7 +142,7 @@ if ok:
     want = "ExecStart=%s/lcgate -c %s/lcgate/lcgate.conf" % (dirs["sbindir"], dirs["sysconfdir"])
     tap.ok(want in u.splitlines(), "the unit runs the installed binary on the installed file", want)
     for setting in ("Type=notify", "DynamicUser=yes", "LoadCredential=llama_cloud_api_key",
-                    "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec=30s"):
+                    "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec=30s", "LimitNOFILE=65536"):
         tap.ok(setting in u.splitlines(), "the unit has " + setting)
 
     # systemd-analyze checks that the commands exist: verify a copy whose
