@@ -952,3 +952,228 @@ const char *conf_api_key(const struct conf *c, const char *project_id)
 
     return p && p->api_key ? p->api_key : c->api_key;
 }
+
+int conf_redis_url_masked(const char *url, char *out, size_t len)
+{
+    const char *p = strstr(url, "://"), *at, *colon;
+    int n;
+
+    if (p == NULL)
+        return snprintf(out, len, "%s", url) < 0 ? -1 : 0;
+    p += 3;
+    /* redis://[[user]:password@]host... takes the last '@'; unix:// the
+     * one before the path, as store_redis.c reads them. */
+    at = strncmp(url, "unix://", 7) == 0 ? strstr(p, "@/") : strrchr(p, '@');
+    if (at == NULL)
+        return snprintf(out, len, "%s", url) < 0 ? -1 : 0;
+    colon = memchr(p, ':', (size_t)(at - p));
+    if (colon == NULL)
+        colon = p - 1;          /* no ':': all of it is the password */
+    if (colon + 1 == at)        /* no password: nothing to hide */
+        n = snprintf(out, len, "%s", url);
+    else
+        n = snprintf(out, len, "%.*s****%s", (int)(colon + 1 - url), url, at);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void dump_duration(FILE *out, uint64_t ms)
+{
+    static const struct { const char *unit; uint64_t ms; } units[] = {
+        {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    };
+    size_t i;
+
+    for (i = 0; ms != 0 && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms % units[i].ms == 0) {
+            fprintf(out, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+            return;
+        }
+    }
+    fprintf(out, "%llums", (unsigned long long)ms);
+}
+
+static void dump_size(FILE *out, size_t n)
+{
+    static const struct { const char *unit; size_t mul; } units[] = {
+        {"GiB", (size_t)1 << 30}, {"MiB", (size_t)1 << 20}, {"KiB", 1024},
+    };
+    size_t i;
+
+    for (i = 0; n != 0 && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (n % units[i].mul == 0) {
+            fprintf(out, "%zu%s", n / units[i].mul, units[i].unit);
+            return;
+        }
+    }
+    fprintf(out, "%zu", n);
+}
+
+static void dump_rate(FILE *out, const struct rate *r)
+{
+    fprintf(out, "%.15g/%s", r->count, r->window_s == 3600 ? "h" : r->window_s == 60 ? "min"
+                                                                                  : "s");
+}
+
+static void rate_line(FILE *out, const char *key, const struct rate *r)
+{
+    fprintf(out, "%s = ", key);
+    dump_rate(out, r);
+    fputc('\n', out);
+}
+
+static void dump_list(FILE *out, const struct strlist *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        fprintf(out, "%s%s", i ? ", " : "", l->v[i]);
+}
+
+static int is_zero(const uint8_t *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
+}
+
+/* "key = value" of a key of the table, or "; key = (why not)" for a key
+ * that is unset or a secret, with the environment variable that set it. */
+static void dump_key(FILE *out, const struct conf *c, const struct keydef *k)
+{
+    const void *p = (const char *)c + k->off;
+    char var[96], masked[1024];
+    const char *s = NULL;
+
+    env_name(k, var, sizeof(var));
+    if (getenv(var))
+        fprintf(out, "; from %s\n", var);
+    switch (k->type) {
+    case V_STR: case V_ADDR: case V_URL: case V_LEVEL: case V_PROXY:
+        s = *(char *const *)p;
+        if (s == NULL) {
+            fprintf(out, "; %s = (unset)\n", k->key);
+            return;
+        }
+        fprintf(out, "%s = %s\n", k->key, s);
+        return;
+    case V_REDIS_URL:
+        s = *(char *const *)p;
+        if (conf_redis_url_masked(s, masked, sizeof(masked)) != 0)
+            snprintf(masked, sizeof(masked), "(not shown)");
+        if (strcmp(masked, s) != 0)
+            fprintf(out, "; the password is masked: put it back to use this file\n");
+        fprintf(out, "%s = %s\n", k->key, masked);
+        return;
+    case V_SHA256:
+        fprintf(out, "; %s = (%s)\n", k->key,
+                is_zero(p, 32) ? "unset" : "set, not shown");
+        return;
+    case V_LIST:
+        if (((const struct strlist *)p)->n == 0) {
+            fprintf(out, "; %s = (unset)\n", k->key);
+            return;
+        }
+        break;
+    case V_RATE: case V_COUNT:
+        /* [upstream] rate and burst: the key's budget, only when set. */
+        if (!c->has_key_rate && (k->off == offsetof(struct conf, key_rate) ||
+                                 k->off == offsetof(struct conf, key_burst))) {
+            fprintf(out, "; %s = (unset)\n", k->key);
+            return;
+        }
+        break;
+    case V_DURATION: case V_SIZE: case V_BOOL: case V_STORE:
+        break;
+    }
+    fprintf(out, "%s = ", k->key);
+    switch (k->type) {
+    case V_DURATION: dump_duration(out, *(const uint64_t *)p); break;
+    case V_SIZE: dump_size(out, *(const size_t *)p); break;
+    case V_RATE: dump_rate(out, p); break;
+    case V_COUNT: fprintf(out, "%u", *(const unsigned *)p); break;
+    case V_BOOL: fputs(*(const int *)p ? "on" : "off", out); break;
+    case V_STORE:
+        fputs(*(const enum store_kind *)p == STORE_KIND_REDIS ? "redis" : "memory", out);
+        break;
+    case V_LIST: dump_list(out, p); break;
+    case V_STR: case V_ADDR: case V_URL: case V_LEVEL: case V_PROXY: case V_REDIS_URL:
+    case V_SHA256:
+        break;
+    }
+    fputc('\n', out);
+}
+
+/* Where the global key came from, as finish() looked. */
+static const char *key_source(const struct conf *c)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096];
+
+    if (c->api_key == NULL)
+        return NULL;
+    if (c->api_key_file)
+        return "api_key_file";
+    snprintf(path, sizeof(path), "%s/llama_cloud_api_key", dir ? dir : "");
+    if (dir && access(path, R_OK) == 0)
+        return "$CREDENTIALS_DIRECTORY/llama_cloud_api_key";
+    return "LLAMA_CLOUD_API_KEY";
+}
+
+int conf_dump(const struct conf *c, FILE *out)
+{
+    const char *section = NULL;
+    size_t i, j;
+
+    fprintf(out, "; The effective configuration of %s: the file, then the LCGATE_*\n"
+            "; environment overrides, then the defaults. Secrets are not shown:\n"
+            "; keys, the Redis password (masked) and token hashes (set or unset).\n",
+            c->path);
+    for (i = 0; i < NKEYS; i++) {
+        if (section == NULL || strcmp(section, keys[i].section) != 0) {
+            section = keys[i].section;
+            fprintf(out, "\n[%s]\n", section);
+        }
+        dump_key(out, c, &keys[i]);
+        if (strcmp(keys[i].section, "upstream") == 0 && strcmp(keys[i].key, "api_key_file") == 0)
+            fprintf(out, c->api_key ? "; key: set (from %s)\n"
+                                    : "; key: unset (pass-through mode)\n", key_source(c));
+    }
+    for (i = 0; i < c->nprojects; i++) {
+        const struct conf_project *p = &c->projects[i];
+        fprintf(out, "\n[project \"%s\"]\n", p->section);
+        if (p->has_rate)
+            rate_line(out, "rate", &p->rate);
+        if (p->has_burst)
+            fprintf(out, "burst = %u\n", p->burst);
+        if (p->has_upstream_rate)
+            rate_line(out, "upstream_rate", &p->upstream_rate);
+        if (p->has_upstream_burst)
+            fprintf(out, "upstream_burst = %u\n", p->upstream_burst);
+        if (p->has_ttl) {
+            fputs("ttl = ", out);
+            dump_duration(out, p->ttl_ms);
+            fputc('\n', out);
+        }
+        if (p->api_key_file)
+            fprintf(out, "api_key_file = %s\n; key: set (from api_key_file)\n",
+                    p->api_key_file);
+    }
+    for (i = 0; i < c->nclients; i++) {
+        const struct conf_client *cl = &c->clients[i];
+        fprintf(out, "\n[client \"%s\"]\n; token_sha256 = (set, not shown)\nprojects = ",
+                cl->name);
+        if (cl->all_projects)
+            fputs("*", out);
+        for (j = 0; j < cl->nprojects; j++)
+            fprintf(out, "%s%s", j ? ", " : "", cl->projects[j]);
+        fputc('\n', out);
+        if (cl->has_rate) {
+            rate_line(out, "rate", &cl->rate);
+            fprintf(out, "burst = %u\n", cl->burst);
+        }
+    }
+    return fflush(out) == 0 && !ferror(out) ? 0 : -1;
+}

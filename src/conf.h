@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum store_kind { STORE_KIND_MEMORY, STORE_KIND_REDIS };
 
@@ -116,6 +117,16 @@ const struct conf_project *conf_project(const struct conf *c, const char *id);
 /* The key injected for a request of project id (may be NULL): the
  * project's own key, else the global one, else NULL (pass-through). */
 const char *conf_api_key(const struct conf *c, const char *project_id);
+
+/* lcgate -T: c as INI on out, every key of [server], [upstream], [cache]
+ * and [ratelimit] (set, default or overridden), then the [project] and
+ * [client] sections. No secret is written: a key is "set" or "unset", the
+ * Redis password is masked, token hashes are "set". 0, or -1 on a write
+ * error. */
+int conf_dump(const struct conf *c, FILE *out);
+/* url with its password (if any) replaced by "****"; 0, or -1 if out is
+ * too small. */
+int conf_redis_url_masked(const char *url, char *out, size_t len);
 
 /* Parsers shared with tests. Each returns 0, or -1 on a malformed value. */
 int conf_parse_duration_ms(const char *s, uint64_t *out);

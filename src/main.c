@@ -60,7 +60,7 @@ static int64_t drain_deadline_ms;
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: lcgate [-t] [-c FILE]\n"
+            "Usage: lcgate [-t | -T] [-c FILE]\n"
             "       lcgate -V | -h\n"
             "\n"
             "A caching gateway for the LlamaCloud API. Runs in the foreground and\n"
@@ -69,6 +69,9 @@ static void usage(FILE *out)
             "  -c FILE  configuration file (default " DEFAULT_CONF ")\n"
             "  -t       check the configuration and exit: 0 when valid, else\n"
             "           print FILE:LINE: reason and exit 1\n"
+            "  -T       check as -t, then print the effective configuration (the\n"
+            "           file, environment overrides and defaults) as INI on\n"
+            "           stdout, secrets masked\n"
             "  -V       print the version and exit\n"
             "  -h       print this help and exit\n"
             "\n"
@@ -183,10 +186,11 @@ int main(int argc, char **argv)
     size_t i;
 
     log_detect_journal();
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTVh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
+        case 'T': test_only = 2; break;
         case 'V': printf("lcgate %s\n", PACKAGE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -206,8 +210,9 @@ int main(int argc, char **argv)
                     "admin_token_sha256 is not set: anyone who reaches it can purge the "
                     "cache\n", path, gw.conf->admin_listen);
         fprintf(stderr, "%s: configuration is valid\n", path);
+        rc = test_only == 2 && conf_dump(gw.conf, stdout) != 0;
         conf_free(gw.conf);
-        return 0;
+        return rc;
     }
     if (log_level_parse(gw.conf->log_level, &lvl) == 0)
         log_set_level(lvl);

@@ -31,6 +31,32 @@ static void expect_error(const char *text, int line, const char *needle, const c
     conf_free(c);
 }
 
+/* lcgate -T shows redis_url with its password, and only it, masked. */
+static void redis_masking(void)
+{
+    static const struct { const char *url, *want; } cases[] = {
+        {"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+        {"redis://:s3cret@h:6379/0", "redis://:****@h:6379/0"},
+        {"redis://lcgate:s3cret@h/1", "redis://lcgate:****@h/1"},
+        {"redis://s3cret@h", "redis://****@h"},
+        {"redis://:p@ss:w@rd@[::1]:6380", "redis://:****@[::1]:6380"},
+        {"redis://user:@h", "redis://user:@h"},
+        {"unix://:s3cret@/run/redis.sock?db=2", "unix://:****@/run/redis.sock?db=2"},
+        {"unix:///run/redis@x.sock", "unix:///run/redis@x.sock"},
+    };
+    char out[256], small[8];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = conf_redis_url_masked(cases[i].url, out, sizeof(out));
+        tap_ok(rc == 0 && strcmp(out, cases[i].want) == 0 && !strstr(out, "s3cret") &&
+                   !strstr(out, "ss:w"),
+               "masked %s: %s", cases[i].url, out);
+    }
+    tap_ok(conf_redis_url_masked("redis://:s3cret@host", small, sizeof(small)) == -1,
+           "too small a buffer is an error");
+}
+
 int main(void)
 {
     uint64_t ms;
@@ -246,5 +272,6 @@ int main(void)
         unlink(kpath);
     }
     unlink(path);
+    redis_masking();
     return tap_done();
 }
