@@ -167,6 +167,11 @@ if ok:
            % (m.group(1) if m else "no figure"), (rc, (out + err)[-2000:]))
 
 tap.ok(os.path.isfile(dropin), "the Redis drop-in example is in docdir/examples/", dropin)
+for name in ("prometheus/lcgate.rules.yml", "prometheus/lcgate.rules.test.yml",
+             "grafana/lcgate.json"):
+    path = dest(dirs["docdir"] + "/" + name)
+    tap.ok(os.path.isfile(path) and text(path) == text(os.path.join(t.SRCDIR, "doc", name)),
+           "doc/%s is in docdir/%s" % (name, os.path.dirname(name)), path)
 
 for page, name in ((man8, "LCGATE"), (man5, "LCGATE.CONF")):
     base = os.path.basename(page)
