@@ -100,8 +100,8 @@ int admin_metrics_init(struct gw *gw)
                                             bounds_past(0.001, timeout_s, b));
     m->request_seconds = metrics_histogram(m->reg, "lcgate_request_duration_seconds",
                                            "Time from a request read to its answer, by "
-                                           "route and cache result (0 for those refused "
-                                           "before they are read).",
+                                           "route and cache result (0 for those answered "
+                                           "while it is read: refusals, 404, 422).",
                                            2, route_cache, b, bounds_past(0, timeout_s, b));
     m->rate_limited = metrics_family(m->reg, "lcgate_rate_limited_total",
                                      "Requests refused or served stale by a budget, by "
