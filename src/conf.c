@@ -976,6 +976,26 @@ int conf_redis_url_masked(const char *url, char *out, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* An http(s) URL with the password of its user:password@ (in the
+ * authority, before the first '/', '?' or '#') replaced by "****". */
+static int url_userinfo_masked(const char *url, char *out, size_t len)
+{
+    const char *p = strstr(url, "://"), *at = NULL, *e, *colon;
+    int n;
+
+    if (p != NULL) {
+        p += 3;
+        for (e = p; *e && *e != '/' && *e != '?' && *e != '#'; e++)
+            if (*e == '@')
+                at = e;
+    }
+    if (at == NULL || (colon = memchr(p, ':', (size_t)(at - p))) == NULL || colon + 1 == at)
+        n = snprintf(out, len, "%s", url);
+    else
+        n = snprintf(out, len, "%.*s****%s", (int)(colon + 1 - url), url, at);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 static void dump_duration(FILE *out, uint64_t ms)
 {
     static const struct { const char *unit; uint64_t ms; } units[] = {
@@ -1056,6 +1076,12 @@ static void dump_key(FILE *out, const struct conf *c, const struct keydef *k)
         if (s == NULL) {
             fprintf(out, "; %s = (unset)\n", k->key);
             return;
+        }
+        /* curl would send a user:password@ of base_url: masked too. */
+        if (k->type == V_URL && url_userinfo_masked(s, masked, sizeof(masked)) == 0 &&
+            strcmp(masked, s) != 0) {
+            fprintf(out, "; the password is masked: put it back to use this file\n");
+            s = masked;
         }
         fprintf(out, "%s = %s\n", k->key, s);
         return;

@@ -21,7 +21,8 @@ env = t.Env("lcgate-effective")
 PASSWORD = "s3cr3t-redis-pw"
 ADMIN_HASH = hashlib.sha256(b"admin-token-xyz").hexdigest()
 CLIENT_HASH = hashlib.sha256(b"client-token-xyz").hexdigest()
-SECRETS = [t.KEY_A, t.KEY_B, PASSWORD, ADMIN_HASH, CLIENT_HASH]
+PROXY_PASSWORD = "basic-auth-pw"
+SECRETS = [t.KEY_A, t.KEY_B, PASSWORD, PROXY_PASSWORD, ADMIN_HASH, CLIENT_HASH]
 
 
 def run(args, extra_env=None):
@@ -68,6 +69,7 @@ base = """[server]
 listen = 127.0.0.1:18080
 admin_token_sha256 = %s
 [upstream]
+base_url = https://gw:%s@api.example.com/
 api_key_file = %s
 [cache]
 store = redis
@@ -76,7 +78,7 @@ ttl = 90s
 [project "%s"]
 rate = 2/min
 api_key_file = %s
-""" % (ADMIN_HASH, key_a, PASSWORD, t.PROJ_B, key_b)
+""" % (ADMIN_HASH, PROXY_PASSWORD, key_a, PASSWORD, t.PROJ_B, key_b)
 path = write("base.conf", base)
 overrides = {"LCGATE_SERVER_MAX_CONNECTIONS": "1234", "LCGATE_CACHE_TTL": "45s"}
 rc, out, err = run(["-T", "-c", path], overrides)
@@ -97,6 +99,8 @@ leaked = [s for s in SECRETS if s in out or s in err]
 tap.ok(not leaked, "no secret in the output: keys, the Redis password, token hashes", leaked)
 tap.eq(conf.get("cache", {}).get("redis_url"), "redis://lcgate:****@127.0.0.1:6399/2",
        "the Redis password is masked, the rest of the URL shown")
+tap.eq(conf.get("upstream", {}).get("base_url"), "https://gw:****@api.example.com",
+       "a password in base_url is masked too")
 tap.ok("; admin_token_sha256 = (set, not shown)" in out, "the admin token hash is only 'set'")
 tap.ok(conf.get("upstream", {}).get("api_key_file") == key_a and
        "api_key_file = %s\n; key: set (from api_key_file)" % key_a in out,
