@@ -21,6 +21,7 @@
 #include "upstream.h"
 #include "config.h"
 #include "process.h"
+#include "query_norm.h"
 #include "request_read.h"
 
 static struct hs_server *admin_hs;
@@ -172,6 +173,36 @@ int admin_metrics_init(struct gw *gw)
     metrics_set(m->build, 1, PACKAGE_VERSION, NULL, NULL);
     up_client_observe(gw->up, on_upstream_done, gw);
     return 0;
+}
+
+/* Every answer observes one lcgate_request_duration_seconds series: the
+ * handles of the known routes and cache results, kept as first used, spare
+ * the hit path hashing its labels. (Two threads may both fetch a handle:
+ * metrics_series gives both the same.) */
+static const char *const cache_results[] = {"HIT", "MISS", "STALE", "BYPASS", "none"};
+#define NCACHE (sizeof(cache_results) / sizeof(cache_results[0]))
+static struct mseries *duration_series[QN_NROUTES + 2][NCACHE];
+
+void admin_observe_request(struct gw *gw, const char *route, const char *cache, double secs)
+{
+    size_t r, c;
+    struct mseries *s;
+
+    for (r = 0; r < QN_NROUTES && strcmp(route, qn_routes[r].name) != 0; r++)
+        ;
+    if (r == QN_NROUTES && strcmp(route, "pass") != 0)
+        r += strcmp(route, "none") == 0 ? 1 : 2;
+    for (c = 0; c < NCACHE && strcmp(cache, cache_results[c]) != 0; c++)
+        ;
+    if (r >= QN_NROUTES + 2 || c == NCACHE) {
+        metrics_observe(gw->m.request_seconds, secs, route, cache, NULL);
+        return;
+    }
+    if ((s = __atomic_load_n(&duration_series[r][c], __ATOMIC_ACQUIRE)) == NULL) {
+        s = metrics_series(gw->m.request_seconds, route, cache, NULL);
+        __atomic_store_n(&duration_series[r][c], s, __ATOMIC_RELEASE);
+    }
+    mseries_observe(s, secs);
 }
 
 void admin_reloaded(struct gw *gw, int ok)
@@ -367,6 +398,7 @@ int admin_start(struct gw *gw, const char *addr, char *err, size_t errlen)
 
 void admin_free(struct gw *gw)
 {
+    memset(duration_series, 0, sizeof(duration_series));
     metrics_free(gw->m.reg);
     gw->m.reg = NULL;
     if (admin_hs)

@@ -27,6 +27,7 @@
 #include "workers.h"
 #include "log.h"
 #include "metrics.h"
+#include "admin.h"
 #include "query_norm.h"
 #include "ratelimit.h"
 #include "request_read.h"
@@ -227,8 +228,7 @@ static void account(struct gw *gw, const struct conf *conf, const char *method,
 
     snprintf(st, sizeof(st), "%d", status);
     metrics_inc(gw->m.requests, 1, route, st, cache);
-    metrics_observe(gw->m.request_seconds, g ? (double)(mono_us() - g->t0_us) / 1e6 : 0, route,
-                    cache, NULL);
+    admin_observe_request(gw, route, cache, g ? (double)(mono_us() - g->t0_us) / 1e6 : 0);
     if (conf->access_log) {
         struct accesslog_entry e;
 
