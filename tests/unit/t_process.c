@@ -1,5 +1,6 @@
 /* process: the process_* readings move with what they read, and the soft
  * descriptor limit is raised to what is needed, up to the hard limit. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ static void stats(void)
 
     proc_stats_read(&a);
     for (i = 0; i < 10; i++)
-        fds[i] = dup(0);
+        fds[i] = open("/dev/null", O_RDONLY);
     mem = malloc(64 << 20);
     for (i = 0; mem && i < 64 << 20; i += 4096)
         mem[i] = 1;      /* volatile: every page is touched */
