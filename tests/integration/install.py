@@ -5,6 +5,12 @@ systemd-analyze verify and rates 2.0 or lower in systemd-analyze
 security; the pages render with man -l and groff without a warning; make
 uninstall removes every file.
 
+The configuration is the operator's once installed (as nginx does with
+its .default files): the example always goes in as lcgate.conf.default,
+and lcgate.conf is a copy of it made only when absent, so a second make
+install keeps an edited lcgate.conf, and make uninstall removes
+lcgate.conf only when it is still the example.
+
 Needs make, pkg-config, systemd-analyze (Debian package systemd), man
 (man-db) and groff (groff-base); a missing one fails the test. mandoc
 -Tlint runs only when mandoc is installed (optional, reported as SKIP).
@@ -113,12 +119,11 @@ def text(path):
 
 sbin = dest(dirs["sbindir"] + "/lcgate")
 conf = dest(dirs["sysconfdir"] + "/lcgate/lcgate.conf")
+conf_default = conf + ".default"
 unit = dest(dirs["systemdsystemunitdir"] + "/lcgate.service")
 man8 = dest(dirs["mandir"] + "/man8/lcgate.8")
 man5 = dest(dirs["mandir"] + "/man5/lcgate.conf.5")
 dropin = dest(dirs["docdir"] + "/examples/redis.conf.example")
-installed = [sbin, conf, unit, man8, man5, dropin]
-
 tap.ok(os.path.isfile(sbin) and os.access(sbin, os.X_OK), "lcgate is in sbindir, executable", sbin)
 rc, out, err = run([sbin, "-V"])
 tap.eq(out.strip(), "lcgate " + dirs["PACKAGE_VERSION"], "the installed lcgate -V prints the version")
@@ -196,8 +201,47 @@ for page, name in ((man8, "LCGATE"), (man5, "LCGATE.CONF")):
         print("ok %d - mandoc -Tlint on %s # SKIP mandoc is not installed (optional)"
               % (tap.n, base))
 
+example = text(os.path.join(t.SRCDIR, "conf", "lcgate.conf"))
+tap.ok(os.path.isfile(conf_default) and text(conf_default) == example,
+       "the example is also installed as lcgate.conf.default", conf_default)
+
+
+def files_under(top):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs)
+
+
+# The operator edits the configuration; installing again (an upgrade from
+# source) must keep the edit, and uninstalling must not delete it.
+EDIT = "\n; edited by the operator\n[cache]\nttl = 45s\n"
+edited = example + EDIT
+if os.path.isfile(conf):
+    with open(conf, "w", encoding="utf-8") as f:
+        f.write(edited)
+rc, out, err = run(["make", "-C", BUILDDIR, "install", "DESTDIR=" + root])
+tap.ok(rc == 0, "a second make install into the same DESTDIR succeeds", (out + err)[-3000:])
+tap.ok(os.path.isfile(conf) and text(conf) == edited,
+       "a second make install keeps the operator's edit of lcgate.conf",
+       "lcgate.conf is %s" % ("missing" if not os.path.isfile(conf) else
+                              "the example again" if text(conf) == example else "changed"))
+tap.ok(os.path.isfile(conf_default) and text(conf_default) == example,
+       "and installs the current example as lcgate.conf.default beside it")
+tap.ok("lcgate.conf" in out + err and "kept" in out + err,
+       "make install says that it kept the existing lcgate.conf", (out + err)[-1500:])
+
 rc, out, err = run(["make", "-C", BUILDDIR, "uninstall", "DESTDIR=" + root])
-left = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-tap.ok(rc == 0 and not left, "make uninstall removes every installed file",
+left = files_under(root)
+tap.ok(rc == 0 and left == [conf],
+       "make uninstall removes every installed file but the edited lcgate.conf",
+       (rc, err[-2000:], left))
+tap.ok(os.path.isfile(conf) and text(conf) == edited, "the edited lcgate.conf is intact")
+
+# An unchanged configuration is make install's own: uninstall removes it.
+root = env.path("root2")
+rc, out, err = run(["make", "-C", BUILDDIR, "install", "DESTDIR=" + root])
+tap.ok(rc == 0, "make install into a fresh DESTDIR succeeds", (out + err)[-3000:])
+rc, out, err = run(["make", "-C", BUILDDIR, "uninstall", "DESTDIR=" + root])
+left = files_under(root)
+tap.ok(rc == 0 and not left,
+       "make uninstall removes every installed file, the unchanged lcgate.conf included",
        (rc, err[-2000:], left))
 tap.done()
