@@ -1,12 +1,15 @@
-/* accesslog: the exact JSON line, nulls, the query cut from the path, odd
- * bytes still giving valid JSON, one line per write. */
+/* accesslog: the exact JSON line, nulls, the query cut from the path,
+ * strings escaped exactly as yajl_gen escapes them, odd bytes still giving
+ * valid JSON. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "accesslog.h"
 #include "tap.h"
+#include "util.h"
 
 /* Does line (one JSON text and its '\n') parse with yajl's strict parser
  * (which also checks UTF-8)? */
@@ -48,6 +51,11 @@ static struct accesslog_entry full(void)
     e.duration_ms = 42.0004;
     e.bytes = 1234;
     e.client = "127.0.0.1:50312";
+    e.client_name = "etl";
+    e.user_agent = "curl/7.88.1";
+    e.bytes_received = 17;
+    e.protocol = "HTTP/1.1";
+    e.detail = "stale-if-error";
     return e;
 }
 
@@ -60,8 +68,10 @@ static void fields(void)
           "\"path\":\"/api/v1/jobs\",\"route\":\"v1_batch_jobs\",\"status\":200,"
           "\"cache\":\"MISS\",\"project\":\"9f2c\",\"upstream_status\":200,"
           "\"upstream_ms\":41.5,\"duration_ms\":42,\"bytes\":1234,"
-          "\"client\":\"127.0.0.1:50312\"}\n",
-          "every field, in order");
+          "\"client\":\"127.0.0.1:50312\",\"client_name\":\"etl\","
+          "\"user_agent\":\"curl/7.88.1\",\"bytes_received\":17,\"protocol\":\"HTTP/1.1\","
+          "\"detail\":\"stale-if-error\"}\n",
+          "every field, in order (the new ones after client)");
 
     accesslog_entry_init(&e);
     e.time_ms = 1000;
@@ -74,7 +84,8 @@ static void fields(void)
           "{\"time\":\"1970-01-01T00:00:01.000Z\",\"request_id\":null,\"method\":\"POST\","
           "\"path\":\"/nowhere\",\"route\":\"none\",\"status\":404,\"cache\":null,"
           "\"project\":null,\"upstream_status\":null,\"upstream_ms\":null,"
-          "\"duration_ms\":0.013,\"bytes\":0,\"client\":null}\n",
+          "\"duration_ms\":0.013,\"bytes\":0,\"client\":null,\"client_name\":null,"
+          "\"user_agent\":null,\"bytes_received\":null,\"protocol\":null,\"detail\":null}\n",
           "absent values are null (init)");
 
     e = full();
@@ -87,7 +98,9 @@ static void fields(void)
           "\"path\":\"/api/v1/jobs\",\"route\":\"v1_batch_jobs\",\"status\":200,"
           "\"cache\":\"STALE\",\"project\":\"9f2c\",\"upstream_status\":null,"
           "\"upstream_ms\":30000,\"duration_ms\":42,\"bytes\":1234,"
-          "\"client\":\"127.0.0.1:50312\"}\n",
+          "\"client\":\"127.0.0.1:50312\",\"client_name\":\"etl\","
+          "\"user_agent\":\"curl/7.88.1\",\"bytes_received\":17,\"protocol\":\"HTTP/1.1\","
+          "\"detail\":\"stale-if-error\"}\n",
           "an upstream that timed out: time without a status");
 }
 
@@ -127,6 +140,53 @@ static void numbers_and_time(void)
     free(got);
 }
 
+/* What put_ms writes for v, and what "%.3f" less its trailing zeros does. */
+static void both_ms(double v, char *ours_out, char *want)
+{
+    struct accesslog_entry e;
+    size_t len, n;
+    char *line, *a, *b;
+
+    accesslog_entry_init(&e);
+    e.time_ms = 1;
+    e.duration_ms = v;
+    line = accesslog_format(&e, &len);
+    a = strstr(line, "\"duration_ms\":") + 14;
+    b = strchr(a, ',');
+    memcpy(ours_out, a, (size_t)(b - a));
+    ours_out[b - a] = '\0';
+    free(line);
+    n = (size_t)snprintf(want, 64, "%.3f", v);
+    while (want[n - 1] == '0')
+        n--;
+    if (want[n - 1] == '.')
+        n--;
+    want[n] = '\0';
+}
+
+static void durations(void)
+{
+    char got[64], want[64];
+    long long us, bad = 0;
+    uint64_t x = 88172645463325252ULL;
+    int i;
+
+    for (us = 0; us < 200000; us++) {
+        both_ms((double)us / 1000.0, got, want);
+        if (strcmp(got, want) != 0 && bad++ == 0)
+            printf("#   %lld us: %s, want %s\n", us, got, want);
+    }
+    for (i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        us = (long long)(x % 1000000000000000ULL);     /* up to 10^12 ms */
+        both_ms((double)us / 1000.0, got, want);
+        if (strcmp(got, want) != 0 && bad++ == 0)
+            printf("#   %lld us: %s, want %s\n", us, got, want);
+    }
+    tap_ok(bad == 0, "a time of whole microseconds (as lcgate measures) is written as %%.3f "
+           "writes it, without its trailing zeros (300000 cases)");
+}
+
 static void paths(void)
 {
     struct accesslog_entry e = full();
@@ -163,47 +223,132 @@ static void paths(void)
     e.project = "p\xfe\"";
     e.request_id = "id\r";
     e.client = "unix";
+    e.user_agent = "ua\x01\xc3";
+    e.client_name = "n\\";
     got = accesslog_format(&e, &len);
     tap_ok(got && strstr(got, "\"request_id\":\"id\\r\",") != NULL &&
                strstr(got, "\"project\":\"p\xef\xbf\xbd\\\"\",") != NULL &&
-               strstr(got, "\"client\":\"unix\"}") != NULL && parses(got),
+               strstr(got, "\"client\":\"unix\",") != NULL &&
+               strstr(got, "\"client_name\":\"n\\\\\",") != NULL &&
+               strstr(got, "\"user_agent\":\"ua\\u0001\xef\xbf\xbd\",") != NULL && parses(got),
            "every string field is cleaned the same way");
     free(got);
 }
 
-static void writes(void)
+/* yajl_gen's own encoding of s[0..n), after the same UTF-8 cleaning. */
+static char *yajl_json(const unsigned char *s, size_t n)
+{
+    unsigned char fixed[256];
+    const unsigned char *out;
+    size_t i = 0, o = 0, k, len;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    char *r;
+
+    while (i < n) {
+        if ((k = utf8_seq_len(s + i, n - i)) == 0) {
+            memcpy(fixed + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(fixed + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    yajl_gen_string(g, fixed, o);
+    yajl_gen_get_buf(g, &out, &len);
+    r = strndup((const char *)out, len);
+    yajl_gen_free(g);
+    return r;
+}
+
+/* The user_agent value of s's line, as accesslog writes it. */
+static char *ours(const char *s)
+{
+    struct accesslog_entry e;
+    size_t len;
+    char *line, *a, *b, *r = NULL;
+
+    accesslog_entry_init(&e);
+    e.time_ms = 1;
+    e.user_agent = s;
+    line = accesslog_format(&e, &len);
+    if (line && (a = strstr(line, "\"user_agent\":")) != NULL &&
+        (b = strstr(a, ",\"bytes_received\":")) != NULL)
+        r = strndup(a + 13, (size_t)(b - a - 13));
+    free(line);
+    return r;
+}
+
+static void like_yajl(void)
+{
+    static const char *const seqs[] = {
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\xc0\xaf",
+        "\xf4\x90\x80\x80", "\xe2\x82", "\xf0\x9f\x98", "/\"\\\b\f\n\r\t\x7f\x1f", "",
+    };
+    char s[24];
+    int b, pos, bad = 0;
+    size_t i;
+
+    for (b = 1; b < 256; b++) {
+        for (pos = 0; pos < 17; pos++) {
+            char *y, *o;
+            memcpy(s, "abcdefghijklmnopq", 18);   /* 8 bytes at a time, and the rest */
+            s[pos] = (char)b;
+            y = yajl_json((const unsigned char *)s, 17);
+            o = ours(s);
+            if (o == NULL || strcmp(y, o) != 0) {
+                if (bad++ == 0)
+                    printf("#   byte 0x%02x at %d: yajl %s, ours %s\n", b, pos, y,
+                           o ? o : "(null)");
+            }
+            free(y);
+            free(o);
+        }
+    }
+    tap_ok(bad == 0, "each byte 1..255, anywhere in a string, is written exactly as yajl_gen "
+           "writes it");
+    bad = 0;
+    for (i = 0; i < 2 * sizeof(seqs) / sizeof(seqs[0]); i++) {
+        char t[64], *y, *o;
+        /* alone, and across the 8-byte boundary of a longer string */
+        snprintf(t, sizeof(t), i % 2 ? "%s" : "abcdefg%shijklmnopq", seqs[i / 2]);
+        y = yajl_json((const unsigned char *)t, strlen(t));
+        o = ours(t);
+        if (o == NULL || strcmp(y, o) != 0) {
+            if (bad++ == 0)
+                printf("#   case %zu: yajl %s, ours %s\n", i, y, o ? o : "(null)");
+        }
+        free(y);
+        free(o);
+    }
+    tap_ok(bad == 0, "so are multi-byte sequences, valid and not, and the escapes");
+}
+
+static void appends(void)
 {
     struct accesslog_entry e = full();
-    char *mem = NULL, *want, buf[1024];
-    size_t memlen = 0, wantlen;
-    FILE *f = open_memstream(&mem, &memlen);
-    int lines = 0;
+    char *buf = NULL, *first, *one;
+    size_t len = 0, cap = 0, n1;
 
-    want = accesslog_format(&e, &wantlen);
-    tap_ok(accesslog_write(f, &e) == 0, "accesslog_write returns 0");
-    fclose(f);
-    tap_is_str(mem, want, "the written line is the formatted line");
-    free(mem);
-
-    f = tmpfile();
-    accesslog_write(f, &e);
-    e.path = "/second\xff";
-    accesslog_write(f, &e);
-    rewind(f);
-    while (fgets(buf, sizeof(buf), f)) {
-        lines++;
-        tap_ok(parses(buf), "tmpfile line %d is valid JSON", lines);
-    }
-    fclose(f);
-    tap_ok(lines == 2, "two writes, two lines");
-    free(want);
+    one = accesslog_format(&e, &n1);
+    tap_ok(accesslog_append(&e, &buf, &len, &cap) == 0 && len == n1 &&
+               memcmp(buf, one, n1) == 0, "accesslog_append writes the line");
+    first = buf;
+    tap_ok(accesslog_append(&e, &buf, &len, &cap) == 0 && len == 2 * n1 &&
+               memcmp(buf + n1, one, n1) == 0 && buf == first,
+           "a second line follows it, in the same buffer while it has room");
+    free(buf);
+    free(one);
 }
 
 int main(void)
 {
     fields();
     numbers_and_time();
+    durations();
     paths();
-    writes();
+    like_yajl();
+    appends();
     return tap_done();
 }
