@@ -16,8 +16,8 @@
  * By design the entry has no field for a header other than User-Agent:
  * never put a key, a token or an Authorization value in any field. The
  * path is logged without its query (cut at the first '?'), since a query
- * may carry anything. Whether to log at all, and where, is the caller's
- * business. */
+ * may carry anything. Whether to log at all is the caller's business;
+ * where the line goes is alog.h's. */
 #ifndef LCGATE_ACCESSLOG_H
 #define LCGATE_ACCESSLOG_H
 

@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "config.h"
 #include "accesslog.h"
+#include "alog.h"
 #include "doors.h"
 #include "hs.h"
 #include "workers.h"
@@ -213,7 +214,7 @@ static void add_common_headers(struct greq *g)
 }
 
 /* The access log line and the request metrics, for every answer (on any
- * thread: metrics lock, and the line is one fwrite).
+ * thread: metrics lock, and the line goes to the thread's own buffer).
  * client: the [client] name when there is no g. */
 static void account(struct gw *gw, const struct conf *conf, const struct hs_req *req,
                     const struct greq *g, const char *client, int r, int status, size_t bytes)
@@ -229,8 +230,6 @@ static void account(struct gw *gw, const struct conf *conf, const struct hs_req 
     metrics_inc(gw->m.requests, 1, route, st, g && g->xcache ? g->xcache : "none");
     if (conf->access_log) {
         struct accesslog_entry e;
-        char *line;
-        size_t len;
 
         accesslog_entry_init(&e);
         e.request_id = g ? g->rid : NULL;
@@ -250,10 +249,7 @@ static void account(struct gw *gw, const struct conf *conf, const struct hs_req 
         e.bytes_received = req->body ? (int64_t)evbuffer_get_length(req->body) : -1;
         e.protocol = req->minor == 0 ? "HTTP/1.0" : req->minor == 1 ? "HTTP/1.1" : NULL;
         e.detail = g ? g->detail : NULL;
-        line = accesslog_format(&e, &len);
-        if (line != NULL)
-            fwrite(line, 1, len, stderr);   /* one fwrite: lines do not mix */
-        free(line);
+        alog_line(&e);
     }
 }
 
