@@ -67,8 +67,16 @@ static char *put_text(char *o, const char *str, size_t n)
             /* The rest, padded with plain bytes, as one word: o has the
              * room (the line's fixed part is reserved after it). */
             unsigned char w[8] = {'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'};
-            for (k = 0; k < n - i; k++)
-                w[k] = s[i + k];
+            switch (n - i) {     /* not a loop: GCC makes one a memcpy call */
+            case 7: w[6] = s[i + 6]; /* fall through */
+            case 6: w[5] = s[i + 5]; /* fall through */
+            case 5: w[4] = s[i + 4]; /* fall through */
+            case 4: w[3] = s[i + 3]; /* fall through */
+            case 3: w[2] = s[i + 2]; /* fall through */
+            case 2: w[1] = s[i + 1]; /* fall through */
+            case 1: w[0] = s[i]; /* fall through */
+            default: break;
+            }
             memcpy(&x, w, 8);
             if (plain8(x)) {
                 memcpy(o, &x, 8);
@@ -121,26 +129,39 @@ static char *put_str(char *o, const char *s, size_t n)
     return put_text(o, s, n);
 }
 
+static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static char *put_int(char *o, long long v)
 {
-    char tmp[24];
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    unsigned u32;
-    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *end;
+    unsigned r;
+    int len = 1;
 
-    while (u > UINT32_MAX) {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    }
-    u32 = (unsigned)u;           /* the usual case: cheaper divisions */
-    do
-        tmp[n++] = (char)('0' + u32 % 10);
-    while ((u32 /= 10) != 0);
     if (v < 0)
         *o++ = '-';
-    while (n)
-        *o++ = tmp[--n];
-    return o;
+    for (t = u; t >= 10; t /= 10)
+        len++;
+    end = o + len;
+    o = end;
+    while (u >= 100) {           /* two digits a division */
+        r = (unsigned)(u % 100);
+        u /= 100;
+        o -= 2;
+        o[0] = pairs[2 * r];
+        o[1] = pairs[2 * r + 1];
+    }
+    if (u >= 10) {
+        o -= 2;
+        o[0] = pairs[2 * u];
+        o[1] = pairs[2 * u + 1];
+    } else {
+        *--o = (char)('0' + u);
+    }
+    return end;
 }
 
 /* Milliseconds to the microsecond, without trailing zeros: 12.5, 0.412, 3.
@@ -208,7 +229,10 @@ static char *put_time(char *o, int64_t ms)
         last_sec = sec;
     }
     *o++ = '"';
-    memcpy(o, last, last_len);
+    if (last_len == 19)
+        memcpy(o, last, 19);     /* years 1000 to 9999: no call */
+    else
+        memcpy(o, last, last_len);
     o += last_len;
     o[0] = '.';
     o[1] = (char)('0' + frac / 100);
