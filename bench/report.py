@@ -62,6 +62,13 @@ for r in res:
             rat = "%s / %s" % (fmt(rn, 2), fmt(rv, 2))
             if redis:
                 rat += " (vs their 1-key hit)"
+        if peer == "lcgate-alog":
+            # the access log's cost: against access_log = off (same round, case, load)
+            off = by.get((rnd, case, "lcgate", conns))
+            if off and num(rps) and num(off[4]):
+                rat = "req/s ÷ access_log=off: %.3f" % (num(rps) / num(off[4]))
+                if me and num(off[7]):
+                    rat += "; per core: %.3f" % (num(off[7]) / me)
         if peer == "lcgate-w2":
             # the workers target: CPU per request against workers = 1 (same round, case)
             w1 = cpu(rnd, case, "lcgate", conns)
@@ -87,8 +94,11 @@ for p in paging:
                                hits, joined, verdict))
 
 perf = []
+alog = []
 for m in misc:
-    if m[0] == "perf":
+    if m[0] == "alog":
+        alog.append(m)
+    elif m[0] == "perf":
         perf.append(m)
     elif m[0] == "idle":
         _, peer, secs, ns, ticks = m
@@ -109,6 +119,19 @@ print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on 
       "lcgate with workers = 2 (otherwise as lcgate), pinned to the same one core; wall time %s s; "
       "ports still listening after stop: %s" % (
           E("DUR"), E("ROUNDS"), E("PIN"), E("SRV_CPU"), E("CLI_CPU"), E("ELAPSED"), E("LEFT")))
+for m in alog:
+    _, rnd, lines, nreq = (m + ["?"] * 4)[:4]
+    off = [r for r in res if r[0] == rnd and r[2] == "lcgate" and "access log" in r[1]]
+    on = [r for r in res if r[0] == rnd and r[2] == "lcgate-alog"]
+    if off and on and num(off[0][4]) and num(on[0][4]):
+        cpu = ""
+        if num(on[0][7]) and num(off[0][7]):
+            cpu = "; CPU per request %s µs against %s µs, per core %.3f" % (
+                on[0][7], off[0][7], num(off[0][7]) / num(on[0][7]))
+        print("Access log (round %s): 1-key hits, c50, access_log = a file %s req/s against "
+              "access_log = off %s req/s: ratio %.3f (target >= 0.95)%s; the file got %s lines for "
+              "the %s requests wrk counted (and those still in flight at its end)." % (
+                  rnd, on[0][4], off[0][4], num(on[0][4]) / num(off[0][4]), cpu, lines, nreq))
 if paging:
     print("Paging loop: one python client (keep-alive connection) follows next_page_token from page 1 to the "
           "last, sleeping the think time between pages; a new list (project_id) per run, so no run can hit "

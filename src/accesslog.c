@@ -1,69 +1,196 @@
+#define _GNU_SOURCE             /* strchrnul */
 #include "accesslog.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <yajl/yajl_gen.h>
 
 #include "clock.h"
 #include "util.h"
+
+/* A line but for its strings' text: the keys, quotes or nulls, the time,
+ * the numbers (at most 32 bytes each), the NUL accesslog_format adds, and
+ * slack for put_text's last word (it may store up to 7 bytes past a
+ * string). */
+#define LINE_FIXED 1024
 
 void accesslog_entry_init(struct accesslog_entry *e)
 {
     memset(e, 0, sizeof(*e));
     e->upstream_ms = -1;
+    e->bytes_received = -1;
 }
 
-/* s[0..n) as a JSON string; bytes outside valid UTF-8 become U+FFFD
- * (yajl_gen escapes the control characters but passes other bytes as
- * they are, which would make the line invalid JSON). */
-static yajl_gen_status gen_text(yajl_gen g, const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    yajl_gen_status st;
-    unsigned char *fixed;
-    size_t i = 0, o = 0, k;
+/* Bytes written as they are: printable ASCII and DEL, but '"' and '\\'. */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
-    while (i < n && (k = utf8_seq_len(s + i, n - i)) != 0)
-        i += k;
-    if (i == n)
-        return yajl_gen_string(g, s, n);
-    fixed = malloc(n * 3);
-    if (fixed == NULL)
-        return yajl_gen_in_error_state;   /* ENOMEM: yajl has no code for it */
-    memcpy(fixed, s, i);
-    o = i;
-    while (i < n) {
-        k = utf8_seq_len(s + i, n - i);
-        if (k == 0) {
-            memcpy(fixed + o, "\xef\xbf\xbd", 3);
+/* Are the 8 bytes of x all plain? None below 0x20, none from 0x80, no
+ * '"', no '\\' (each test: some byte of the word is zero, or below n). */
+static inline int plain8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high) == 0;
+}
+
+/* s[0..n) as a JSON string, escaped as yajl_gen escapes (the line used to
+ * be built with it, and readers may rely on the exact form), with each
+ * byte outside valid UTF-8 as U+FFFD: at most 2 + 6 * n bytes. Plain text
+ * goes 8 bytes at a time: this is most of a line's cost. */
+static char *put_text(char *o, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, k;
+    uint64_t x;
+
+    *o++ = '"';
+    for (;;) {
+        while (n - i >= 8 && (memcpy(&x, s + i, 8), plain8(x))) {
+            memcpy(o, &x, 8);
+            o += 8;
+            i += 8;
+        }
+        if (n - i < 8) {
+            /* The rest, padded with plain bytes, as one word: o has the
+             * room (the line's fixed part is reserved after it). */
+            unsigned char w[8] = {'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'};
+            switch (n - i) {     /* not a loop: GCC makes one a memcpy call */
+            case 7: w[6] = s[i + 6]; /* fall through */
+            case 6: w[5] = s[i + 5]; /* fall through */
+            case 5: w[4] = s[i + 4]; /* fall through */
+            case 4: w[3] = s[i + 3]; /* fall through */
+            case 3: w[2] = s[i + 2]; /* fall through */
+            case 2: w[1] = s[i + 1]; /* fall through */
+            case 1: w[0] = s[i]; /* fall through */
+            default: break;
+            }
+            memcpy(&x, w, 8);
+            if (plain8(x)) {
+                memcpy(o, &x, 8);
+                o += n - i;
+                break;
+            }
+        }
+        while (i < n && plain[s[i]])
+            *o++ = (char)s[i++];
+        if (i == n)
+            break;
+        if (s[i] < 0x80) {
+            *o++ = '\\';
+            switch (s[i]) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                memcpy(o, "u00", 3);
+                o[3] = hex[s[i] >> 4];
+                o[4] = hex[s[i] & 15];
+                o += 5;
+            }
+            i++;
+        } else if ((k = utf8_seq_len(s + i, n - i)) == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
             o += 3;
             i++;
         } else {
-            memcpy(fixed + o, s + i, k);
+            memcpy(o, s + i, k);
             o += k;
             i += k;
         }
     }
-    st = yajl_gen_string(g, fixed, o);
-    free(fixed);
-    return st;
+    *o++ = '"';
+    return o;
 }
 
-static yajl_gen_status gen_str(yajl_gen g, const char *s)
+/* A string field of n bytes, or null. */
+static char *put_str(char *o, const char *s, size_t n)
 {
-    return s ? gen_text(g, s, strlen(s)) : yajl_gen_null(g);
+    if (s == NULL) {
+        memcpy(o, "null", 4);
+        return o + 4;
+    }
+    return put_text(o, s, n);
 }
 
-/* Milliseconds to the microsecond, without trailing zeros: 12.5, 0.412, 3. */
-static yajl_gen_status gen_ms(yajl_gen g, double v)
+static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static char *put_int(char *o, long long v)
+{
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *end;
+    unsigned r;
+    int len = 1;
+
+    if (v < 0)
+        *o++ = '-';
+    for (t = u; t >= 10; t /= 10)
+        len++;
+    end = o + len;
+    o = end;
+    while (u >= 100) {           /* two digits a division */
+        r = (unsigned)(u % 100);
+        u /= 100;
+        o -= 2;
+        o[0] = pairs[2 * r];
+        o[1] = pairs[2 * r + 1];
+    }
+    if (u >= 10) {
+        o -= 2;
+        o[0] = pairs[2 * u];
+        o[1] = pairs[2 * u + 1];
+    } else {
+        *--o = (char)('0' + u);
+    }
+    return end;
+}
+
+/* Milliseconds to the microsecond, without trailing zeros: 12.5, 0.412, 3.
+ * The usual case (0 to 10^12 ms) without printf, which costs a hit more
+ * than the rest of its line. */
+static char *put_ms(char *o, double v)
 {
     char buf[64];
     size_t n;
 
-    if (!isfinite(v))
-        return yajl_gen_null(g);
+    if (!isfinite(v)) {
+        memcpy(o, "null", 4);
+        return o + 4;
+    }
+    if (v >= 0 && v < 1e12) {
+        long long us = (long long)(v * 1000.0 + 0.5);
+        int frac = (int)(us % 1000);
+        o = put_int(o, us / 1000);
+        if (frac != 0) {
+            *o++ = '.';
+            *o++ = (char)('0' + frac / 100);
+            if ((frac %= 100) != 0) {
+                *o++ = (char)('0' + frac / 10);
+                if ((frac %= 10) != 0)
+                    *o++ = (char)('0' + frac);
+            }
+        }
+        return o;
+    }
     if (fabs(v) >= 1e15) {
         n = (size_t)snprintf(buf, sizeof(buf), "%.17g", v);
     } else {
@@ -75,89 +202,128 @@ static yajl_gen_status gen_ms(yajl_gen g, double v)
         if (n == 2 && memcmp(buf, "-0", 2) == 0)
             buf[0] = '0', n = 1;
     }
-    return yajl_gen_number(g, buf, n);
+    memcpy(o, buf, n);
+    return o + n;
 }
 
-static yajl_gen_status gen_time(yajl_gen g, int64_t ms)
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ"; the part to the second is kept per thread,
+ * so gmtime_r runs once a second, not once a line. */
+static char *put_time(char *o, int64_t ms)
 {
-    char buf[64];
-    struct tm tm;
+    static __thread int64_t last_sec = INT64_MIN;
+    static __thread char last[24];
+    static __thread size_t last_len;
     int64_t sec = ms / 1000, frac = ms % 1000;
+    struct tm tm;
     time_t t;
-    size_t n;
 
     if (frac < 0)
         sec--, frac += 1000;
-    t = (time_t)sec;
-    if (gmtime_r(&t, &tm) == NULL)
-        return yajl_gen_null(g);
-    n = strftime(buf, sizeof(buf) - 6, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%03dZ", (int)frac);
-    return yajl_gen_string(g, (const unsigned char *)buf, n);
+    if (sec != last_sec) {
+        t = (time_t)sec;
+        if (gmtime_r(&t, &tm) == NULL) {
+            memcpy(o, "null", 4);
+            return o + 4;
+        }
+        last_len = strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%S", &tm);
+        last_sec = sec;
+    }
+    *o++ = '"';
+    if (last_len == 19)
+        memcpy(o, last, 19);     /* years 1000 to 9999: no call */
+    else
+        memcpy(o, last, last_len);
+    o += last_len;
+    o[0] = '.';
+    o[1] = (char)('0' + frac / 100);
+    o[2] = (char)('0' + frac / 10 % 10);
+    o[3] = (char)('0' + frac % 10);
+    o[4] = 'Z';
+    o[5] = '"';
+    return o + 6;
 }
 
-#define KEY(g, k) yajl_gen_string((g), (const unsigned char *)(k), sizeof(k) - 1)
+#define KEY(o, k) (memcpy((o), (k), sizeof(k) - 1), (o) + sizeof(k) - 1)
+
+/* The string fields, in the order of the line. */
+enum { F_RID, F_METHOD, F_PATH, F_ROUTE, F_CACHE, F_PROJECT, F_CLIENT, F_CLIENT_NAME,
+       F_USER_AGENT, F_PROTOCOL, F_DETAIL, NFIELDS };
+
+int accesslog_append(const struct accesslog_entry *e, char **buf, size_t *len, size_t *cap)
+{
+    const char *v[NFIELDS] = {e->request_id, e->method, e->path, e->route, e->cache,
+                              e->project, e->client, e->client_name, e->user_agent,
+                              e->protocol, e->detail};
+    size_t n[NFIELDS], need = LINE_FIXED, i;
+    char *o;
+
+    for (i = 0; i < NFIELDS; i++) {
+        n[i] = v[i] == NULL ? 0 : i == F_PATH ? (size_t)(strchrnul(v[i], '?') - v[i])
+                                               : strlen(v[i]);
+        need += 6 * n[i];
+    }
+    if (*cap - *len < need) {
+        size_t ncap = *cap ? *cap : 4096;
+        char *grown;
+        while (ncap - *len < need)
+            ncap *= 2;
+        if ((grown = realloc(*buf, ncap)) == NULL)
+            return -1;
+        *buf = grown;
+        *cap = ncap;
+    }
+    o = *buf + *len;
+    o = KEY(o, "{\"time\":");
+    o = put_time(o, e->time_ms ? e->time_ms : wall_ms());
+    o = KEY(o, ",\"request_id\":");
+    o = put_str(o, v[F_RID], n[F_RID]);
+    o = KEY(o, ",\"method\":");
+    o = put_str(o, v[F_METHOD], n[F_METHOD]);
+    o = KEY(o, ",\"path\":");
+    o = put_str(o, v[F_PATH], n[F_PATH]);
+    o = KEY(o, ",\"route\":");
+    o = put_str(o, v[F_ROUTE], n[F_ROUTE]);
+    o = KEY(o, ",\"status\":");
+    o = put_int(o, e->status);
+    o = KEY(o, ",\"cache\":");
+    o = put_str(o, v[F_CACHE], n[F_CACHE]);
+    o = KEY(o, ",\"project\":");
+    o = put_str(o, v[F_PROJECT], n[F_PROJECT]);
+    o = KEY(o, ",\"upstream_status\":");
+    o = e->upstream_status ? put_int(o, e->upstream_status) : put_str(o, NULL, 0);
+    o = KEY(o, ",\"upstream_ms\":");
+    o = e->upstream_ms >= 0 ? put_ms(o, e->upstream_ms) : put_str(o, NULL, 0);
+    o = KEY(o, ",\"duration_ms\":");
+    o = put_ms(o, e->duration_ms);
+    o = KEY(o, ",\"bytes\":");
+    o = put_int(o, e->bytes > INT64_MAX ? INT64_MAX : (long long)e->bytes);
+    o = KEY(o, ",\"client\":");
+    o = put_str(o, v[F_CLIENT], n[F_CLIENT]);
+    o = KEY(o, ",\"client_name\":");
+    o = put_str(o, v[F_CLIENT_NAME], n[F_CLIENT_NAME]);
+    o = KEY(o, ",\"user_agent\":");
+    o = put_str(o, v[F_USER_AGENT], n[F_USER_AGENT]);
+    o = KEY(o, ",\"bytes_received\":");
+    o = e->bytes_received >= 0 ? put_int(o, e->bytes_received) : put_str(o, NULL, 0);
+    o = KEY(o, ",\"protocol\":");
+    o = put_str(o, v[F_PROTOCOL], n[F_PROTOCOL]);
+    o = KEY(o, ",\"detail\":");
+    o = put_str(o, v[F_DETAIL], n[F_DETAIL]);
+    o = KEY(o, "}\n");
+    *len = (size_t)(o - *buf);
+    return 0;
+}
 
 char *accesslog_format(const struct accesslog_entry *e, size_t *len)
 {
-    yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *buf;
-    size_t n;
-    char *line = NULL;
-    int bad = 0;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
 
-    if (g == NULL)
+    if (accesslog_append(e, &buf, &n, &cap) != 0) {
+        free(buf);
         return NULL;
-    /* A guard only: gen_text already hands yajl valid UTF-8. */
-    yajl_gen_config(g, yajl_gen_validate_utf8, 1);
-    bad |= yajl_gen_map_open(g);
-    bad |= KEY(g, "time");
-    bad |= gen_time(g, e->time_ms ? e->time_ms : wall_ms());
-    bad |= KEY(g, "request_id");
-    bad |= gen_str(g, e->request_id);
-    bad |= KEY(g, "method");
-    bad |= gen_str(g, e->method);
-    bad |= KEY(g, "path");
-    bad |= e->path ? gen_text(g, e->path, strcspn(e->path, "?")) : yajl_gen_null(g);
-    bad |= KEY(g, "route");
-    bad |= gen_str(g, e->route);
-    bad |= KEY(g, "status");
-    bad |= yajl_gen_integer(g, e->status);
-    bad |= KEY(g, "cache");
-    bad |= gen_str(g, e->cache);
-    bad |= KEY(g, "project");
-    bad |= gen_str(g, e->project);
-    bad |= KEY(g, "upstream_status");
-    bad |= e->upstream_status ? yajl_gen_integer(g, e->upstream_status) : yajl_gen_null(g);
-    bad |= KEY(g, "upstream_ms");
-    bad |= e->upstream_ms >= 0 ? gen_ms(g, e->upstream_ms) : yajl_gen_null(g);
-    bad |= KEY(g, "duration_ms");
-    bad |= gen_ms(g, e->duration_ms);
-    bad |= KEY(g, "bytes");
-    bad |= yajl_gen_integer(g, e->bytes > INT64_MAX ? INT64_MAX : (long long)e->bytes);
-    bad |= KEY(g, "client");
-    bad |= gen_str(g, e->client);
-    bad |= yajl_gen_map_close(g);
-    if (!bad && yajl_gen_get_buf(g, &buf, &n) == yajl_gen_status_ok &&
-        (line = malloc(n + 2)) != NULL) {
-        memcpy(line, buf, n);
-        line[n] = '\n';
-        line[n + 1] = '\0';
-        *len = n + 1;
     }
-    yajl_gen_free(g);
-    return line;
-}
-
-int accesslog_write(FILE *f, const struct accesslog_entry *e)
-{
-    size_t len;
-    char *line = accesslog_format(e, &len);
-    int rc;
-
-    if (line == NULL)
-        return -1;
-    rc = fwrite(line, 1, len, f ? f : stderr) == len ? 0 : -1;
-    free(line);
-    return rc;
+    buf[n] = '\0';               /* need leaves room for it */
+    *len = n;
+    return buf;
 }

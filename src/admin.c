@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alog.h"
 #include "cache.h"
 #include "cache_store.h"
 #include "clients.h"
@@ -138,6 +139,9 @@ int admin_metrics_init(struct gw *gw)
     m->connections = metrics_family(m->reg, "lcgate_client_connections",
                                     "Open client connections (max_connections bounds them).",
                                     MT_GAUGE, 0, NULL);
+    m->alog_errors = metrics_family(m->reg, "lcgate_access_log_errors_total",
+                                    "Access log lines lost: a file or pipe that could not "
+                                    "be written (full, ENOSPC, EIO).", MT_COUNTER, 0, NULL);
     m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
                               MT_GAUGE, 1, version);
     m->reloads = metrics_family(m->reg, "lcgate_config_reloads_total",
@@ -161,7 +165,7 @@ int admin_metrics_init(struct gw *gw)
     if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
         !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->l1_hits || !m->store_up || !m->store_errors ||
         !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build ||
-        !m->connections || !m->request_seconds || !m->reloads || !m->reload_time ||
+        !m->connections || !m->alog_errors || !m->request_seconds || !m->reloads || !m->reload_time ||
         !m->cpu || !m->rss || !m->fds || !m->max_fds || !m->start_time ||
         !metrics_series(m->reloads, "success", NULL, NULL) ||
         !metrics_series(m->reloads, "failure", NULL, NULL))
@@ -238,6 +242,7 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
     metrics_set(m->connections, gw->front ? (double)workers_connections(gw->front) : 0, NULL, NULL, NULL);
+    metrics_set(m->alog_errors, (double)alog_errors(), NULL, NULL, NULL);
     proc_stats_read(&ps);
     set_known(m->cpu, ps.cpu_seconds);
     set_known(m->rss, ps.rss_bytes);

@@ -16,7 +16,7 @@
 #include "util.h"
 
 enum vtype { V_STR, V_ADDR, V_URL, V_DURATION, V_SIZE, V_RATE, V_COUNT,
-             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256, V_PROXY };
+             V_BOOL, V_STORE, V_LEVEL, V_REDIS_URL, V_LIST, V_SHA256, V_PROXY, V_ALOG };
 
 struct keydef {
     const char *section;
@@ -38,7 +38,7 @@ static const struct keydef keys[] = {
     K("server", "header_timeout", V_DURATION, header_timeout_ms),
     K("server", "idle_timeout", V_DURATION, idle_timeout_ms),
     K("server", "log_level", V_LEVEL, log_level),
-    K("server", "access_log", V_BOOL, access_log),
+    K("server", "access_log", V_ALOG, access_log),
     K("server", "allowed_hosts", V_LIST, allowed_hosts),
     K("server", "allowed_origins", V_LIST, allowed_origins),
     K("server", "admin_token_sha256", V_SHA256, admin_token_sha256),
@@ -267,6 +267,7 @@ static const char *type_hint(enum vtype t)
     case V_LIST: return "names separated by commas";
     case V_SHA256: return "64 hex digits (sha256sum of the token)";
     case V_PROXY: return "an http://host:port URL";
+    case V_ALOG: return "on, off, stderr, stdout or an absolute file path";
     case V_STR: break;
     }
     return "a value";
@@ -362,6 +363,24 @@ static int valid_proxy(const char *s)
     return !errno && port >= 1 && port <= 65535 && (*end == '\0' || strcmp(end, "/") == 0);
 }
 
+/* access_log: NULL (off), "stderr" (on), "stdout" or an absolute path.
+ * A relative path would depend on the directory lcgate was started in. */
+static int parse_access_log(const char *v, char **out)
+{
+    int on;
+    char *dup = NULL;
+
+    if (conf_parse_bool(v, &on) == 0)
+        v = on ? "stderr" : NULL;
+    else if (strcmp(v, "stderr") != 0 && strcmp(v, "stdout") != 0 && v[0] != '/')
+        return -1;
+    if (v != NULL && (dup = strdup(v)) == NULL)
+        return -1;
+    free(*out);
+    *out = dup;
+    return 0;
+}
+
 /* Parse value of type t into the field at p; 0 or -1. */
 static int set_value(enum vtype t, void *p, const char *v)
 {
@@ -406,6 +425,8 @@ static int set_value(enum vtype t, void *p, const char *v)
         return parse_count(v, p);
     case V_BOOL:
         return conf_parse_bool(v, p);
+    case V_ALOG:
+        return parse_access_log(v, p);
     case V_STORE:
         if (strcmp(v, "memory") == 0)
             *(enum store_kind *)p = STORE_KIND_MEMORY;
@@ -910,7 +931,7 @@ void conf_free(struct conf *c)
     for (i = 0; i < NKEYS; i++) {
         enum vtype t = keys[i].type;
         if (t == V_STR || t == V_ADDR || t == V_URL || t == V_LEVEL || t == V_REDIS_URL ||
-            t == V_PROXY)
+            t == V_PROXY || t == V_ALOG)
             free(*(char **)((char *)c + keys[i].off));
         else if (t == V_LIST)
             strlist_free((struct strlist *)((char *)c + keys[i].off));
@@ -1097,6 +1118,10 @@ static void dump_key(FILE *out, const struct conf *c, const struct keydef *k)
         fprintf(out, "; %s = (%s)\n", k->key,
                 is_zero(p, 32) ? "unset" : "set, not shown");
         return;
+    case V_ALOG:
+        s = *(char *const *)p;
+        fprintf(out, "%s = %s\n", k->key, s ? s : "off");
+        return;
     case V_LIST:
         if (((const struct strlist *)p)->n == 0) {
             fprintf(out, "; %s = (unset)\n", k->key);
@@ -1126,7 +1151,7 @@ static void dump_key(FILE *out, const struct conf *c, const struct keydef *k)
         break;
     case V_LIST: dump_list(out, p); break;
     case V_STR: case V_ADDR: case V_URL: case V_LEVEL: case V_PROXY: case V_REDIS_URL:
-    case V_SHA256:
+    case V_SHA256: case V_ALOG:
         break;
     }
     fputc('\n', out);

@@ -60,7 +60,8 @@ struct conf {
     uint64_t header_timeout_ms;  /* a request's head must arrive within */
     uint64_t idle_timeout_ms;    /* a keep-alive connection may wait */
     char *log_level;             /* error, warn, info, debug */
-    int access_log;              /* one JSON line per request on stderr */
+    char *access_log;            /* one JSON line per request to "stderr",
+                                    "stdout" or this absolute path; NULL: off */
     struct strlist allowed_hosts;    /* Host names served besides loopback ones */
     struct strlist allowed_origins;  /* Origins that may send requests */
     int has_admin_token;

@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "config.h"
 #include "accesslog.h"
+#include "alog.h"
 #include "doors.h"
 #include "hs.h"
 #include "workers.h"
@@ -75,6 +76,7 @@ struct greq {
     char label[CK_LABEL_MAX];    /* project label: budgets, holds, logs */
     char rlkey[CK_LABEL_MAX + 16];   /* its client budget's key */
     const char *xcache;          /* for the log: HIT, MISS, ... */
+    const char *detail;          /* for the log: why stale or refused */
     int up_status;               /* of the upstream fetch behind the answer */
     int64_t up_us;
     int has_rl;                  /* rl holds the project budget's state */
@@ -213,10 +215,10 @@ static void add_common_headers(struct greq *g)
 }
 
 /* The access log line and the request metrics, for every answer (on any
- * thread: metrics lock, and the line is one fwrite). */
-static void account(struct gw *gw, const struct conf *conf, const char *method,
-                    const char *target, const char *peer, const struct greq *g, int r,
-                    int status, size_t bytes)
+ * thread: metrics lock, and the line goes to the thread's own buffer).
+ * client: the [client] name when there is no g. */
+static void account(struct gw *gw, const struct conf *conf, const struct hs_req *req,
+                    const struct greq *g, const char *client, int r, int status, size_t bytes)
 {
     const char *route;
 
@@ -234,8 +236,8 @@ static void account(struct gw *gw, const struct conf *conf, const char *method,
 
         accesslog_entry_init(&e);
         e.request_id = g ? g->rid : NULL;
-        e.method = method;
-        e.path = target;
+        e.method = req->method_name;
+        e.path = req->target;
         e.route = route;
         e.status = status;
         e.cache = g ? g->xcache : NULL;
@@ -244,8 +246,13 @@ static void account(struct gw *gw, const struct conf *conf, const char *method,
         e.upstream_ms = g && g->up_status ? (double)g->up_us / 1000.0 : -1;
         e.duration_ms = g ? (double)(mono_us() - g->t0_us) / 1000.0 : 0;
         e.bytes = bytes;
-        e.client = peer;
-        accesslog_write(stderr, &e);
+        e.client = req->peer;
+        e.client_name = g ? g->client : client;
+        e.user_agent = hs_header(req, "User-Agent");
+        e.bytes_received = req->body ? (int64_t)evbuffer_get_length(req->body) : -1;
+        e.protocol = req->minor == 0 ? "HTTP/1.0" : req->minor == 1 ? "HTTP/1.1" : NULL;
+        e.detail = g ? g->detail : NULL;
+        alog_line(&e);
     }
 }
 
@@ -255,8 +262,7 @@ static void finish(struct greq *g, int status, struct evbuffer *body)
     size_t bytes = body ? evbuffer_get_length(body) : 0;
 
     add_common_headers(g);
-    account(g->gw, g->fast ? g->fast : g->gw->conf, g->req->method_name, g->req->target,
-            g->req->peer, g, 0, status, bytes);
+    account(g->gw, g->fast ? g->fast : g->gw->conf, g->req, g, NULL, 0, status, bytes);
     if (g->fast)
         hs_send(g->req, status, body);   /* on the connection's own thread */
     else if (g->has_head_length)
@@ -297,15 +303,16 @@ static void finish_json(struct greq *g, int status, struct evbuffer *buf)
 }
 
 /* {"detail":"<text>"} with text escaped as JSON, for a request that never
- * became a struct greq; route: its list route, -1 pass-through, -2 none. */
+ * became a struct greq; route: its list route, -1 pass-through, -2 none;
+ * client: the [client] it authenticated as, or NULL. */
 static void reply_route_detail(struct gw *gw, struct hs_req *req, int route, int status,
-                               const char *text)
+                               const char *text, const char *client)
 {
     struct evbuffer *buf = detail_body(text);
     size_t bytes = buf ? evbuffer_get_length(buf) : 0;
 
     hs_add_header(req, "Content-Type", "application/json");
-    account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, route, status, bytes);
+    account(gw, gw->conf, req, NULL, client, route, status, bytes);
     workers_send(gw->front, req, status, buf);
     if (buf)
         evbuffer_free(buf);
@@ -313,7 +320,7 @@ static void reply_route_detail(struct gw *gw, struct hs_req *req, int route, int
 
 static void reply_detail(struct gw *gw, struct hs_req *req, int status, const char *text)
 {
-    reply_route_detail(gw, req, -2, status, text);
+    reply_route_detail(gw, req, -2, status, text, NULL);
 }
 
 static void fail_greq(struct greq *g, int status, const char *text)
@@ -588,7 +595,7 @@ static void refuse_reading(struct gw *gw, struct hs_req *req, struct reading *rd
         if (buf)
             evbuffer_add(buf, rd->qr.body, strlen(rd->qr.body));
         hs_add_header(req, "Content-Type", "application/json");
-        account(gw, gw->conf, req->method_name, req->target, req->peer, NULL, rd->route, 422,
+        account(gw, gw->conf, req, NULL, rd->client ? rd->client->name : NULL, rd->route, 422,
                 buf ? evbuffer_get_length(buf) : 0);
         workers_send(gw->front, req, 422, buf);
         if (buf)
@@ -600,7 +607,7 @@ static void refuse_reading(struct gw *gw, struct hs_req *req, struct reading *rd
     /* Counted under the route it was read as: the doors, the path and the
      * query come before any route is known. */
     reply_route_detail(gw, req, rd->dpath != NULL && rd->q.params != NULL ? rd->route : -2,
-                       rd->status, rd->why);
+                       rd->status, rd->why, rd->client ? rd->client->name : NULL);
 }
 
 /* ---- credentials and budgets ---- */
@@ -695,6 +702,25 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
+/* The detail= of a Cache-Status value, as a string that outlives it. */
+static const char *cache_status_detail(const char *cs)
+{
+    static const char *const known[] = {"stale-while-revalidate", "stale-if-error",
+                                        "upstream-budget"};
+    const char *d = cs ? strstr(cs, "detail=") : NULL;
+    size_t i, n;
+
+    if (d == NULL)
+        return NULL;
+    d += 7;
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        n = strlen(known[i]);
+        if (strncmp(d, known[i], n) == 0 && (d[n] == '\0' || d[n] == ';' || d[n] == ','))
+            return known[i];
+    }
+    return NULL;
+}
+
 static void on_answer(void *arg, const struct answer *a)
 {
     struct greq *g = arg;
@@ -707,6 +733,7 @@ static void on_answer(void *arg, const struct answer *a)
                        etag_matches(hs_header(g->req, "If-None-Match"), e->etag);
 
     g->xcache = a->xcache;
+    g->detail = cache_status_detail(a->cache_status);
     g->up_status = a->upstream_status;
     g->up_us = a->upstream_us;
     if (e->ctype_len && !not_modified)
@@ -971,9 +998,11 @@ static void on_pass_admitted(void *arg, enum admit verdict, int64_t retry_after_
         send_pass(g);
     } else if (verdict == ADMIT_KEY) {
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "key", NULL);
+        g->detail = "key-budget";
         reply_429(g, retry_after_ms, "Rate limit exceeded for the upstream key");
     } else {
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "upstream", NULL);
+        g->detail = "upstream-budget";
         reply_project_429(g, retry_after_ms);
     }
 }
@@ -989,6 +1018,7 @@ static void on_admitted(void *arg, const struct rl_result *r)
     } else if (!r->allowed) {
         g->gw->rate_limited++;
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "client", NULL);
+        g->detail = "client-budget";
         reply_project_429(g, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
@@ -1015,6 +1045,7 @@ static void on_client_admitted(void *arg, const struct rl_result *r)
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
         metrics_inc(g->gw->m.rate_limited, 1, g->label, "token", NULL);
+        g->detail = "token-budget";
         reply_client_429(g, r->retry_after_ms);
     } else {
         take_project_budget(g);
@@ -1087,7 +1118,7 @@ static void on_request(struct hs_req *req, void *arg)
     }
     ck_cred_tag(g->cred, g->cred ? strlen(g->cred) : 0, g->keytag);
     budgets_of(g, c, rd.client, g->cred, clkey, sizeof(clkey));
-    if (clkey[0] != '\0' && (g->client = strdup(rd.client->name)) == NULL) {
+    if (rd.client != NULL && (g->client = strdup(rd.client->name)) == NULL) {
         reading_free(&rd);
         fail_greq(g, 500, "Out of memory");
         return;
@@ -1217,16 +1248,17 @@ static int on_fast(struct hs_req *req, void *arg)
     /* The memory store's budgets are decided at once, locally. */
     budgets_of(&g, conf, rd.client, cred, clkey, sizeof(clkey));
     rd.project = NULL;           /* g owns it now */
+    if (rd.client != NULL && (g.client = strdup(rd.client->name)) == NULL) {
+        centry_decref(a.e);
+        rd.project = g.project;          /* freed with rd; main answers */
+        goto out;
+    }
     if (clkey[0] != '\0') {
-        if ((g.client = strdup(rd.client->name)) == NULL) {
-            centry_decref(a.e);
-            rd.project = g.project;      /* freed with rd; main answers */
-            goto out;
-        }
         rl_take(gw->rl, clkey, &g.client_rate, g.client_burst, on_fast_rl, &g.client_rl);
         g.client_taken = 1;
         if (!g.client_rl.allowed) {
             metrics_inc(gw->m.rate_limited, 1, g.label, "token", NULL);
+            g.detail = "token-budget";
             reply_client_429(&g, g.client_rl.retry_after_ms);
             goto answered;
         }
@@ -1235,6 +1267,7 @@ static int on_fast(struct hs_req *req, void *arg)
     g.has_rl = 1;
     if (!g.rl.allowed) {
         metrics_inc(gw->m.rate_limited, 1, g.label, "client", NULL);
+        g.detail = "client-budget";
         reply_project_429(&g, g.rl.retry_after_ms);
         goto answered;
     }
@@ -1254,9 +1287,11 @@ static void on_reject(void *arg, int status, const char *method, const char *tar
                       const char *peer)
 {
     struct gw *gw = arg;
+    /* What is known of it: no fields, no body, no version (minor -1). */
+    struct hs_req req = {.method_name = method, .target = target, .peer = peer, .minor = -1};
 
     __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
-    account(gw, gw->conf, method, target, peer, NULL, -2, status, 0);
+    account(gw, gw->conf, &req, NULL, NULL, -2, status, 0);
 }
 
 void front_limits(const struct conf *c, struct hs_limits *lim)

@@ -32,6 +32,7 @@ struct gw_metrics {
     struct mfamily *collapsed, *stale, *prefetches, *refreshes, *l1_hits;
     struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
     struct mfamily *connections;
+    struct mfamily *alog_errors;     /* access log lines lost */
     struct mfamily *request_seconds;     /* route, cache */
     struct mfamily *reloads, *reload_time;   /* result; the last success */
     struct mfamily *cpu, *rss, *fds, *max_fds, *start_time;  /* process_* */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "alog.h"
 #include "cache.h"
 #include "cache_store.h"
 #include "clock.h"
@@ -80,8 +81,10 @@ static void usage(FILE *out)
             "LLAMA_CLOUD_API_KEY is the key when no api_key_file is configured;\n"
             "with neither, clients' own Authorization is passed through.\n"
             "\n"
-            "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT stop\n"
-            "accepting, finish requests in flight (up to drain_timeout), exit 0.\n");
+            "Signals: SIGHUP reloads the configuration (and reopens the access log);\n"
+            "SIGUSR1 reopens the access log file (after logrotate moved it); SIGTERM\n"
+            "and SIGINT stop accepting, finish requests in flight (up to\n"
+            "drain_timeout), write the access log out, exit 0.\n");
 }
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -162,9 +165,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     check_nofile(next);
     front_set_conf(&gw, next);
     front_reload(&gw);
+    alog_reopen(next->access_log);
     log_info("configuration reloaded from %s", next->path);
     admin_reloaded(&gw, 1);
     notify("READY=1");
+}
+
+/* logrotate's postrotate: the file was renamed; write to a new one. */
+static void on_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    alog_rotate();
 }
 
 static struct store *open_store(const struct conf *c, char *err, size_t errlen)
@@ -224,6 +234,10 @@ int main(int argc, char **argv)
         log_error("cannot initialize libcurl or libevent");
         return 1;
     }
+    if (alog_open(gw.base, gw.conf->access_log, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
     gw.store = open_store(gw.conf, err, sizeof(err));
     gw.up = up_client_new(gw.base);
     if (gw.store && gw.up) {
@@ -247,8 +261,8 @@ int main(int argc, char **argv)
     sigs[0] = evsignal_new(gw.base, SIGTERM, on_stop, NULL);
     sigs[1] = evsignal_new(gw.base, SIGINT, on_stop, NULL);
     sigs[2] = evsignal_new(gw.base, SIGHUP, on_reload, NULL);
-    sigs[3] = NULL;
-    for (i = 0; i < 3; i++)
+    sigs[3] = evsignal_new(gw.base, SIGUSR1, on_reopen, NULL);
+    for (i = 0; i < 4; i++)
         evsignal_add(sigs[i], NULL);
     drain_timer = evtimer_new(gw.base, on_drain_tick, NULL);
     watchdog_timer = evtimer_new(gw.base, on_watchdog, NULL);
@@ -260,7 +274,7 @@ int main(int argc, char **argv)
     notify("READY=1");
     event_base_dispatch(gw.base);
     rc = 0;
-    for (i = 0; i < 3; i++)
+    for (i = 0; i < 4; i++)
         event_free(sigs[i]);
     event_free(drain_timer);
     event_free(watchdog_timer);
@@ -282,6 +296,7 @@ out:
     front_free(&gw);
     admin_free(&gw);
     up_client_free(gw.up);
+    alog_close();                /* after every answer, workers' included */
     if (gw.base)
         event_base_free(gw.base);
     curl_global_cleanup();

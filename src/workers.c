@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "alog.h"
 #include "log.h"
 
 /* What the threads tell each other. A request's M_REQ becomes its M_SEND:
@@ -217,7 +218,11 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
 
+    /* The access log lines of the answers it makes itself: buffered, and
+     * written by this loop. */
+    alog_attach(w->base);
     event_base_dispatch(w->base);
+    alog_detach();
     return NULL;
 }
 

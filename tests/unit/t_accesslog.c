@@ -1,12 +1,25 @@
-/* accesslog: the exact JSON line, nulls, the query cut from the path, odd
- * bytes still giving valid JSON, one line per write. */
+/* accesslog and alog: the exact JSON line, nulls, the query cut from the
+ * path, strings escaped exactly as yajl_gen escapes them, odd bytes still
+ * giving valid JSON; then where lines go: buffered until the loop turn
+ * ends or 64 KiB, a renamed file reopened, a full pipe never blocking and
+ * its losses counted, threads' lines whole. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "accesslog.h"
+#include "alog.h"
 #include "tap.h"
+#include "util.h"
 
 /* Does line (one JSON text and its '\n') parse with yajl's strict parser
  * (which also checks UTF-8)? */
@@ -48,6 +61,11 @@ static struct accesslog_entry full(void)
     e.duration_ms = 42.0004;
     e.bytes = 1234;
     e.client = "127.0.0.1:50312";
+    e.client_name = "etl";
+    e.user_agent = "curl/7.88.1";
+    e.bytes_received = 17;
+    e.protocol = "HTTP/1.1";
+    e.detail = "stale-if-error";
     return e;
 }
 
@@ -60,8 +78,10 @@ static void fields(void)
           "\"path\":\"/api/v1/jobs\",\"route\":\"v1_batch_jobs\",\"status\":200,"
           "\"cache\":\"MISS\",\"project\":\"9f2c\",\"upstream_status\":200,"
           "\"upstream_ms\":41.5,\"duration_ms\":42,\"bytes\":1234,"
-          "\"client\":\"127.0.0.1:50312\"}\n",
-          "every field, in order");
+          "\"client\":\"127.0.0.1:50312\",\"client_name\":\"etl\","
+          "\"user_agent\":\"curl/7.88.1\",\"bytes_received\":17,\"protocol\":\"HTTP/1.1\","
+          "\"detail\":\"stale-if-error\"}\n",
+          "every field, in order (the new ones after client)");
 
     accesslog_entry_init(&e);
     e.time_ms = 1000;
@@ -74,7 +94,8 @@ static void fields(void)
           "{\"time\":\"1970-01-01T00:00:01.000Z\",\"request_id\":null,\"method\":\"POST\","
           "\"path\":\"/nowhere\",\"route\":\"none\",\"status\":404,\"cache\":null,"
           "\"project\":null,\"upstream_status\":null,\"upstream_ms\":null,"
-          "\"duration_ms\":0.013,\"bytes\":0,\"client\":null}\n",
+          "\"duration_ms\":0.013,\"bytes\":0,\"client\":null,\"client_name\":null,"
+          "\"user_agent\":null,\"bytes_received\":null,\"protocol\":null,\"detail\":null}\n",
           "absent values are null (init)");
 
     e = full();
@@ -87,7 +108,9 @@ static void fields(void)
           "\"path\":\"/api/v1/jobs\",\"route\":\"v1_batch_jobs\",\"status\":200,"
           "\"cache\":\"STALE\",\"project\":\"9f2c\",\"upstream_status\":null,"
           "\"upstream_ms\":30000,\"duration_ms\":42,\"bytes\":1234,"
-          "\"client\":\"127.0.0.1:50312\"}\n",
+          "\"client\":\"127.0.0.1:50312\",\"client_name\":\"etl\","
+          "\"user_agent\":\"curl/7.88.1\",\"bytes_received\":17,\"protocol\":\"HTTP/1.1\","
+          "\"detail\":\"stale-if-error\"}\n",
           "an upstream that timed out: time without a status");
 }
 
@@ -127,6 +150,53 @@ static void numbers_and_time(void)
     free(got);
 }
 
+/* What put_ms writes for v, and what "%.3f" less its trailing zeros does. */
+static void both_ms(double v, char *ours_out, char *want)
+{
+    struct accesslog_entry e;
+    size_t len, n;
+    char *line, *a, *b;
+
+    accesslog_entry_init(&e);
+    e.time_ms = 1;
+    e.duration_ms = v;
+    line = accesslog_format(&e, &len);
+    a = strstr(line, "\"duration_ms\":") + 14;
+    b = strchr(a, ',');
+    memcpy(ours_out, a, (size_t)(b - a));
+    ours_out[b - a] = '\0';
+    free(line);
+    n = (size_t)snprintf(want, 64, "%.3f", v);
+    while (want[n - 1] == '0')
+        n--;
+    if (want[n - 1] == '.')
+        n--;
+    want[n] = '\0';
+}
+
+static void durations(void)
+{
+    char got[64], want[64];
+    long long us, bad = 0;
+    uint64_t x = 88172645463325252ULL;
+    int i;
+
+    for (us = 0; us < 200000; us++) {
+        both_ms((double)us / 1000.0, got, want);
+        if (strcmp(got, want) != 0 && bad++ == 0)
+            printf("#   %lld us: %s, want %s\n", us, got, want);
+    }
+    for (i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        us = (long long)(x % 1000000000000000ULL);     /* up to 10^12 ms */
+        both_ms((double)us / 1000.0, got, want);
+        if (strcmp(got, want) != 0 && bad++ == 0)
+            printf("#   %lld us: %s, want %s\n", us, got, want);
+    }
+    tap_ok(bad == 0, "a time of whole microseconds (as lcgate measures) is written as %%.3f "
+           "writes it, without its trailing zeros (300000 cases)");
+}
+
 static void paths(void)
 {
     struct accesslog_entry e = full();
@@ -163,47 +233,485 @@ static void paths(void)
     e.project = "p\xfe\"";
     e.request_id = "id\r";
     e.client = "unix";
+    e.user_agent = "ua\x01\xc3";
+    e.client_name = "n\\";
     got = accesslog_format(&e, &len);
     tap_ok(got && strstr(got, "\"request_id\":\"id\\r\",") != NULL &&
                strstr(got, "\"project\":\"p\xef\xbf\xbd\\\"\",") != NULL &&
-               strstr(got, "\"client\":\"unix\"}") != NULL && parses(got),
+               strstr(got, "\"client\":\"unix\",") != NULL &&
+               strstr(got, "\"client_name\":\"n\\\\\",") != NULL &&
+               strstr(got, "\"user_agent\":\"ua\\u0001\xef\xbf\xbd\",") != NULL && parses(got),
            "every string field is cleaned the same way");
     free(got);
 }
 
-static void writes(void)
+/* yajl_gen's own encoding of s[0..n), after the same UTF-8 cleaning. */
+static char *yajl_json(const unsigned char *s, size_t n)
+{
+    unsigned char fixed[256];
+    const unsigned char *out;
+    size_t i = 0, o = 0, k, len;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    char *r;
+
+    while (i < n) {
+        if ((k = utf8_seq_len(s + i, n - i)) == 0) {
+            memcpy(fixed + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(fixed + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    yajl_gen_string(g, fixed, o);
+    yajl_gen_get_buf(g, &out, &len);
+    r = strndup((const char *)out, len);
+    yajl_gen_free(g);
+    return r;
+}
+
+/* The user_agent value of s's line, as accesslog writes it. */
+static char *ours(const char *s)
+{
+    struct accesslog_entry e;
+    size_t len;
+    char *line, *a, *b, *r = NULL;
+
+    accesslog_entry_init(&e);
+    e.time_ms = 1;
+    e.user_agent = s;
+    line = accesslog_format(&e, &len);
+    if (line && (a = strstr(line, "\"user_agent\":")) != NULL &&
+        (b = strstr(a, ",\"bytes_received\":")) != NULL)
+        r = strndup(a + 13, (size_t)(b - a - 13));
+    free(line);
+    return r;
+}
+
+static void like_yajl(void)
+{
+    static const char *const seqs[] = {
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\xc0\xaf",
+        "\xf4\x90\x80\x80", "\xe2\x82", "\xf0\x9f\x98", "/\"\\\b\f\n\r\t\x7f\x1f", "",
+    };
+    char s[24];
+    int b, pos, bad = 0;
+    size_t i;
+
+    for (b = 1; b < 256; b++) {
+        for (pos = 0; pos < 17; pos++) {
+            char *y, *o;
+            memcpy(s, "abcdefghijklmnopq", 18);   /* 8 bytes at a time, and the rest */
+            s[pos] = (char)b;
+            y = yajl_json((const unsigned char *)s, 17);
+            o = ours(s);
+            if (o == NULL || strcmp(y, o) != 0) {
+                if (bad++ == 0)
+                    printf("#   byte 0x%02x at %d: yajl %s, ours %s\n", b, pos, y,
+                           o ? o : "(null)");
+            }
+            free(y);
+            free(o);
+        }
+    }
+    tap_ok(bad == 0, "each byte 1..255, anywhere in a string, is written exactly as yajl_gen "
+           "writes it");
+    bad = 0;
+    for (i = 0; i < 2 * sizeof(seqs) / sizeof(seqs[0]); i++) {
+        char t[64], *y, *o;
+        /* alone, and across the 8-byte boundary of a longer string */
+        snprintf(t, sizeof(t), i % 2 ? "%s" : "abcdefg%shijklmnopq", seqs[i / 2]);
+        y = yajl_json((const unsigned char *)t, strlen(t));
+        o = ours(t);
+        if (o == NULL || strcmp(y, o) != 0) {
+            if (bad++ == 0)
+                printf("#   case %zu: yajl %s, ours %s\n", i, y, o ? o : "(null)");
+        }
+        free(y);
+        free(o);
+    }
+    tap_ok(bad == 0, "so are multi-byte sequences, valid and not, and the escapes");
+}
+
+static void appends(void)
 {
     struct accesslog_entry e = full();
-    char *mem = NULL, *want, buf[1024];
-    size_t memlen = 0, wantlen;
-    FILE *f = open_memstream(&mem, &memlen);
-    int lines = 0;
+    char *buf = NULL, *first, *one;
+    size_t len = 0, cap = 0, n1;
 
-    want = accesslog_format(&e, &wantlen);
-    tap_ok(accesslog_write(f, &e) == 0, "accesslog_write returns 0");
-    fclose(f);
-    tap_is_str(mem, want, "the written line is the formatted line");
-    free(mem);
+    one = accesslog_format(&e, &n1);
+    tap_ok(accesslog_append(&e, &buf, &len, &cap) == 0 && len == n1 &&
+               memcmp(buf, one, n1) == 0, "accesslog_append writes the line");
+    first = buf;
+    tap_ok(accesslog_append(&e, &buf, &len, &cap) == 0 && len == 2 * n1 &&
+               memcmp(buf + n1, one, n1) == 0 && buf == first,
+           "a second line follows it, in the same buffer while it has room");
+    free(buf);
+    free(one);
+}
 
-    f = tmpfile();
-    accesslog_write(f, &e);
-    e.path = "/second\xff";
-    accesslog_write(f, &e);
-    rewind(f);
-    while (fgets(buf, sizeof(buf), f)) {
-        lines++;
-        tap_ok(parses(buf), "tmpfile line %d is valid JSON", lines);
+/* ---- alog ---- */
+
+static char dir[] = "/tmp/t_accesslog.XXXXXX";
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0;
+
+    *n = 0;
+    if (f == NULL)
+        return NULL;
+    for (;;) {
+        if (cap - *n < 65536 && (buf = realloc(buf, cap = cap * 2 + 65536)) == NULL)
+            abort();
+        size_t k = fread(buf + *n, 1, cap - *n - 1, f);
+        if (k == 0)
+            break;
+        *n += k;
     }
     fclose(f);
-    tap_ok(lines == 2, "two writes, two lines");
-    free(want);
+    buf[*n] = '\0';
+    return buf;
+}
+
+/* Lines of text[0..n): how many, how many do not parse (or lack '\n'). */
+static size_t count_lines(char *text, size_t n, size_t *bad)
+{
+    size_t lines = 0;
+    char *p = text, *nl;
+
+    *bad = 0;
+    while (p < text + n) {
+        if ((nl = memchr(p, '\n', (size_t)(text + n - p))) == NULL) {
+            (*bad)++;
+            break;
+        }
+        *nl = '\0';
+        lines++;
+        if (!parses(p))
+            (*bad)++;
+        *nl = '\n';
+        p = nl + 1;
+    }
+    return lines;
+}
+
+static size_t file_lines(const char *path, size_t *bad)
+{
+    size_t n, lines;
+    char *text = slurp(path, &n);
+
+    *bad = 0;
+    if (text == NULL)
+        return 0;
+    lines = count_lines(text, n, bad);
+    free(text);
+    return lines;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void buffered(void)
+{
+    struct event_base *base = event_base_new();
+    struct accesslog_entry e = full();
+    char path[128], err[256];
+    struct stat st;
+    size_t bad;
+    mode_t um = umask(0);
+
+    umask(um);
+    snprintf(path, sizeof(path), "%s/a.log", dir);
+    tap_ok(alog_open(base, path, err, sizeof(err)) == 0 && stat(path, &st) == 0 &&
+               (st.st_mode & 0777) == (0640 & ~um),
+           "alog_open creates the file, mode 0640 less the umask");
+    alog_line(&e);
+    alog_line(&e);
+    alog_line(&e);
+    tap_ok(file_size(path) == 0, "three lines wait in the thread's buffer");
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    tap_ok(file_lines(path, &bad) == 3 && bad == 0, "the loop turn writes them");
+    alog_line(&e);
+    alog_close();
+    tap_ok(file_lines(path, &bad) == 4 && bad == 0, "alog_close writes what is left");
+    alog_line(&e);
+    tap_ok(file_lines(path, &bad) == 4, "after alog_close a line goes nowhere");
+    snprintf(path, sizeof(path), "%s/no-such-dir/a.log", dir);
+    tap_ok(alog_open(base, path, err, sizeof(err)) == -1 && strstr(err, path) &&
+               strstr(err, strerror(ENOENT)),
+           "a file that cannot be opened: -1, with the path and the reason (%s)", err);
+    event_base_free(base);
+}
+
+static void big(void)
+{
+    struct event_base *base = event_base_new();
+    struct accesslog_entry e = full();
+    char path[128], err[256], *ua = malloc(100001);
+    size_t bad, n = 0, line;
+    char *one = accesslog_format(&e, &line);
+    off_t size;
+
+    snprintf(path, sizeof(path), "%s/big.log", dir);
+    alog_open(base, path, err, sizeof(err));
+    while ((n + 1) * line <= 64 * 1024) {
+        alog_line(&e);
+        n++;
+    }
+    tap_ok(file_size(path) == 0, "64 KiB of lines (%zu) wait", n);
+    alog_line(&e);
+    size = file_size(path);
+    tap_ok(size == (off_t)(n * line), "the next line sends the 64 KiB out at once, without it "
+           "(%lld bytes)", (long long)size);
+    memset(ua, 'u', 100000);
+    ua[100000] = '\0';
+    e.user_agent = ua;
+    alog_line(&e);
+    tap_ok(file_size(path) > (off_t)(100000 + n * line),
+           "a line longer than 64 KiB goes out at once, after the one before it");
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    tap_ok(file_lines(path, &bad) == n + 2 && bad == 0, "every line whole");
+    alog_close();
+    event_base_free(base);
+    free(ua);
+    free(one);
+}
+
+static void rotate(void)
+{
+    struct event_base *base = event_base_new();
+    struct accesslog_entry e = full();
+    char path[128], moved[140], other[140], err[256];
+    size_t bad;
+
+    snprintf(path, sizeof(path), "%s/r.log", dir);
+    snprintf(moved, sizeof(moved), "%s/r.log.1", dir);
+    snprintf(other, sizeof(other), "%s/nowhere/r.log", dir);
+    alog_open(base, path, err, sizeof(err));
+    alog_line(&e);
+    alog_line(&e);
+    rename(path, moved);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    alog_line(&e);
+    tap_ok(alog_rotate() == 0 && file_size(path) == 0,
+           "alog_rotate creates the moved file anew");
+    alog_line(&e);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    tap_ok(file_lines(moved, &bad) == 3 && file_lines(path, &bad) == 1,
+           "lines before it in the moved file (3), after it in the new one (1)");
+    tap_ok(alog_reopen(other) == -1, "alog_reopen of a path that cannot be opened: -1");
+    alog_line(&e);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    tap_ok(file_lines(path, &bad) == 2, "and the old file stays");
+    tap_ok(alog_reopen(NULL) == 0, "alog_reopen(NULL) stops the log");
+    alog_line(&e);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    tap_ok(file_lines(path, &bad) == 2 && file_lines(moved, &bad) == 3, "no line goes anywhere");
+    alog_close();
+    event_base_free(base);
+}
+
+/* Everything the pipe's read end p holds now (nonblocking). */
+static size_t drain(int p, char **text, size_t *n, size_t *cap)
+{
+    size_t got = 0;
+    ssize_t k;
+
+    for (;;) {
+        if (*cap - *n < 65536 && (*text = realloc(*text, *cap = *cap * 2 + 65536)) == NULL)
+            abort();
+        if ((k = read(p, *text + *n, *cap - *n)) <= 0)
+            return got;
+        *n += (size_t)k;
+        got += (size_t)k;
+    }
+}
+
+static void full_pipe(void)
+{
+    struct event_base *base = event_base_new();
+    struct accesslog_entry e = full();
+    char err[256], ua[1001], *text = NULL;
+    size_t n = 0, cap = 0, i, lines, bad, total = 2000;
+    uint64_t lost0 = alog_errors(), lost;
+    int p[2], saved = dup(2), rounds;
+
+    memset(ua, 'v', 1000);
+    ua[1000] = '\0';
+    e.user_agent = ua;
+    if (pipe(p) != 0 || dup2(p[1], 2) < 0)
+        abort();
+    close(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    alarm(30);                   /* a write that blocked would hang here */
+    alog_open(base, "stderr", err, sizeof(err));
+    for (i = 0; i < total; i++) {
+        alog_line(&e);
+        if (i % 50 == 49)
+            event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    lost = alog_errors() - lost0;
+    tap_ok(lost > 0 && lost < total,
+           "a pipe nobody reads: %zu lines (2.3 MB) written without blocking, those past the "
+           "pipe and 1 MiB dropped and counted (%llu)", total, (unsigned long long)lost);
+    for (rounds = 0; rounds < 50; rounds++) {
+        drain(p[0], &text, &n, &cap);
+        lines = count_lines(text, n, &bad);
+        if (lines + lost >= total)
+            break;
+        event_base_loop(base, EVLOOP_ONCE);   /* the retry, 200 ms on */
+    }
+    lines = count_lines(text, n, &bad);
+    tap_ok(lines + lost == total && bad == 0,
+           "read again, the rest flows: read %zu + lost %llu = %zu, every line whole", lines,
+           (unsigned long long)lost, total);
+    alog_close();
+    dup2(saved, 2);
+    close(saved);
+    close(p[0]);
+    alarm(0);
+    free(text);
+    event_base_free(base);
+}
+
+static pthread_t reader;
+static int reader_started, saved_stderr = -1;
+
+struct writer {
+    pthread_t th;
+    int id;
+    size_t n;
+};
+
+static void *write_lines(void *arg)
+{
+    struct writer *w = arg;
+    struct event_base *base = event_base_new();
+    struct accesslog_entry e = full();
+    char rid[32];
+    size_t i;
+
+    alog_attach(base);
+    e.request_id = rid;
+    for (i = 0; i < w->n; i++) {
+        snprintf(rid, sizeof(rid), "t%d-%zu", w->id, i);
+        alog_line(&e);
+        if (i % 7 == 6)
+            event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    alog_detach();
+    event_base_free(base);
+    return NULL;
+}
+
+static void *read_pipe(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[65536], path[128];
+    ssize_t k;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/pipe.out", dir);
+    if ((f = fopen(path, "wb")) == NULL)
+        return NULL;
+    while ((k = read(fd, buf, sizeof(buf))) > 0 || (k < 0 && errno == EINTR))
+        if (k > 0)
+            fwrite(buf, 1, (size_t)k, f);
+    fclose(f);
+    return NULL;
+}
+
+/* Four threads, each with its own loop, 1000 lines each, to dest; then
+ * what readback holds: every line whole and in its thread's order, and
+ * the lines there plus those counted lost are all 4000. */
+static void threads_to(const char *dest, const char *readback, const char *what)
+{
+    struct event_base *base = event_base_new();
+    struct writer w[4];
+    char err[256], *text, *p, *end;
+    size_t n, lines, bad, i, order = 0;
+    long next[4] = {-1, -1, -1, -1};
+    uint64_t lost0 = alog_errors(), lost;
+
+    alog_open(base, dest, err, sizeof(err));
+    for (i = 0; i < 4; i++) {
+        w[i].id = (int)i;
+        w[i].n = 1000;
+        pthread_create(&w[i].th, NULL, write_lines, &w[i]);
+    }
+    for (i = 0; i < 4; i++)
+        pthread_join(w[i].th, NULL);
+    alog_close();
+    event_base_free(base);
+    lost = alog_errors() - lost0;
+    if (strcmp(dest, "stderr") == 0)
+        dup2(saved_stderr, 2);   /* the pipe's last writer: the reader ends */
+    if (reader_started)
+        pthread_join(reader, NULL);
+    if ((text = slurp(readback, &n)) == NULL)
+        text = strdup(""), n = 0;
+    lines = count_lines(text, n, &bad);
+    for (p = text; (p = strstr(p, "\"request_id\":\"t")) != NULL; p = end) {
+        int id = p[15] - '0';
+        long seq = strtol(p + 17, &end, 10);
+        if (id < 0 || id > 3 || seq <= next[id])
+            order++;
+        else
+            next[id] = seq;
+    }
+    tap_ok(lines + lost == 4000 && bad == 0 && order == 0,
+           "4 threads to %s: %zu lines written, %llu counted lost, every one whole, in each "
+           "thread's order", what, lines, (unsigned long long)lost);
+    free(text);
+}
+
+static void threads(void)
+{
+    char path[128], out[128];
+    int p[2];
+
+    snprintf(path, sizeof(path), "%s/threads.log", dir);
+    threads_to(path, path, "a file");
+    snprintf(out, sizeof(out), "%s/pipe.out", dir);
+    saved_stderr = dup(2);
+    if (pipe(p) != 0 || dup2(p[1], 2) < 0)
+        abort();
+    close(p[1]);
+    reader_started = pthread_create(&reader, NULL, read_pipe, &p[0]) == 0;
+    threads_to("stderr", out, "a pipe read by another thread");
+    close(p[0]);
+    close(saved_stderr);
 }
 
 int main(void)
 {
+    if (mkdtemp(dir) == NULL)
+        return 1;
     fields();
     numbers_and_time();
+    durations();
     paths();
-    writes();
+    like_yajl();
+    appends();
+    buffered();
+    big();
+    rotate();
+    full_pipe();
+    threads();
+    {
+        char cmd[64];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            tap_ok(0, "removing %s", dir);
+    }
     return tap_done();
 }
