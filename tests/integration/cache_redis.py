@@ -28,8 +28,16 @@ keys = subprocess.run(["redis-cli", "-p", str(redis.port), "--scan"], capture_ou
                       text=True, timeout=10).stdout.split()
 tap.ok(len(keys) > 0 and all(k.startswith("lcg:1:") for k in keys),
        "entries live in Redis under lcg:1:", keys[:5])
-ttl = subprocess.run(["redis-cli", "-p", str(redis.port), "pttl", keys[0]],
-                     capture_output=True, text=True, timeout=10).stdout.strip()
-tap.ok(ttl.isdigit() and 0 < int(ttl) <= (60 + 600) * 1000,
-       "entries carry their own expiry in Redis", ttl)
+entries = [k for k in keys if k.startswith("lcg:1:v")]
+ttls = [subprocess.run(["redis-cli", "-p", str(redis.port), "pttl", k], capture_output=True,
+                       text=True, timeout=10).stdout.strip() for k in entries]
+tap.ok(entries and all(v.isdigit() and 0 < int(v) <= (60 + 600) * 1000 for v in ttls),
+       "entries carry their own expiry in Redis (ttl + the longer stale window)",
+       list(zip(entries, ttls)))
+others = [k for k in keys if not k.startswith("lcg:1:v")]
+ttls = [subprocess.run(["redis-cli", "-p", str(redis.port), "pttl", k], capture_output=True,
+                       text=True, timeout=10).stdout.strip() for k in others]
+tap.ok(all(v.isdigit() and int(v) > 0 for v in ttls),
+       "so does everything else lcgate wrote (generations, leases, budgets)",
+       list(zip(others, ttls)))
 tap.done(env)
