@@ -242,7 +242,7 @@ static void on_key_admit(void *arg, const struct rl_result *r)
     free(a);
 }
 
-static void key_budget(const struct conf *conf, const char *keytag, char *key, size_t n)
+static void key_budget(const char *keytag, char *key, size_t n)
 {
     snprintf(key, n, CK_PREFIX "rl:k:%s", keytag);
 }
@@ -259,7 +259,7 @@ static void on_project_admit(void *arg, const struct rl_result *r)
         return;
     }
     /* The key's budget is spent only by what its project's let through. */
-    key_budget(conf, a->keytag, key, sizeof(key));
+    key_budget(a->keytag, key, sizeof(key));
     rl_take(a->c->gw->rl, key, &conf->key_rate, conf->key_burst, on_key_admit, a);
 }
 
@@ -275,7 +275,7 @@ void cache_upstream_admit(struct cache *c, const struct admit_who *who, int back
     char key[CK_LABEL_MAX + 16], kkey[64];
 
     snprintf(key, sizeof(key), CK_PREFIX "rl:u:%s", who->label);
-    key_budget(conf, who->keytag, kkey, sizeof(kkey));
+    key_budget(who->keytag, kkey, sizeof(kkey));
     if (held > 0) {
         cb(arg, ADMIT_PROJECT, held);
         return;

@@ -445,15 +445,13 @@ static int read_named(const struct hs_req *req, const struct reading *rd, struct
         char *v = NULL;
         const char *body = (const char *)evbuffer_pullup(req->body, -1);
         switch (rr_body_member(hs_header(req, "Content-Type"), body, len, "project_id", &v)) {
-        case RR_BODY_FOUND:
-            nm->v[nm->n++] = NULL;
-            if ((nm->v[nm->n - 1] = rr_project_canon(v, strlen(v))) == NULL) {
-                nm->n--;
-                free(v);
-                return -1;
-            }
+        case RR_BODY_FOUND: {
+            int rc = add_named(nm, v, strlen(v));
             free(v);
+            if (rc != 0)
+                return -1;
             break;
+        }
         case RR_BODY_UNREADABLE:
             nm->unreadable = 1;
             break;
@@ -645,32 +643,39 @@ static void budgets_of(struct greq *g, const struct conf *c, const struct conf_c
     }
 }
 
-static void reply_429(struct greq *g, int64_t retry_after_ms, const char *detail)
-{
-    retry_headers(g->req, retry_after_ms);
-    fail_greq(g, 429, detail);
-}
+/* The budgets a request may be refused by: the label of
+ * lcgate_rate_limited_total's budget, the access log's detail, and what
+ * the 429 names. */
+enum budget { B_CLIENT, B_UPSTREAM, B_TOKEN, B_KEY };
 
-static void reply_project_429(struct greq *g, int64_t retry_after_ms)
-{
-    char detail[CK_LABEL_MAX + 64];
+static const struct {
+    const char *metric, *detail;
+} budgets[] = {
+    [B_CLIENT] = {"client", "client-budget"},        /* the project's, for clients */
+    [B_UPSTREAM] = {"upstream", "upstream-budget"},  /* the project's, upstream */
+    [B_TOKEN] = {"token", "token-budget"},           /* the [client]'s own */
+    [B_KEY] = {"key", "key-budget"},                 /* the upstream key's */
+};
 
-    snprintf(detail, sizeof(detail), "Rate limit exceeded for project %s",
-             g->project ? g->project : "default");
-    reply_429(g, retry_after_ms, detail);
-}
-
-static void reply_client_429(struct greq *g, int64_t retry_after_ms)
+/* A 429 from one of the request's budgets: counted, and answered with its
+ * wait and what refused it (the whole name: no truncated UTF-8). */
+static void refuse_budget(struct greq *g, enum budget b, int64_t retry_after_ms)
 {
-    size_t n = strlen(g->client) + 40;
+    const char *who = b == B_TOKEN ? g->client : g->project ? g->project : "default";
+    size_t n = strlen(who) + 48;
     char *detail = malloc(n);
 
-    if (detail == NULL) {
-        reply_429(g, retry_after_ms, "Rate limit exceeded for this client");
-        return;
+    metrics_inc(g->gw->m.rate_limited, 1, g->label, budgets[b].metric, NULL);
+    g->detail = budgets[b].detail;
+    retry_headers(g->req, retry_after_ms);
+    if (b == B_KEY || detail == NULL) {
+        fail_greq(g, 429, b == B_KEY ? "Rate limit exceeded for the upstream key"
+                                     : "Rate limit exceeded");
+    } else {
+        snprintf(detail, n, "Rate limit exceeded for %s %s",
+                 b == B_TOKEN ? "client" : "project", who);
+        fail_greq(g, 429, detail);
     }
-    snprintf(detail, n, "Rate limit exceeded for client %s", g->client);
-    reply_429(g, retry_after_ms, detail);
     free(detail);
 }
 
@@ -874,7 +879,8 @@ static void on_pass_upstream(void *arg, struct up_resp *r)
     size_t i;
 
     g->xfer = NULL;
-    gw_pass_reads(g->gw, g->read_only ? -1 : 0);
+    if (g->read_only)
+        gw_pass_reads(g->gw, -1);
     if (r->err != UP_OK) {
         fail_upstream(g, r);
         return;
@@ -976,7 +982,8 @@ static void send_pass(struct greq *g)
         fail_greq(g, 502, "Upstream request could not be started");
         return;
     }
-    gw_pass_reads(g->gw, g->read_only ? 1 : 0);
+    if (g->read_only)
+        gw_pass_reads(g->gw, 1);
     return;
 oom:
     curl_slist_free_all(h);
@@ -997,13 +1004,9 @@ static void on_pass_admitted(void *arg, enum admit verdict, int64_t retry_after_
     } else if (verdict == ADMIT_OK) {
         send_pass(g);
     } else if (verdict == ADMIT_KEY) {
-        metrics_inc(g->gw->m.rate_limited, 1, g->label, "key", NULL);
-        g->detail = "key-budget";
-        reply_429(g, retry_after_ms, "Rate limit exceeded for the upstream key");
+        refuse_budget(g, B_KEY, retry_after_ms);
     } else {
-        metrics_inc(g->gw->m.rate_limited, 1, g->label, "upstream", NULL);
-        g->detail = "upstream-budget";
-        reply_project_429(g, retry_after_ms);
+        refuse_budget(g, B_UPSTREAM, retry_after_ms);
     }
 }
 
@@ -1017,9 +1020,7 @@ static void on_admitted(void *arg, const struct rl_result *r)
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
         g->gw->rate_limited++;
-        metrics_inc(g->gw->m.rate_limited, 1, g->label, "client", NULL);
-        g->detail = "client-budget";
-        reply_project_429(g, r->retry_after_ms);
+        refuse_budget(g, B_CLIENT, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
     } else {
@@ -1044,9 +1045,7 @@ static void on_client_admitted(void *arg, const struct rl_result *r)
     if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
-        metrics_inc(g->gw->m.rate_limited, 1, g->label, "token", NULL);
-        g->detail = "token-budget";
-        reply_client_429(g, r->retry_after_ms);
+        refuse_budget(g, B_TOKEN, r->retry_after_ms);
     } else {
         take_project_budget(g);
     }
@@ -1148,7 +1147,7 @@ static void on_gone_poll(evutil_socket_t fd, short what, void *arg)
         if (g->xfer && g->read_only && g->route < 0 && hs_req_gone(g->req)) {
             up_cancel(g->xfer);
             g->xfer = NULL;
-            gw->pass_reads--;
+            gw_pass_reads(gw, -1);
             log_debug("request %s: the client went away; its upstream read is cancelled",
                       g->rid);
             fail_greq(g, 499, "Client closed the request");
@@ -1257,18 +1256,14 @@ static int on_fast(struct hs_req *req, void *arg)
         rl_take(gw->rl, clkey, &g.client_rate, g.client_burst, on_fast_rl, &g.client_rl);
         g.client_taken = 1;
         if (!g.client_rl.allowed) {
-            metrics_inc(gw->m.rate_limited, 1, g.label, "token", NULL);
-            g.detail = "token-budget";
-            reply_client_429(&g, g.client_rl.retry_after_ms);
+            refuse_budget(&g, B_TOKEN, g.client_rl.retry_after_ms);
             goto answered;
         }
     }
     rl_take(gw->rl, g.rlkey, &g.rate, g.burst, on_fast_rl, &g.rl);
     g.has_rl = 1;
     if (!g.rl.allowed) {
-        metrics_inc(gw->m.rate_limited, 1, g.label, "client", NULL);
-        g.detail = "client-budget";
-        reply_project_429(&g, g.rl.retry_after_ms);
+        refuse_budget(&g, B_CLIENT, g.rl.retry_after_ms);
         goto answered;
     }
     on_answer(&g, &a);

@@ -1971,17 +1971,6 @@ static int make_token(char *tok, size_t cap)
     return 0;
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode p[0..n) into a new string; NULL when malformed or when it
  * would hold a NUL. */
 static char *pct_decode(const char *p, size_t n)
@@ -1999,8 +1988,8 @@ static char *pct_decode(const char *p, size_t n)
         }
         if (i + 2 >= n)
             goto bad;
-        hi = hexval((unsigned char)p[i + 1]);
-        lo = hexval((unsigned char)p[i + 2]);
+        hi = util_hexval((unsigned char)p[i + 1]);
+        lo = util_hexval((unsigned char)p[i + 2]);
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             goto bad;
         *o++ = (char)(hi << 4 | lo);
