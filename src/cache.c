@@ -14,7 +14,6 @@
 #include "cache_store.h"
 #include "clock.h"
 #include "util.h"
-#include "request_read.h"
 #include "conf.h"
 #include "config.h"
 #include "http_front.h"
