@@ -9,7 +9,7 @@ mock's counters). What is added here:
   reports every check not yet reported as `not ok` with the reason, so that
   one scenario never aborts the file and the plan is the same on every
   build.
-- A small Redis client (RESP over a socket: SCAN, PTTL, DEL, GET, ...), so
+- Redis commands (faults_lib.redis_cmd, with SCAN: PTTL, DEL, GET, ...), so
   that keys holding any byte are read exactly.
 - Raw requests on a socket: no Host header, or a request whose client goes
   away after a while.
@@ -25,7 +25,9 @@ import traceback
 import uuid
 
 import cache4 as c
+import faults_lib as fl
 import lcgtest as t
+from rl5 import key_file  # noqa: F401 (tests call tr.key_file)
 
 V1, V2 = c.V1, c.V2
 A, B = t.PROJ_A, t.PROJ_B
@@ -45,14 +47,6 @@ def rand_project():
 
 def bearer(tok):
     return {"Authorization": "Bearer " + tok}
-
-
-def key_file(env, name, content):
-    path = env.path(name)
-    with open(path, "w") as f:
-        f.write(content)
-    os.chmod(path, 0o600)
-    return path
 
 
 def show(r):
@@ -256,58 +250,28 @@ def run_lcgate(args, extra_env=None, timeout=20):
 
 # ---- Redis ----------------------------------------------------------------------
 
-class RedisError(Exception):
-    pass
-
-
 class Redis:
-    """A minimal RESP client: cmd(*args) -> reply (bytes, int, str, list, None)."""
+    """Commands to one redis-server, one connection each (faults_lib's
+    redis_cmd); an error reply raises it. Replies are str, int, list, None."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.f = self.s.makefile("rb")
+        self.port = port
 
     def cmd(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(out))
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline()
-        if not line.endswith(b"\r\n"):
-            raise RedisError("connection closed")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode("utf-8", "replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.f.read(n + 2)[:-2]
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RedisError("unexpected reply %r" % line)
+        r = fl.redis_cmd(self.port, *args, timeout=5.0)
+        if isinstance(r, Exception):
+            raise r
+        return r
 
     def scan(self, match=None):
-        cursor, keys = b"0", []
+        cursor, keys = "0", []
         while True:
             args = ["SCAN", cursor] + (["MATCH", match] if match else []) + ["COUNT", 1000]
             cursor, batch = self.cmd(*args)
             keys.extend(batch)
-            if cursor == b"0":
+            if cursor == "0":
                 return keys
 
     def close(self):
-        try:
-            self.f.close()
-            self.s.close()
-        except OSError:
-            pass
+        pass
+
