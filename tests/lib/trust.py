@@ -10,7 +10,7 @@ mock's counters). What is added here:
   one scenario never aborts the file and the plan is the same on every
   build.
 - Redis commands (faults_lib.redis_cmd, with SCAN: PTTL, DEL, GET, ...), so
-  that keys holding any byte are read exactly.
+  that a test reads what lcgate wrote (its keys are ASCII).
 - Raw requests on a socket: no Host header, or a request whose client goes
   away after a while.
 """
