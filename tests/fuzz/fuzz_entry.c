@@ -19,15 +19,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_entry: check failed: %s: ", #cond);        \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
+#define FUZZ_NAME "fuzz_entry"
+#include "fuzz.h"
 
 #define HDR_LEN (4 + 2 + 8 + 8 + 8 + CENTRY_ETAG_LEN + 4)
 

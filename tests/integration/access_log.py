@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 
 V1 = "/api/v1/beta/batch-processing"
 V2 = "/api/v2/batches"
@@ -450,16 +450,16 @@ def workers_fast_path():
 
 def fields():
     """The fields: keys in order, client name, user agent, bytes, protocol, detail."""
-    P = [rl5.project("alog-%d" % i) for i in range(6)]
+    P = [rlib.project("alog-%d" % i) for i in range(6)]
     TOK_A, TOK_B = "lcg-tok-alog-alice-0123456789abcdef01", "lcg-tok-alog-bob-0123456789abcdef0123"
     log_f = env.path("access-f.log")
     conf = {"server": {"access_log": log_f},
             "cache": {"ttl": "1s", "stale_while_revalidate": "30s"},
             "ratelimit": {"rate": "1/h", "burst": "2", "upstream_rate": "1/h",
                           "upstream_burst": "1"},
-            rl5.client_section("alice"): {"token_sha256": rl5.sha256hex(TOK_A), "projects": "*",
+            rlib.client_section("alice"): {"token_sha256": rlib.sha256hex(TOK_A), "projects": "*",
                                           "rate": "1/h", "burst": "2"},
-            rl5.client_section("bob"): {"token_sha256": rl5.sha256hex(TOK_B), "projects": "*"}}
+            rlib.client_section("bob"): {"token_sha256": rlib.sha256hex(TOK_B), "projects": "*"}}
     g = gate(conf, "lcgate-fields")
     A = {"Authorization": "Bearer " + TOK_A}
     B = {"Authorization": "Bearer " + TOK_B}

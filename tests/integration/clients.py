@@ -22,13 +22,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 
 V1, V2 = c.V1, c.V2
 A, B = t.PROJ_A, t.PROJ_B
-R = rl5.project("cl-budget")
+R = rlib.project("cl-budget")
 TOK_ALICE = "lcg-tok-alice-7c1e0b5d9a3f48e2b6d4c8a0f2e4b6d8"
 TOK_BOB = "lcg-tok-bob-19d0c3e7a5b24f6e8d1c3b5a7f9e0d2c"
 TOK_CAROL = "lcg-tok-carol-5e8a2c4f6b0d49a1b3c5d7e9f1a3b5c7"
@@ -37,8 +37,8 @@ TOK_WRONG = "lcg-tok-wrong-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 tap = t.Tap()
 env = t.Env("lcgate-clients")
 mock = env.mock()  # knows KEY_A (default project A) and KEY_B (default project B)
-keyfile_a = rl5.key_file(env, "key_a", t.KEY_A + "\n")
-keyfile_b = rl5.key_file(env, "key_b", "  " + t.KEY_B + " \n")
+keyfile_a = rlib.key_file(env, "key_a", t.KEY_A + "\n")
+keyfile_b = rlib.key_file(env, "key_b", "  " + t.KEY_B + " \n")
 
 
 def bearer(tok):
@@ -64,7 +64,7 @@ V2_BODY = {"source_directory_id": "dir-cl"}
 
 # --- per-project keys, no clients ---------------------------------------------
 confk = c.gate_conf(mock, server={"log_level": "debug"}, upstream={"api_key_file": keyfile_a})
-confk[rl5.proj_section(B)] = {"api_key_file": keyfile_b}
+confk[rlib.proj_section(B)] = {"api_key_file": keyfile_b}
 gk = c.start_gate(tap, env, confk, name="lcgate-keys")
 if gk:
     cases = [
@@ -80,27 +80,27 @@ if gk:
          t.KEY_B, "v1 list of project B sent with the client's own Authorization"),
     ]
     for method, path, h, body, want, what in cases:
-        if not rl5.running(tap, gk, "keys: " + what):
+        if not rlib.running(tap, gk, "keys: " + what):
             break
         mock.reset()
         r = c.get(gk.port, path, method=method, headers=h, body=body, timeout=10)
         e = last_entry()
         tap.ok(r.status == 200 and mock.count() == 1
-               and rl5.mock_auth(e) == "Bearer " + want,
+               and rlib.mock_auth(e) == "Bearer " + want,
                "keys: %s: the mock got Authorization: Bearer <key %s>"
                % (what, "A" if want == t.KEY_A else "B"),
                "%s\nmock saw %d; last: %s %s auth=%r" % (
-                   rl5.hdrs(r), mock.count(), e.get("method"), e.get("path"),
-                   (rl5.mock_auth(e) or "")[:24]))
+                   rlib.hdrs(r), mock.count(), e.get("method"), e.get("path"),
+                   (rlib.mock_auth(e) or "")[:24]))
 
 # --- client tokens ------------------------------------------------------------
 confc = c.gate_conf(mock, server={"log_level": "debug"})
-confc[rl5.proj_section(B)] = {"api_key_file": keyfile_b}
-confc[rl5.proj_section(R)] = {"rate": "1/min", "burst": "3"}
-confc[rl5.client_section("alice")] = {"token_sha256": rl5.sha256hex(TOK_ALICE),
+confc[rlib.proj_section(B)] = {"api_key_file": keyfile_b}
+confc[rlib.proj_section(R)] = {"rate": "1/min", "burst": "3"}
+confc[rlib.client_section("alice")] = {"token_sha256": rlib.sha256hex(TOK_ALICE),
                                       "projects": "%s, %s, default" % (A, R)}
-confc[rl5.client_section("bob")] = {"token_sha256": rl5.sha256hex(TOK_BOB), "projects": "*"}
-confc[rl5.client_section("carol")] = {"token_sha256": rl5.sha256hex(TOK_CAROL), "projects": B}
+confc[rlib.client_section("bob")] = {"token_sha256": rlib.sha256hex(TOK_BOB), "projects": "*"}
+confc[rlib.client_section("carol")] = {"token_sha256": rlib.sha256hex(TOK_CAROL), "projects": B}
 gc = c.start_gate(tap, env, confc, name="lcgate-clients", key=t.KEY_A)
 
 
@@ -126,18 +126,18 @@ if gc:
     cases401 = [
         ("no Authorization", {}),
         ("a wrong token", bearer(TOK_WRONG)),
-        ("alice's token_sha256 sent as the token", bearer(rl5.sha256hex(TOK_ALICE))),
+        ("alice's token_sha256 sent as the token", bearer(rlib.sha256hex(TOK_ALICE))),
         ("alice's token as Basic credentials", {"Authorization": basic}),
         ("alice's token without the Bearer scheme", {"Authorization": TOK_ALICE}),
         ("the upstream API key itself", bearer(t.KEY_A)),
     ]
     for what, h in cases401:
-        if not rl5.running(tap, gc, "tokens: " + what):
+        if not rlib.running(tap, gc, "tokens: " + what):
             break
         r = c.get(port, pa, headers=h)
         p = problems_refused(r, 401)
         tap.ok(not p, "tokens: %s: 401 JSON with a Bearer WWW-Authenticate" % what,
-               "%s\n%s" % (p, rl5.hdrs(r)))
+               "%s\n%s" % (p, rlib.hdrs(r)))
     cases403 = [
         ("alice, v1 list of project B", "GET", V1 + "?project_id=%s&limit=3" % B, TOK_ALICE, None),
         ("alice, v2 list of project B", "GET", V2 + "?project_id=%s&page_size=3" % B, TOK_ALICE,
@@ -153,7 +153,7 @@ if gc:
          dict(V2_BODY, project_id=B)),
     ]
     for what, method, path, tok, body in cases403:
-        if not rl5.running(tap, gc, "tokens: " + what):
+        if not rlib.running(tap, gc, "tokens: " + what):
             break
         h = bearer(tok)
         if body is not None:
@@ -161,48 +161,48 @@ if gc:
         r = c.get(port, path, method=method, headers=h,
                   body=json.dumps(body).encode() if body is not None else None)
         p = problems_refused(r, 403)
-        tap.ok(not p, "tokens: %s: 403 JSON" % what, "%s\n%s" % (p, rl5.hdrs(r)))
+        tap.ok(not p, "tokens: %s: 403 JSON" % what, "%s\n%s" % (p, rlib.hdrs(r)))
     tap.eq(mock.count(), 0, "tokens: none of the %d refused requests reached the upstream"
            % (len(cases401) + len(cases403)))
 
-if rl5.running(tap, gc, "tokens: the admitted requests"):
+if rlib.running(tap, gc, "tokens: the admitted requests"):
     r = c.get(port, pa, headers=bearer(TOK_ALICE))
     e = last_entry()
     tap.ok(r.status == 200 and c.xc(r) == "MISS" and mock.count() == 1
-           and rl5.mock_auth(e) == "Bearer " + t.KEY_A,
+           and rlib.mock_auth(e) == "Bearer " + t.KEY_A,
            "tokens: alice, project A: 200, and the upstream got the API key in place of "
-           "the token", "%s\nauth=%r" % (rl5.hdrs(r), (rl5.mock_auth(e) or "")[:24]))
+           "the token", "%s\nauth=%r" % (rlib.hdrs(r), (rlib.mock_auth(e) or "")[:24]))
     r2 = c.get(port, pa)
     tap.ok(r2.status == 401 and mock.count() == 1 and c.xc(r2) != "HIT",
            "tokens: the same (now cached) list without a token is 401, not a hit",
-           rl5.hdrs(r2))
+           rlib.hdrs(r2))
     r3 = c.get(port, pa, headers=bearer(TOK_WRONG))
     tap.ok(r3.status == 401 and c.xc(r3) != "HIT", "tokens: and with a wrong token, 401",
-           rl5.hdrs(r3))
+           rlib.hdrs(r3))
     r = c.get(port, V1 + "?limit=3", headers=bearer(TOK_ALICE))
     tap.ok(r.status == 200, "tokens: alice without project_id (\"default\" is in her list): 200",
-           rl5.hdrs(r))
+           rlib.hdrs(r))
     reset()
     r = c.get(port, V1, method="POST", headers=dict(bearer(TOK_ALICE), **JH),
               body=json.dumps(dict(V1_BODY, project_id=A)).encode())
     e = last_entry()
     tap.ok(r.status == 200 and e.get("method") == "POST"
-           and rl5.mock_auth(e) == "Bearer " + t.KEY_A,
+           and rlib.mock_auth(e) == "Bearer " + t.KEY_A,
            "tokens: alice, POST with \"project_id\": A in the body: 200, sent upstream with the "
-           "key", "%s\n%s %r" % (rl5.hdrs(r), e.get("method"), (rl5.mock_auth(e) or "")[:24]))
+           "key", "%s\n%s %r" % (rlib.hdrs(r), e.get("method"), (rlib.mock_auth(e) or "")[:24]))
     reset()
     r = c.get(port, V1 + "?project_id=%s&limit=3" % B, headers=bearer(TOK_BOB))
     e = last_entry()
-    tap.ok(r.status == 200 and rl5.mock_auth(e) == "Bearer " + t.KEY_B,
+    tap.ok(r.status == 200 and rlib.mock_auth(e) == "Bearer " + t.KEY_B,
            "tokens: bob (projects = *), project B: 200, with project B's own key upstream",
-           "%s\nauth=%r" % (rl5.hdrs(r), (rl5.mock_auth(e) or "")[:24]))
-    r = c.get(port, V1 + "?project_id=%s&limit=3" % rl5.project("cl-any"),
+           "%s\nauth=%r" % (rlib.hdrs(r), (rlib.mock_auth(e) or "")[:24]))
+    r = c.get(port, V1 + "?project_id=%s&limit=3" % rlib.project("cl-any"),
               headers=bearer(TOK_BOB))
-    tap.ok(r.status == 200, "tokens: bob, any other project: 200", rl5.hdrs(r))
+    tap.ok(r.status == 200, "tokens: bob, any other project: 200", rlib.hdrs(r))
     r = c.get(port, V1 + "?project_id=%s&limit=4" % B, headers=bearer(TOK_CAROL))
-    tap.ok(r.status == 200, "tokens: carol, project B: 200", rl5.hdrs(r))
+    tap.ok(r.status == 200, "tokens: carol, project B: 200", rlib.hdrs(r))
 
-if rl5.running(tap, gc, "tokens: refusals and the budget"):
+if rlib.running(tap, gc, "tokens: refusals and the budget"):
     # Refusals spend no budget: R allows 3 requests a minute.
     pr = V1 + "?project_id=%s&limit=3" % R
     seq = [c.get(port, pr) for _ in range(3)]
@@ -211,8 +211,8 @@ if rl5.running(tap, gc, "tokens: refusals and the budget"):
     tap.eq([r.status for r in seq], [401] * 3 + [403] * 3 + [200] * 3 + [429],
            "tokens: 3 401s and 3 403s for project R (rate 1/min, burst 3) leave its budget "
            "whole: alice then gets 3 200s, and a 429")
-    p = rl5.problems_429(seq[-1], R, q=3, w=180, r_zero=True)
-    tap.ok(not p, "tokens: that 429 is the contract's, naming R", "%s\n%s" % (p, rl5.hdrs(seq[-1])))
+    p = rlib.problems_429(seq[-1], R, q=3, w=180, r_zero=True)
+    tap.ok(not p, "tokens: that 429 is the contract's, naming R", "%s\n%s" % (p, rlib.hdrs(seq[-1])))
 
 if gc:
     reset()
@@ -235,7 +235,7 @@ for g in (gk, gc):
     name = os.path.basename(g.proc.logpath)
     tap.ok(len(log.splitlines()) > 5, "%s logged at debug (%d lines)"
            % (name, len(log.splitlines())))
-    lk = rl5.leaks(log, secrets)
+    lk = rlib.leaks(log, secrets)
     tap.ok(not lk, "%s: no log line holds a token (right or wrong) or an API key" % name, lk)
 
 
@@ -257,7 +257,7 @@ def conf_file(name, text):
     return path
 
 
-client = '[client "ops"]\ntoken_sha256 = %s\nprojects = *\n' % rl5.sha256hex(TOK_BOB)
+client = '[client "ops"]\ntoken_sha256 = %s\nprojects = *\n' % rlib.sha256hex(TOK_BOB)
 base = "[server]\nlisten = 127.0.0.1:%d\nadmin_listen = 127.0.0.1:%d\n" \
        "[upstream]\nbase_url = %s\n" % (t.free_port(), t.free_port(), mock.url)
 nokey = conf_file("client-nokey.conf", base + client)

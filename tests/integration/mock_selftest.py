@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Self-test of tests/mock_upstream.py (TAP output).
+"""Self-test of tests/mock/mock_upstream.py (TAP output).
 
 Starts the mock on an ephemeral port in a temporary directory and checks it
 over http.client: auth, both list routes (paging, filters, projects), the
@@ -20,7 +20,7 @@ import traceback
 from urllib.parse import quote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MOCK = os.path.normpath(os.path.join(HERE, "..", "mock_upstream.py"))
+MOCK = os.path.normpath(os.path.join(HERE, "..", "mock", "mock_upstream.py"))
 
 K1, P1 = "test-key-one", "11111111-1111-4111-8111-111111111111"
 K2, P2 = "test-key-two", "22222222-2222-4222-8222-222222222222"

@@ -23,9 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 
 V1 = c.V1
 RATE, BURST, SECONDS = 10, 5, 10.0
@@ -37,7 +37,7 @@ env = t.Env("lcgate-rl-redis")
 mock = env.mock()
 redis = env.redis()
 conf = c.gate_conf(mock, cache=c.redis_cache(redis, ttl="60s", redis_timeout="200ms"),
-                   ratelimit=rl5.limits("%d/s" % RATE, BURST))
+                   ratelimit=rlib.limits("%d/s" % RATE, BURST))
 ga = c.start_gate(tap, env, conf, name="lcgate-a")
 gb = c.start_gate(tap, env, conf, name="lcgate-b")
 
@@ -51,14 +51,14 @@ if ga and gb:
     time.sleep(1.0)  # both budgets are full again (5 tokens at 10/s: 0.5 s)
 
 
-if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
-        and rl5.running(tap, gb, "the 10 s hammer")):
+if (ga and gb and rlib.running(tap, ga, "the 10 s hammer")
+        and rlib.running(tap, gb, "the 10 s hammer")):
     start = time.monotonic()
     until = start + SECONDS
 
     def b_worker():
         """Project B at 5/s, alternating the instances."""
-        conns = [rl5.Conn(ga.port), rl5.Conn(gb.port)]
+        conns = [rlib.Conn(ga.port), rlib.Conn(gb.port)]
         out = []
         i = 0
         while time.monotonic() < until:
@@ -66,14 +66,14 @@ if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
             r.gate = "ab"[i % 2]
             out.append(r)
             i += 1
-            rl5.sleep_until(min(until, r.t0 + 1.0 / (RATE / 2)))
+            rlib.sleep_until(min(until, r.t0 + 1.0 / (RATE / 2)))
         for cn in conns:
             cn.close()
         return out
 
-    workers = [rl5.loop_until(g.port, lambda i: path_a, until)
+    workers = [rlib.loop_until(g.port, lambda i: path_a, until)
                for g in (ga, ga, gb, gb)] + [b_worker]
-    results, alive = rl5.run_threads(workers, until + 20)
+    results, alive = rlib.run_threads(workers, until + 20)
     tap.ok(not any(alive), "every client thread finished by its deadline", alive)
     results = [r or [] for r in results]
     for k, g in enumerate("aabb"):
@@ -112,16 +112,16 @@ if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
            c.summary(admitted))
     # At 10/s a refused request waits at most one interval (100 ms) for the
     # next token; 10 ms of slack for rounding. t is at most ceil(5 / 10) = 1.
-    checks = [(r, rl5.problems_429(r, A, q=BURST, w=1, max_ms=110, t_max=1)) for r in refused]
+    checks = [(r, rlib.problems_429(r, A, q=BURST, w=1, max_ms=110, t_max=1)) for r in refused]
     tap.ok(bool(refused) and not any(p for _, p in checks),
            "project A: every 429 has the contract's body, Retry-After = ceil(retry-after-ms"
            "/1000) >= 1, 0 < retry-after-ms <= 110, RateLimit-Policy \"project\";q=5;w=1 "
-           "and RateLimit r=0;t=1 (%d 429s)" % len(refused), rl5.first_problems(checks))
-    checks = [(r, rl5.problems_headers(r, BURST, 1, BURST, 1)) for r in admitted]
+           "and RateLimit r=0;t=1 (%d 429s)" % len(refused), rlib.first_problems(checks))
+    checks = [(r, rlib.problems_headers(r, BURST, 1, BURST, 1)) for r in admitted]
     tap.ok(bool(admitted) and not any(p for _, p in checks),
            "project A: every 200 has RateLimit-Policy \"project\";q=5;w=1 and RateLimit "
-           "r in 0..4, t in 0..1", rl5.first_problems(checks))
-    ms = [rl5.int_header(r, "retry-after-ms") for r in refused]
+           "r in 0..4, t in 0..1", rlib.first_problems(checks))
+    ms = [rlib.int_header(r, "retry-after-ms") for r in refused]
     ms = [m for m in ms if m is not None]
     if ms:
         tap.diag("retry-after-ms on the 429s: min %d, max %d" % (min(ms), max(ms)))
@@ -131,10 +131,10 @@ if (ga and gb and rl5.running(tap, ga, "the 10 s hammer")
     tap.ok(bool(ans_b) and all(r.status == 200 for r in ans_b),
            "project B, under its own limit, got only 200s while A was hammered",
            c.summary([r for r in ans_b if r.status != 200]))
-    checks = [(r, rl5.problems_headers(r, BURST, 1, BURST, 1)) for r in ans_b]
+    checks = [(r, rlib.problems_headers(r, BURST, 1, BURST, 1)) for r in ans_b]
     tap.ok(bool(ans_b) and not any(p for _, p in checks),
            "project B: its answers carry its own RateLimit-Policy and RateLimit",
-           rl5.first_problems(checks))
+           rlib.first_problems(checks))
     tap.diag("upstream requests during the run: %d (hits only)" % (mock.count() - 2))
 
 
@@ -150,7 +150,7 @@ PER = BURST + RATE * PHASE  # 35: one instance's own budget over the phase
 def two_hammer(pid):
     path = V1 + "?project_id=%s&limit=5" % pid
     until = time.monotonic() + PHASE
-    res, alive = rl5.run_threads([rl5.loop_until(g.port, lambda i: path, until)
+    res, alive = rlib.run_threads([rlib.loop_until(g.port, lambda i: path, until)
                                   for g in (ga, gb, ga, gb)], until + 20)
     res = [r or [] for r in res]
     return [res[0] + res[2], res[1] + res[3]], alive
@@ -162,8 +162,8 @@ def figures(res):
                      for n, rs in zip("ab", res))
 
 
-if rl5.running(tap, ga, "the Redis outage") and rl5.running(tap, gb, "the Redis outage"):
-    C, D = rl5.project("rr-down"), rl5.project("rr-back")
+if rlib.running(tap, ga, "the Redis outage") and rlib.running(tap, gb, "the Redis outage"):
+    C, D = rlib.project("rr-down"), rlib.project("rr-back")
     log_at = [len(ga.log()), len(gb.log())]
     env.stop(redis, sig=9)
     tap.diag("redis-server killed")
@@ -178,10 +178,10 @@ if rl5.running(tap, ga, "the Redis outage") and rl5.running(tap, gb, "the Redis 
         tap.ok(len(rs) >= 2 * PER and 0.85 * PER <= adm <= 1.1 * PER + 1,
                "redis down: instance %s applies the limit from memory: %d admitted of %d in "
                "%.0f s (want %d +/- 10%%: its own 5 + 10/s)" % (n, adm, len(rs), PHASE, PER))
-    checks = [(r, rl5.problems_429(r, C, q=BURST, w=1, max_ms=110, t_max=1))
+    checks = [(r, rlib.problems_429(r, C, q=BURST, w=1, max_ms=110, t_max=1))
               for r in allr if r.status == 429]
     tap.ok(bool(checks) and not any(p for _, p in checks),
-           "redis down: the 429s are still the contract's", rl5.first_problems(checks))
+           "redis down: the 429s are still the contract's", rlib.first_problems(checks))
     # "logged once per outage": one warning or error about rate limiting per
     # instance, however many requests were limited from memory.
     for n, g, at in (("a", ga, log_at[0]), ("b", gb, log_at[1])):

@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
 
 HEAD = (b"POST /api/v2/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"

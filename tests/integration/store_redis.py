@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """store_redis.py: the Redis store (src/store_redis.c) against real
-redis-servers, through tests/unit/redis_store_check.
+redis-servers, through tests/unit/t_store_redis.
 
 It builds nothing: the check binary is $REDIS_STORE_CHECK, else
-tests/unit/redis_store_check under $LCGATE_BUILDDIR (or the current
+tests/unit/t_store_redis under $LCGATE_BUILDDIR (or the current
 directory). It starts its own redis-servers on free loopback ports and unix
 sockets in a temporary directory, runs each mode of the check (normal over
 TCP and a unix socket, with AUTH and with an ACL user, CLIENT PAUSE, a
@@ -29,7 +29,7 @@ import urllib.parse
 
 BUILDDIR = os.environ.get("LCGATE_BUILDDIR") or os.getcwd()
 CHECK = os.environ.get("REDIS_STORE_CHECK") or os.path.join(
-    BUILDDIR, "tests", "unit", "redis_store_check")
+    BUILDDIR, "tests", "unit", "t_store_redis")
 REDIS_SERVER = shutil.which("redis-server")
 # The deadline modes (pause, restart, hang, down) measure against a short
 # deadline; the normal mode moves 2 MiB values, and under ASan on a loaded
@@ -239,7 +239,7 @@ def run_check(name, url, mode, secret=None, flush=None, restart=None):
 
 
 def check_marker(name, redis, db):
-    key = "redis_store_check:marker"
+    key = "t_store_redis:marker"
     ok(redis.command("EXISTS", key, db=db) == b":1",
        "%s: the store wrote to database %d" % (name, db))
     if db != 0:

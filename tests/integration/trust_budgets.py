@@ -16,9 +16,9 @@ import sys
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 import trust as tr  # noqa: E402
 
 V1, V2 = tr.V1, tr.V2
@@ -36,7 +36,7 @@ def statuses(rs):
 
 
 def problems_429(r, detail):
-    p = rl5.problems_429(r, r_zero=False)
+    p = rlib.problems_429(r, r_zero=False)
     if c.js(r) != {"detail": detail}:
         p.append("body %r, want %r" % (r.body[:200], {"detail": detail}))
     return p

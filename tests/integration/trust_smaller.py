@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 import trust as tr  # noqa: E402
 
 V1, V2 = tr.V1, tr.V2
@@ -122,7 +122,7 @@ with tr.Scenario(tap, "reload during a chunked upload", names) as sc:
     n0 = g.log().count("configuration reloaded")
     low = dict(conf)
     low["server"] = dict(conf["server"], max_body="16KiB")
-    rl5.reload(g, low)
+    rlib.reload(g, low)
     t.wait_for(lambda: g.log().count("configuration reloaded") > n0, 5, "the reload")
     try:
         rest = data[half:]

@@ -26,25 +26,25 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 
 V1 = c.V1
 UP_RATE, UP_BURST, SECONDS, N = 2, 4, 5.0, 200
-M, HITS = rl5.project("ub-main"), rl5.project("ub-hits")
-HOLD_RA, HOLD_MS = rl5.project("ub-hold-ra"), rl5.project("ub-hold-ms")
-OTHER = rl5.project("ub-other")
+M, HITS = rlib.project("ub-main"), rlib.project("ub-hits")
+HOLD_RA, HOLD_MS = rlib.project("ub-hold-ra"), rlib.project("ub-hold-ms")
+OTHER = rlib.project("ub-other")
 
 tap = t.Tap()
 env = t.Env("lcgate-upbudget")
 mock = env.mock()
 conf = c.gate_conf(mock, cache={"ttl": "1s", "stale_while_revalidate": "0s",
                                 "stale_if_error": "10m", "prefetch": "off"},
-                   ratelimit=rl5.limits("1000/s", 100000, "%d/s" % UP_RATE, UP_BURST))
-conf[rl5.proj_section(HITS)] = {"ttl": "60s"}
+                   ratelimit=rlib.limits("1000/s", 100000, "%d/s" % UP_RATE, UP_BURST))
+conf[rlib.proj_section(HITS)] = {"ttl": "60s"}
 for pid in (HOLD_RA, HOLD_MS, OTHER):
-    conf[rl5.proj_section(pid)] = {"upstream_rate": "100/s", "upstream_burst": "100"}
+    conf[rlib.proj_section(pid)] = {"upstream_rate": "100/s", "upstream_burst": "100"}
 g = c.start_gate(tap, env, conf, name="lcgate-ub")
 
 
@@ -64,13 +64,13 @@ def hold(conn, pid, stale_path, stale_body, sent, hint, tag, other_off):
     sends nothing upstream for pid (stale or its own 429), OTHER still
     flows, and right after the hint pid's requests reach the mock again."""
     mock.reset()
-    tape = rl5.MockTape(mock)
+    tape = rlib.MockTape(mock)
     mock.fault(status=429, headers=sent, match="project_id=" + pid, count=1)
     r = conn.get(q(pid, 30))
     tape.poll()
     c.clear_fault(mock)
     tap.ok(r.status == 429 and all(r.header(k) == v for k, v in sent.items()),
-           "%s: the upstream's 429 reaches the client with its hint %s" % (tag, sent), rl5.hdrs(r))
+           "%s: the upstream's 429 reaches the client with its hint %s" % (tag, sent), rlib.hdrs(r))
     end_lo, end_hi = r.t0 + hint, r.t1 + hint  # when the hold ends, at the latest/earliest
     stale, own, other = [], [], []
     k = 0
@@ -98,12 +98,12 @@ def hold(conn, pid, stale_path, stale_body, sent, hint, tag, other_off):
                                     and "fwd=stale" in (c.cs(a) or "") and a.body == stale_body)]
     tap.ok(stale and not bad, "%s: during the hold, a query with an entry gets it stale (200, "
            "X-Cache: STALE, Cache-Status fwd=stale, the stored body)" % tag,
-           c.summary(bad) + "\n" + "\n".join(rl5.hdrs(a) for a in bad[:2]))
+           c.summary(bad) + "\n" + "\n".join(rlib.hdrs(a) for a in bad[:2]))
     checks = []
     for a in own:
         lo = int((end_lo - a.t1) * 1000) - 50
         hi = int(math.ceil((end_hi - a.t0) * 1000)) + 50
-        p = rl5.problems_429(a, None, min_ms=max(1, lo), max_ms=hi, r_zero=False)
+        p = rlib.problems_429(a, None, min_ms=max(1, lo), max_ms=hi, r_zero=False)
         if a.status == 429 and not isinstance(c.js(a), dict):
             p.append("body is not a JSON object")
         if a.t1 - a.t0 > 0.3:
@@ -112,28 +112,28 @@ def hold(conn, pid, stale_path, stale_body, sent, hint, tag, other_off):
     tap.ok(own and not any(p for _, p in checks),
            "%s: during the hold, a query without an entry gets lcgate's own 429 at once, "
            "retry-after-ms = the remaining wait (+/- 50 ms), Retry-After = ceil of it" % tag,
-           rl5.first_problems(checks))
+           rlib.first_problems(checks))
     tap.ok(other and all(a.status == 200 and c.xc(a) == "MISS" for a in other)
            and len(tape.of(OTHER)) == len(other),
            "%s: meanwhile another project's %d new queries went upstream as usual"
            % (tag, len(other)), "%s\nmock saw %d" % (c.summary(other), len(tape.of(OTHER))))
     # Right after the hint: requests flow again.
-    rl5.sleep_until(end_hi + 0.1)
+    rlib.sleep_until(end_hi + 0.1)
     a = conn.get(q(pid, 60))
     tape.poll()
     after = tape.of(pid, since=quiet_end)
     tap.ok(a.status == 200 and c.xc(a) == "MISS" and len(after) == 1,
            "%s: 0.1 s after the hint expires, a new query goes upstream again (200 MISS; mock "
-           "saw %d)" % (tag, len(after)), rl5.hdrs(a))
+           "saw %d)" % (tag, len(after)), rlib.hdrs(a))
     b = conn.get(stale_path)
     tap.ok(b.status == 200 and c.xc(b) != "STALE",
-           "%s: and the stale entry is refreshed, not served stale" % tag, rl5.hdrs(b))
+           "%s: and the stale entry is refreshed, not served stale" % tag, rlib.hdrs(b))
 
 
-conn = rl5.Conn(g.port, timeout=10) if g else None
-if rl5.running(tap, g, "phase 0: storing the entries"):
+conn = rlib.Conn(g.port, timeout=10) if g else None
+if rlib.running(tap, g, "phase 0: storing the entries"):
     # --- phase 0: entries that will be stale later ---------------------------
-    warmed = {i: rl5.warm(g.port, QS[i]) for i in WARM}
+    warmed = {i: rlib.warm(g.port, QS[i]) for i in WARM}
     tap.ok(all(r.status == 200 and c.xc(r) == "MISS" for r in warmed.values()),
            "M: 6 of the 200 queries are fetched first (honouring 429 hints)",
            c.summary(warmed.values()))
@@ -144,15 +144,15 @@ if rl5.running(tap, g, "phase 0: storing the entries"):
     tap.ok(all(r.status == 200 for r in (hit0, s_ra, s_ms)),
            "HITS, HOLD_RA and HOLD_MS each have one stored list", (hit0, s_ra, s_ms))
     # 4 tokens at 2/s: full again 2 s after the last warm fetch; ttl 1 s over.
-    rl5.sleep_until(warm_end + 2.2)
+    rlib.sleep_until(warm_end + 2.2)
 
-if rl5.running(tap, g, "phase 1: 200 distinct queries in 5 s"):
+if rlib.running(tap, g, "phase 1: 200 distinct queries in 5 s"):
     # --- phase 1: 200 distinct queries in 5 s, 4 threads ----------------------
     mock.reset()
     t_reset = time.monotonic()
     start = t_reset + 0.05
     plan = [[(start + i * SECONDS / N, QS[i]) for i in range(k, N, 4)] for k in range(4)]
-    res, alive = rl5.run_threads([rl5.scheduled(g.port, items) for items in plan],
+    res, alive = rlib.run_threads([rlib.scheduled(g.port, items) for items in plan],
                                  start + SECONDS + 30)
     n_up = mock.count()
     span = time.monotonic() - t_reset
@@ -197,13 +197,13 @@ if rl5.running(tap, g, "phase 1: 200 distinct queries in 5 s"):
              and not (ans[i].status == 429 or (ans[i].status == 200 and c.xc(ans[i]) == "MISS"))]
     tap.ok(not other, "M: the queries without an entry got 200 MISS or 429, nothing else",
            c.summary(other))
-    checks = [(r, rl5.problems_429(r, M, q=100000, w=100, max_ms=510, r_zero=False)) for r in r429]
+    checks = [(r, rlib.problems_429(r, M, q=100000, w=100, max_ms=510, r_zero=False)) for r in r429]
     tap.ok(bool(r429) and not any(p for _, p in checks),
            "M: every 429 is the contract's (body names M, Retry-After = ceil(retry-after-ms/"
            "1000) >= 1, retry-after-ms <= 510, one token interval at 2/s) (%d)" % len(r429),
-           rl5.first_problems(checks))
+           rlib.first_problems(checks))
 
-if rl5.running(tap, g, "phase 2: hits and the upstream budget"):
+if rlib.running(tap, g, "phase 2: hits and the upstream budget"):
     # --- phase 2: hits never spend the upstream budget (HITS, ttl 60 s) ------
     mock.reset()
     hits = [conn.get(q(HITS, 7)) for _ in range(50)]
@@ -216,17 +216,17 @@ if rl5.running(tap, g, "phase 2: hits and the upstream budget"):
            "HITS: after them, the full upstream burst of 4 is still there (4 new queries go "
            "upstream), and the 5th new query is 429")
     el = (new[UP_BURST].t1 - new[0].t0) * 1000
-    p = rl5.problems_429(new[UP_BURST], HITS, max_ms=505, min_ms=int(500 - el - 5), r_zero=False)
+    p = rlib.problems_429(new[UP_BURST], HITS, max_ms=505, min_ms=int(500 - el - 5), r_zero=False)
     tap.ok(not p, "HITS: that 429 waits for the next upstream token (retry-after-ms %d..505)"
-           % int(500 - el - 5), "%s\n%s" % (p, rl5.hdrs(new[UP_BURST])))
+           % int(500 - el - 5), "%s\n%s" % (p, rlib.hdrs(new[UP_BURST])))
     more = [conn.get(q(HITS, 7)) for _ in range(10)]
     tap.ok(all(r.status == 200 and c.xc(r) == "HIT" for r in more) and mock.count() == UP_BURST,
            "HITS: with the upstream budget spent, hits are still 200 HIT", c.summary(more))
 
 # --- phase 3: upstream 429 with Retry-After: 2, then retry-after-ms: 1500 ----
-if rl5.running(tap, g, "phase 3: the hold after an upstream 429 with Retry-After: 2"):
+if rlib.running(tap, g, "phase 3: the hold after an upstream 429 with Retry-After: 2"):
     hold(conn, HOLD_RA, q(HOLD_RA, 7), s_ra.body, {"Retry-After": "2"}, 2.0, "HOLD_RA", 0)
-if rl5.running(tap, g, "phase 4: the hold after an upstream 429 with retry-after-ms: 1500"):
+if rlib.running(tap, g, "phase 4: the hold after an upstream 429 with retry-after-ms: 1500"):
     hold(conn, HOLD_MS, q(HOLD_MS, 7), s_ms.body, {"retry-after-ms": "1500"}, 1.5, "HOLD_MS", 1)
 if conn:
     conn.close()

@@ -26,17 +26,17 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import cache4 as c  # noqa: E402
+import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
-import rl5  # noqa: E402
+import ratelimit_lib as rlib  # noqa: E402
 
 V1, V2 = c.V1, c.V2
 tap = t.Tap()
 env = t.Env("lcgate-workers")
 mock = env.mock()
-W = rl5.project("workers-rl")
+W = rlib.project("workers-rl")
 conf = c.gate_conf(mock, server={"workers": "2"})
-conf[rl5.proj_section(W)] = {"rate": "6/min", "burst": "20"}
+conf[rlib.proj_section(W)] = {"rate": "6/min", "burst": "20"}
 g = c.start_gate(tap, env, conf)
 if g is None:
     tap.done(env)

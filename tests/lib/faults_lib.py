@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 
-import cache4 as c
+import cache_lib as c
 import lcgtest as t
 
 V1, V2 = c.V1, c.V2

@@ -19,7 +19,7 @@ import time
 SRCDIR = os.environ.get("LCGATE_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 LCGATE = os.environ.get("LCGATE_BIN") or os.path.join(os.getcwd(), "lcgate")
-MOCK = os.path.join(SRCDIR, "tests", "mock_upstream.py")
+MOCK = os.path.join(SRCDIR, "tests", "mock", "mock_upstream.py")
 
 KEY_A = "llx-test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 KEY_B = "llx-test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbb"

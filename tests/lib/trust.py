@@ -1,6 +1,6 @@
-"""Helpers for the issue-12 tests (the trust boundary).
+"""Helpers for the trust-boundary tests.
 
-Built on lcgtest (processes, TAP) and cache4 (never-raising requests, the
+Built on lcgtest (processes, TAP) and cache_lib (never-raising requests, the
 mock's counters). What is added here:
 
 - Scenario: a named group of checks declared up front, sharing one setup
@@ -24,10 +24,10 @@ import time
 import traceback
 import uuid
 
-import cache4 as c
+import cache_lib as c
 import faults_lib as fl
 import lcgtest as t
-from rl5 import key_file  # noqa: F401 (tests call tr.key_file)
+from ratelimit_lib import key_file  # noqa: F401 (tests call tr.key_file)
 
 V1, V2 = c.V1, c.V2
 A, B = t.PROJ_A, t.PROJ_B
@@ -104,7 +104,7 @@ class Scenario:
         return False
 
     def gate(self, env, conf, name="lcgate", key=t.KEY_A):
-        """Start an lcgate (cache4.start_gate without its own check). On
+        """Start an lcgate (cache_lib.start_gate without its own check). On
         failure, every check of the scenario is reported not ok with the
         reason and lcgate's log, and SetupFailed leaves the block."""
         g = None

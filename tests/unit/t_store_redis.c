@@ -1,7 +1,7 @@
-/* redis_store_check: the Redis store (src/store_redis.c) against a live
+/* t_store_redis: the Redis store (src/store_redis.c) against a live
  * redis-server, TAP on stdout.
  *
- *   redis_store_check URL MODE [TIMEOUT_MS]
+ *   t_store_redis URL MODE [TIMEOUT_MS]
  *
  * MODE is one of
  *   normal  Redis is up and its database is the test's to clear: URL
@@ -1592,9 +1592,9 @@ static int mode_normal(const char *url)
 
     /* The harness checks that this landed in the database of the URL. */
     e = sample_entry(8);
-    store_set(st, "redis_store_check:marker", 24, e, 60000);
+    store_set(st, "t_store_redis:marker", 20, e, 60000);
     centry_decref(e);
-    tap_is_str(res_name(get_wait("redis_store_check:marker", &g)), "HIT",
+    tap_is_str(res_name(get_wait("t_store_redis:marker", &g)), "HIT",
                "the marker key is written");
     free(g.enc);
 

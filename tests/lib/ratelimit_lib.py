@@ -1,7 +1,7 @@
-"""Helpers for the issue-5 tests (rate limits, the upstream budget, upstream
+"""Helpers for the rate-limit tests (rate limits, the upstream budget, upstream
 429 holds, client tokens and per-project keys).
 
-Built on lcgtest (processes, TAP) and cache4 (never-raising requests with
+Built on lcgtest (processes, TAP) and cache_lib (never-raising requests with
 timing, gate startup, the mock's counters). What is added here: the
 RateLimit header parsers and the checks of a 429, a per-thread keep-alive
 connection that never raises, timed load loops with deadlines, a tape of
@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 
-import cache4 as c
+import cache_lib as c
 
 V1, V2 = c.V1, c.V2
 
@@ -158,7 +158,7 @@ def first_problems(pairs, limit=6):
 
 class Conn:
     """One keep-alive connection, for one thread. req() never raises: a
-    failure is an answer with status 0 (cache4.Err). Every answer has
+    failure is an answer with status 0 (cache_lib.Err). Every answer has
     .t0/.t1 (monotonic). A connection the server closed while idle is
     reopened once, before anything was sent on it."""
 
@@ -432,9 +432,9 @@ console.log(JSON.stringify({ calls, attempts }));
 
 
 def sdk_calls(cache, base, n, params=None, timeout=120):
-    """Run CALLS_MJS in the SDK's install directory (cache4.sdk_dir).
+    """Run CALLS_MJS in the SDK's install directory (cache_lib.sdk_dir).
     Returns (exit code, parsed output or None, stderr)."""
-    path = os.path.join(cache, "lcgate_rl5_calls.mjs")
+    path = os.path.join(cache, "lcgate_rl_calls.mjs")
     with open(path, "w") as f:
         f.write(CALLS_MJS)
     env = {k: v for k, v in os.environ.items()

@@ -1,4 +1,4 @@
-"""Helpers for the issue-4 cache tests (coalescing, stale serving,
+"""Helpers for the cache tests (coalescing, stale serving,
 invalidation, purge, ETag, client Cache-Control, prefetch).
 
 Built on lcgtest: processes still go through Env, single requests through
