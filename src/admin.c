@@ -236,9 +236,12 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
     metrics_set(m->store_errors, (double)cs->store_errors, NULL, NULL, NULL);
     metrics_set(m->store_up, strcmp(gw->store->ops->state(gw->store), "ok") == 0, NULL, NULL,
                 NULL);
-    if (strcmp(gw->store->ops->name, "memory") == 0) {
-        metrics_set(m->cache_entries, (double)store_memory_count(gw->store), NULL, NULL, NULL);
-        metrics_set(m->cache_bytes, (double)store_memory_bytes(gw->store), NULL, NULL, NULL);
+    if (gw->store->ops->usage != NULL) {
+        size_t entries, bytes;
+
+        gw->store->ops->usage(gw->store, &entries, &bytes);
+        metrics_set(m->cache_entries, (double)entries, NULL, NULL, NULL);
+        metrics_set(m->cache_bytes, (double)bytes, NULL, NULL, NULL);
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
     metrics_set(m->connections, gw->front ? (double)workers_connections(gw->front) : 0, NULL, NULL, NULL);

@@ -1101,8 +1101,9 @@ static struct flight *flight_get(struct cache *c, enum fkind kind, const struct 
 
 static void flight_start(struct flight *f)
 {
-    /* no-store and memory-store fetches need no lease. */
-    if (f->no_store || strcmp(f->c->gw->store->ops->name, "memory") == 0)
+    /* no-store fetches, and those of a store no other instance uses, need
+     * no lease. */
+    if (f->no_store || !f->c->gw->store->ops->shared)
         fetch(f);
     else
         try_lease(f);
@@ -1457,7 +1458,7 @@ void cache_purge(struct cache *c, const char *project_id)
         return;
     }
     bump(c, STORE_GEN_ALL);
-    if (strcmp(c->gw->store->ops->name, "memory") == 0)
+    if (!c->gw->store->ops->shared)
         c->gw->store->ops->purge(c->gw->store, CK_PREFIX);
 }
 

@@ -56,7 +56,14 @@ typedef void (*store_gcra_cb)(void *arg, const struct store_gcra *r);
 struct store;
 
 struct store_ops {
-    const char *name;
+    const char *name;            /* for logs and /readyz only: callers choose
+                                    behaviour by the capabilities below */
+    /* Nonzero when other instances use the same store (Redis): a fetch then
+     * takes a lease so that one instance fetches for all, and a purge of
+     * everything leaves the entries to expire (the global generation hides
+     * them already; scanning would hold the store). Zero (memory): this
+     * process alone fetches, and a purge of everything frees them now. */
+    int shared;
     /* Nonzero when every op may be called from any thread, each answering
      * synchronously (memory): workers then serve hits from it. */
     int threadsafe;
@@ -98,6 +105,9 @@ struct store_ops {
      * (to the subscribe callback) before it returns. NULL for a store with
      * no other instances. */
     uint64_t (*events_epoch)(struct store *s);
+    /* The entries and bytes it holds, for the metrics; NULL where they are
+     * not known (a shared store). */
+    void (*usage)(struct store *s, size_t *entries, size_t *bytes);
     /* Short state for logs and /readyz: "ok", "connecting", "down". */
     const char *(*state)(struct store *s);
     /* Pending get callbacks fire once with STORE_ERROR, synchronously,

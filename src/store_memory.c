@@ -350,6 +350,12 @@ static void mem_free(struct store *s)
     free(m);
 }
 
+static void mem_usage(struct store *s, size_t *entries, size_t *bytes)
+{
+    *entries = store_memory_count(s);
+    *bytes = store_memory_bytes(s);
+}
+
 static const struct store_ops memory_ops = {
     .name = "memory",
     .threadsafe = 1,
@@ -362,6 +368,7 @@ static const struct store_ops memory_ops = {
     .publish = mem_publish,
     .subscribe = mem_subscribe,
     .purge = mem_purge,
+    .usage = mem_usage,
     .state = mem_state,
     .free = mem_free,
 };

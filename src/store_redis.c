@@ -1867,6 +1867,7 @@ static void rs_free(struct store *st)
 
 static const struct store_ops redis_ops = {
     .name = "redis",
+    .shared = 1,
     .get = rs_get,
     .set = rs_set,
     .gen_set = rs_gen_set,
