@@ -45,10 +45,27 @@ static inline int plain8(uint64_t x)
     return ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high) == 0;
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+/* Are the 16 bytes at p all plain? As plain8: a signed compare takes the
+ * bytes from 0x80 for negative, so below 0x20 catches them too. */
+static inline int plain16(const unsigned char *p, __m128i *x)
+{
+    __m128i bad;
+
+    *x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    bad = _mm_or_si128(_mm_cmplt_epi8(*x, _mm_set1_epi8(0x20)),
+                       _mm_or_si128(_mm_cmpeq_epi8(*x, _mm_set1_epi8('"')),
+                                    _mm_cmpeq_epi8(*x, _mm_set1_epi8('\\'))));
+    return _mm_movemask_epi8(bad) == 0;
+}
+#endif
+
 /* s[0..n) as a JSON string, escaped as yajl_gen escapes (the line used to
  * be built with it, and readers may rely on the exact form), with each
  * byte outside valid UTF-8 as U+FFFD: at most 2 + 6 * n bytes. Plain text
- * goes 8 bytes at a time: this is most of a line's cost. */
+ * goes 16 bytes at a time (SSE2, on every x86-64), then 8: this is most of
+ * a line's cost. */
 static char *put_text(char *o, const char *str, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -58,6 +75,14 @@ static char *put_text(char *o, const char *str, size_t n)
 
     *o++ = '"';
     for (;;) {
+#ifdef __SSE2__
+        __m128i v;
+        while (n - i >= 16 && plain16(s + i, &v)) {
+            _mm_storeu_si128((__m128i *)(void *)o, v);
+            o += 16;
+            i += 16;
+        }
+#endif
         while (n - i >= 8 && (memcpy(&x, s + i, 8), plain8(x))) {
             memcpy(o, &x, 8);
             o += 8;
@@ -129,6 +154,22 @@ static char *put_str(char *o, const char *s, size_t n)
     return put_text(o, s, n);
 }
 
+/* A field that needs no escaping (accesslog.h: lcgate's own words, a
+ * method, a peer address), or null: copied between quotes. Half a line's
+ * fields are of this kind; escaping them cost a hit about 400
+ * instructions. */
+static char *put_plain(char *o, const char *s, size_t n)
+{
+    if (s == NULL) {
+        memcpy(o, "null", 4);
+        return o + 4;
+    }
+    *o++ = '"';
+    memcpy(o, s, n);
+    o[n] = '"';
+    return o + n + 1;
+}
+
 static const char pairs[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
@@ -141,6 +182,12 @@ static char *put_int(char *o, long long v)
     unsigned r;
     int len = 1;
 
+    if (v >= 100 && v <= 999) {  /* a status: no loop */
+        o[0] = (char)('0' + v / 100);
+        o[1] = pairs[2 * (v % 100)];
+        o[2] = pairs[2 * (v % 100) + 1];
+        return o + 3;
+    }
     if (v < 0)
         *o++ = '-';
     for (t = u; t >= 10; t /= 10)
@@ -278,15 +325,15 @@ int accesslog_append(const struct accesslog_entry *e, char **buf, size_t *len, s
     o = KEY(o, ",\"request_id\":");
     o = put_str(o, v[F_RID], n[F_RID]);
     o = KEY(o, ",\"method\":");
-    o = put_str(o, v[F_METHOD], n[F_METHOD]);
+    o = put_plain(o, v[F_METHOD], n[F_METHOD]);
     o = KEY(o, ",\"path\":");
     o = put_str(o, v[F_PATH], n[F_PATH]);
     o = KEY(o, ",\"route\":");
-    o = put_str(o, v[F_ROUTE], n[F_ROUTE]);
+    o = put_plain(o, v[F_ROUTE], n[F_ROUTE]);
     o = KEY(o, ",\"status\":");
     o = put_int(o, e->status);
     o = KEY(o, ",\"cache\":");
-    o = put_str(o, v[F_CACHE], n[F_CACHE]);
+    o = put_plain(o, v[F_CACHE], n[F_CACHE]);
     o = KEY(o, ",\"project\":");
     o = put_str(o, v[F_PROJECT], n[F_PROJECT]);
     o = KEY(o, ",\"upstream_status\":");
@@ -298,7 +345,7 @@ int accesslog_append(const struct accesslog_entry *e, char **buf, size_t *len, s
     o = KEY(o, ",\"bytes\":");
     o = put_int(o, e->bytes > INT64_MAX ? INT64_MAX : (long long)e->bytes);
     o = KEY(o, ",\"client\":");
-    o = put_str(o, v[F_CLIENT], n[F_CLIENT]);
+    o = put_plain(o, v[F_CLIENT], n[F_CLIENT]);
     o = KEY(o, ",\"client_name\":");
     o = put_str(o, v[F_CLIENT_NAME], n[F_CLIENT_NAME]);
     o = KEY(o, ",\"user_agent\":");
@@ -306,9 +353,9 @@ int accesslog_append(const struct accesslog_entry *e, char **buf, size_t *len, s
     o = KEY(o, ",\"bytes_received\":");
     o = e->bytes_received >= 0 ? put_int(o, e->bytes_received) : put_str(o, NULL, 0);
     o = KEY(o, ",\"protocol\":");
-    o = put_str(o, v[F_PROTOCOL], n[F_PROTOCOL]);
+    o = put_plain(o, v[F_PROTOCOL], n[F_PROTOCOL]);
     o = KEY(o, ",\"detail\":");
-    o = put_str(o, v[F_DETAIL], n[F_DETAIL]);
+    o = put_plain(o, v[F_DETAIL], n[F_DETAIL]);
     o = KEY(o, "}\n");
     *len = (size_t)(o - *buf);
     return 0;

@@ -13,6 +13,11 @@
  * yajl_gen escapes them ('"', '\\', \b \f \n \r \t, other control bytes as
  * \u00XX), so every line parses.
  *
+ * The fields marked "plain" are copied as they are, between quotes: they
+ * hold lcgate's own words (a fixed set), a method (a token: hs checks it)
+ * or a peer address as hs formats it, never a '"', a '\\' or a control
+ * byte. Every other string is escaped.
+ *
  * By design the entry has no field for a header other than User-Agent:
  * never put a key, a token or an Authorization value in any field. The
  * path is logged without its query (cut at the first '?'), since a query
@@ -27,22 +32,22 @@
 struct accesslog_entry {
     int64_t time_ms;             /* wall clock, ms since the epoch; 0: now */
     const char *request_id;      /* X-Request-Id as sent upstream */
-    const char *method;
+    const char *method;          /* plain */
     const char *path;            /* request target; the query is dropped */
-    const char *route;           /* "v1_batch_jobs", "v2_batches", "pass", "none" */
+    const char *route;           /* plain: "v1_batch_jobs", "v2_batches", "pass", "none" */
     int status;                  /* status sent to the client */
-    const char *cache;           /* "HIT", "MISS", "STALE", "BYPASS", or NULL */
+    const char *cache;           /* plain: "HIT", "MISS", "STALE", "BYPASS", or NULL */
     const char *project;         /* project_id, or NULL */
     int upstream_status;         /* 0: no upstream answer (null) */
     double upstream_ms;          /* < 0 or NaN: no upstream request (null) */
     double duration_ms;          /* arrival to reply */
     uint64_t bytes;              /* response body bytes */
-    const char *client;          /* peer address ("host:port", "unix") */
+    const char *client;          /* plain: peer address ("host:port", "unix") */
     const char *client_name;     /* the [client] section it authenticated as */
     const char *user_agent;
     int64_t bytes_received;      /* request body bytes; < 0: never read (null) */
-    const char *protocol;        /* "HTTP/1.1", "HTTP/1.0" */
-    const char *detail;          /* why an answer is stale or refused: the
+    const char *protocol;        /* plain: "HTTP/1.1", "HTTP/1.0" */
+    const char *detail;          /* plain: why an answer is stale or refused: the
                                     Cache-Status detail (stale-while-revalidate,
                                     stale-if-error, upstream-budget) or the
                                     budget behind a 429 (client-budget,

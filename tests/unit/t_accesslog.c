@@ -296,16 +296,18 @@ static void like_yajl(void)
         "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\xc0\xaf",
         "\xf4\x90\x80\x80", "\xe2\x82", "\xf0\x9f\x98", "/\"\\\b\f\n\r\t\x7f\x1f", "",
     };
-    char s[24];
+    static const char plain41[] = "abcdefghijklmnopqrstuvwxyz0123456789ABCDE";
+    char s[48];
     int b, pos, bad = 0;
     size_t i;
 
+    /* 41 bytes: two blocks of 16, one word of 8, and the rest */
     for (b = 1; b < 256; b++) {
-        for (pos = 0; pos < 17; pos++) {
+        for (pos = 0; pos < 41; pos++) {
             char *y, *o;
-            memcpy(s, "abcdefghijklmnopq", 18);   /* 8 bytes at a time, and the rest */
+            memcpy(s, plain41, sizeof(plain41));
             s[pos] = (char)b;
-            y = yajl_json((const unsigned char *)s, 17);
+            y = yajl_json((const unsigned char *)s, 41);
             o = ours(s);
             if (o == NULL || strcmp(y, o) != 0) {
                 if (bad++ == 0)
