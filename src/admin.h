@@ -10,8 +10,10 @@ struct gw;
 
 /* The metric families the other modules feed; before any request. */
 int admin_metrics_init(struct gw *gw);
-/* An answer's time (lcgate_request_duration_seconds), on any thread. */
-void admin_observe_request(struct gw *gw, const char *route, const char *cache, double secs);
+/* An answer: counted (lcgate_requests_total) and timed
+ * (lcgate_request_duration_seconds), on any thread. */
+void admin_observe_request(struct gw *gw, const char *route, int status, const char *cache,
+                           double secs);
 /* A SIGHUP reload was applied (ok) or rejected: counted, and a good one
  * dates the configuration in force. */
 void admin_reloaded(struct gw *gw, int ok);

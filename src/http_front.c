@@ -224,12 +224,10 @@ static void account(struct gw *gw, const struct conf *conf, const struct hs_req 
     if (g != NULL)
         r = g->route;
     route = r >= 0 ? qn_routes[r].name : g != NULL || r == -1 ? "pass" : "none";
-    char st[8];
     const char *cache = g && g->xcache ? g->xcache : "none";
 
-    snprintf(st, sizeof(st), "%d", status);
-    metrics_inc(gw->m.requests, 1, route, st, cache);
-    admin_observe_request(gw, route, cache, g ? (double)(mono_us() - g->t0_us) / 1e6 : 0);
+    admin_observe_request(gw, route, status, cache,
+                          g ? (double)(mono_us() - g->t0_us) / 1e6 : 0);
     if (conf->access_log) {
         struct accesslog_entry e;
 
