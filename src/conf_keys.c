@@ -1,0 +1,299 @@
+#include "conf_keys.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "request_read.h"
+
+/* A row of conf_keys: section, name, type, default, the struct conf field. */
+#define KEY(sec, k, t, d, field) \
+    .section = sec, .name = k, .type = t, .def = d, .off = offsetof(struct conf, field)
+
+/* Shared by the three keys that one check message names together. */
+#define SERVER_ZERO "max_connections, header_timeout and idle_timeout must be more than 0"
+#define HEAD_BOUND "max_request_line must be at least 256 and max_header_size at least " \
+                   "max_request_line"
+
+const struct conf_key conf_keys[] = {
+    {KEY("server", "listen", CT_ADDR, "127.0.0.1:8080", listen), .flags = CONF_RESTART,
+     .doc = "the client listener"},
+    {KEY("server", "admin_listen", CT_ADDR, "127.0.0.1:8081", admin_listen),
+     .flags = CONF_RESTART, .doc = "the operator listener: /healthz /readyz /metrics /admin/"},
+    {KEY("server", "drain_timeout", CT_DURATION, "10s", drain_timeout_ms),
+     .doc = "how long SIGTERM waits for the requests in flight"},
+    {KEY("server", "max_body", CT_SIZE, "1MiB", max_body),
+     .doc = "the largest request body (413 beyond)"},
+    {KEY("server", "max_request_line", CT_SIZE, "8KiB", max_request_line), .min = 256,
+     .bound_msg = HEAD_BOUND, .doc = "the longest request line (414 beyond)"},
+    {KEY("server", "max_header_size", CT_SIZE, "32KiB", max_header_size),
+     .doc = "the longest request head (431 beyond); at least max_request_line"},
+    {KEY("server", "max_connections", CT_COUNT, "4096", max_connections), .min = 1,
+     .bound_msg = SERVER_ZERO, .doc = "open client connections at most"},
+    {KEY("server", "workers", CT_COUNT, "1", workers), .flags = CONF_RESTART, .min = 1,
+     .max = 64, .doc = "threads that accept, read and write client connections"},
+    {KEY("server", "header_timeout", CT_DURATION, "10s", header_timeout_ms), .min = 1,
+     .bound_msg = SERVER_ZERO, .doc = "a request head must arrive within this (408)"},
+    {KEY("server", "idle_timeout", CT_DURATION, "60s", idle_timeout_ms), .min = 1,
+     .bound_msg = SERVER_ZERO, .doc = "a keep-alive connection without a request is closed"},
+    {KEY("server", "log_level", CT_LEVEL, "info", log_level),
+     .doc = "the least severe message logged"},
+    {KEY("server", "access_log", CT_ACCESS_LOG, "on", access_log),
+     .doc = "one JSON line per request: on, stderr, stdout, off or /path"},
+    {KEY("server", "allowed_hosts", CT_LIST, NULL, allowed_hosts),
+     .doc = "Host names served besides the loopback ones"},
+    {KEY("server", "allowed_origins", CT_LIST, NULL, allowed_origins),
+     .doc = "browser Origins that may send requests"},
+    {KEY("server", "admin_token_sha256", CT_SHA256, NULL, admin_token_sha256),
+     .doc = "SHA-256 of the token every /admin/ request must bear"},
+    {KEY("server", "max_inflight_requests", CT_COUNT, "4096", max_inflight_requests),
+     .doc = "requests in flight at most (503 beyond)"},
+    {KEY("server", "max_inflight_bytes", CT_SIZE, "256MiB", max_inflight_bytes),
+     .doc = "bytes held by the requests in flight; at least max_body"},
+    {KEY("upstream", "base_url", CT_URL, "https://api.cloud.llamaindex.ai", base_url),
+     .doc = "the API's address"},
+    {KEY("upstream", "api_key_file", CT_PATH, NULL, api_key_file),
+     .doc = "the file of the API key; else LLAMA_CLOUD_API_KEY; else pass-through"},
+    {KEY("upstream", "timeout", CT_DURATION, "30s", timeout_ms), .min = 1,
+     .bound_msg = "upstream timeouts must be more than 0",
+     .doc = "the deadline of a whole upstream request"},
+    {KEY("upstream", "connect_timeout", CT_DURATION, "5s", connect_timeout_ms), .min = 1,
+     .bound_msg = "upstream timeouts must be more than 0",
+     .doc = "the deadline of connecting to the upstream"},
+    {KEY("upstream", "rate", CT_RATE, NULL, key_rate),
+     .doc = "a budget for everything sent upstream with one key"},
+    {KEY("upstream", "burst", CT_COUNT, NULL, key_burst),
+     .doc = "the burst of that budget; needs rate"},
+    {KEY("upstream", "proxy", CT_PROXY, NULL, proxy),
+     .doc = "an HTTP proxy for every upstream request"},
+    {KEY("cache", "store", CT_STORE, "memory", store), .flags = CONF_RESTART,
+     .doc = "memory (in the process) or redis (shared)"},
+    {KEY("cache", "redis_url", CT_REDIS_URL, "redis://127.0.0.1:6379/0", redis_url),
+     .flags = CONF_RESTART, .doc = "the Redis server of store = redis"},
+    {KEY("cache", "redis_timeout", CT_DURATION, "250ms", redis_timeout_ms),
+     .flags = CONF_RESTART, .min = 1, .doc = "the deadline of every Redis command"},
+    {KEY("cache", "ttl", CT_DURATION, "30s", ttl_ms), .min = 1,
+     .doc = "how long a stored list answer is fresh"},
+    {KEY("cache", "stale_while_revalidate", CT_DURATION, "30s", stale_while_revalidate_ms),
+     .doc = "past ttl: stale served while one refresh runs"},
+    {KEY("cache", "stale_if_error", CT_DURATION, "10m", stale_if_error_ms),
+     .doc = "past ttl: stale served while the upstream fails"},
+    {KEY("cache", "memory_max", CT_SIZE, "64MiB", memory_max), .flags = CONF_RESTART,
+     .min = 64 * 1024, .doc = "the bound of the memory store (of the L1 with redis)"},
+    {KEY("cache", "prefetch", CT_BOOL, "on", prefetch),
+     .doc = "fetch the next page after a list miss"},
+    {KEY("cache", "lock_lease", CT_DURATION, "2s", lock_lease_ms), .min = 100,
+     .doc = "the cross-instance fetch lock, renewed while fetching"},
+    {KEY("cache", "l1_ttl", CT_DURATION, "1s", l1_ttl_ms), .max = 60000,
+     .bound_msg = "l1_ttl must be at most 1m (it bounds how long another instance's "
+                  "write may go unseen if its event is lost)",
+     .doc = "store = redis: fresh answers also kept in the process (0s: off)"},
+    {KEY("cache", "ignore_client_no_cache", CT_BOOL, "off", ignore_client_no_cache),
+     .doc = "treat a client's Cache-Control: no-cache like any request"},
+    {KEY("ratelimit", "rate", CT_RATE, "20/s", rate),
+     .doc = "every request of a project, hits included"},
+    {KEY("ratelimit", "burst", CT_COUNT, "40", burst), .doc = "the burst of rate"},
+    {KEY("ratelimit", "upstream_rate", CT_RATE, "5/s", upstream_rate),
+     .doc = "what lcgate sends upstream for a project"},
+    {KEY("ratelimit", "upstream_burst", CT_COUNT, "10", upstream_burst),
+     .doc = "the burst of upstream_rate"},
+};
+const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
+#undef KEY
+
+#define PKEY(k, t, field, has) .section = "project", .name = k, .type = t, \
+    .off = offsetof(struct conf_project, field), .has_off = has
+#define HAS(field) offsetof(struct conf_project, field)
+const struct conf_key conf_project_keys[] = {
+    {PKEY("rate", CT_RATE, rate, HAS(has_rate)), .doc = "the project's [ratelimit] rate"},
+    {PKEY("burst", CT_COUNT, burst, HAS(has_burst)), .doc = "the project's [ratelimit] burst"},
+    {PKEY("upstream_rate", CT_RATE, upstream_rate, HAS(has_upstream_rate)),
+     .doc = "the project's [ratelimit] upstream_rate"},
+    {PKEY("upstream_burst", CT_COUNT, upstream_burst, HAS(has_upstream_burst)),
+     .doc = "the project's [ratelimit] upstream_burst"},
+    {PKEY("ttl", CT_DURATION, ttl_ms, HAS(has_ttl)), .doc = "the project's [cache] ttl"},
+    {PKEY("api_key_file", CT_PATH, api_key_file, 0),
+     .doc = "the key injected for the project's requests"},
+};
+const size_t conf_nproject_keys = sizeof(conf_project_keys) / sizeof(conf_project_keys[0]);
+#undef HAS
+#undef PKEY
+
+/* projects = *, or project ids kept canonical: they are compared with a
+ * request's canonical ids. */
+static int parse_client_projects(void *obj, const char *v)
+{
+    struct conf_client *cl = obj;
+    struct strlist list = {NULL, 0};
+    size_t i;
+
+    if (strcmp(v, "*") == 0) {
+        cl->all_projects = 1;
+        return 0;
+    }
+    if (conf_parse_list(v, &list) != 0)
+        return -1;
+    for (i = 0; i < cl->nprojects; i++)
+        free(cl->projects[i]);
+    free(cl->projects);
+    cl->projects = list.v;
+    cl->nprojects = list.n;
+    for (i = 0; i < list.n; i++) {
+        char *c = rr_project_canon(list.v[i], strlen(list.v[i]));
+        if (c == NULL)
+            return -1;
+        free(list.v[i]);
+        list.v[i] = c;
+    }
+    return 0;
+}
+
+#define CKEY(k, t, field) .section = "client", .name = k, .type = t, \
+    .off = offsetof(struct conf_client, field)
+const struct conf_key conf_client_keys[] = {
+    {CKEY("token_sha256", CT_SHA256, token_sha256),
+     .bad_msg = "token_sha256 must be 64 hex digits (sha256sum of the token)",
+     .doc = "SHA-256 of the client's token (required)"},
+    {CKEY("projects", CT_LIST, projects), .parse = parse_client_projects,
+     .bad_msg = "projects must list project ids separated by commas, or *",
+     .doc = "the project ids the client may use, or * (required)"},
+    {CKEY("rate", CT_RATE, rate), .has_off = offsetof(struct conf_client, has_rate),
+     .doc = "a budget for every request of the client"},
+    {CKEY("burst", CT_COUNT, burst), .doc = "the burst of the client's rate; needs rate"},
+};
+const size_t conf_nclient_keys = sizeof(conf_client_keys) / sizeof(conf_client_keys[0]);
+#undef CKEY
+
+int conf_key_index(const char *section, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < conf_nkeys; i++)
+        if (strcmp(conf_keys[i].section, section) == 0 && strcmp(conf_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+const struct conf_key *conf_key_lookup(const struct conf_key *rows, size_t n,
+                                       const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+int conf_key_in_bounds(const struct conf_key *k, const void *obj)
+{
+    uint64_t v = conf_value_number(k->type, (const char *)obj + k->off);
+
+    return v >= k->min && (k->max == 0 || v <= k->max);
+}
+
+void conf_key_bound_msg(const struct conf_key *k, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+
+    if (k->bound_msg != NULL) {
+        snprintf(buf, len, "%s", k->bound_msg);
+        return;
+    }
+    conf_value_format(k->type, k->min, lo, sizeof(lo));
+    conf_value_format(k->type, k->max, hi, sizeof(hi));
+    if (k->max == 0 && k->min == 1)
+        snprintf(buf, len, "%s must be more than 0", k->name);
+    else if (k->max == 0)
+        snprintf(buf, len, "%s must be at least %s", k->name, lo);
+    else if (k->min == 0)
+        snprintf(buf, len, "%s must be at most %s", k->name, hi);
+    else
+        snprintf(buf, len, "%s must be from %s to %s", k->name, lo, hi);
+}
+
+void conf_key_names(const struct conf_key *rows, size_t n, char *buf, size_t len)
+{
+    size_t i, used = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ",
+                         rows[i].name);
+        if (w < 0)
+            return;
+        used += (size_t)w;
+    }
+}
+
+static void print_rows(FILE *out, const struct conf_key *rows, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", rows[i].section, rows[i].name,
+                conf_type_name(rows[i].type), rows[i].def ? rows[i].def : "-",
+                rows[i].flags & CONF_RESTART ? "restart" : "reload", rows[i].doc);
+}
+
+void conf_keys_print(FILE *out)
+{
+    print_rows(out, conf_keys, conf_nkeys);
+    print_rows(out, conf_project_keys, conf_nproject_keys);
+    print_rows(out, conf_client_keys, conf_nclient_keys);
+}
+
+#ifndef NDEBUG
+static void check_rows(const struct conf_key *rows, size_t n, int repeating)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        const struct conf_key *k = &rows[i];
+        int numeric = k->type == CT_DURATION || k->type == CT_SIZE || k->type == CT_COUNT;
+
+        assert(k->section && k->name && k->doc);
+        assert(numeric || (k->min == 0 && k->max == 0));
+        assert(k->max == 0 || k->min <= k->max);
+        assert(repeating || (k->has_off == 0 && k->parse == NULL));
+        assert(!repeating || (k->def == NULL && k->flags == 0));
+        for (j = 0; j < i; j++)
+            assert(strcmp(rows[j].section, k->section) != 0 ||
+                   strcmp(rows[j].name, k->name) != 0);
+    }
+}
+#endif
+
+void conf_keys_check(void)
+{
+#ifndef NDEBUG
+    struct conf *c = calloc(1, sizeof(*c));
+    size_t i;
+
+    check_rows(conf_keys, conf_nkeys, 0);
+    check_rows(conf_project_keys, conf_nproject_keys, 1);
+    check_rows(conf_client_keys, conf_nclient_keys, 1);
+    if (c == NULL)
+        return;
+    /* Every default parses and is within its bounds. */
+    for (i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        int rc = k->def ? conf_value_parse(k->type, (char *)c + k->off, k->def) : 0;
+        assert(rc == 0 && conf_key_in_bounds(k, c));
+        conf_value_free(k->type, (char *)c + k->off);
+        (void)rc;
+    }
+    free(c);
+#endif
+}
+
+void conf_key_env_name(const struct conf_key *k, char *out, size_t len)
+{
+    size_t i;
+
+    snprintf(out, len, "LCGATE_%s_%s", k->section, k->name);
+    for (i = 0; out[i]; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
