@@ -12,7 +12,7 @@
 #define KEY(sec, k, t, d, field) \
     .section = sec, .name = k, .type = t, .def = d, .off = offsetof(struct conf, field)
 
-/* Shared by the three keys that one check message names together. */
+/* One message for the keys it names (max_connections is a count: never 0). */
 #define SERVER_ZERO "max_connections, header_timeout and idle_timeout must be more than 0"
 #define HEAD_BOUND "max_request_line must be at least 256 and max_header_size at least " \
                    "max_request_line"
@@ -30,8 +30,8 @@ const struct conf_key conf_keys[] = {
      .bound_msg = HEAD_BOUND, .doc = "the longest request line (414 beyond)"},
     {KEY("server", "max_header_size", CT_SIZE, "32KiB", max_header_size),
      .doc = "the longest request head (431 beyond); at least max_request_line"},
-    {KEY("server", "max_connections", CT_COUNT, "4096", max_connections), .min = 1,
-     .bound_msg = SERVER_ZERO, .doc = "open client connections at most"},
+    {KEY("server", "max_connections", CT_COUNT, "4096", max_connections),
+     .doc = "open client connections at most"},
     {KEY("server", "workers", CT_COUNT, "1", workers), .flags = CONF_RESTART, .min = 1,
      .max = 64, .doc = "threads that accept, read and write client connections"},
     {KEY("server", "header_timeout", CT_DURATION, "10s", header_timeout_ms), .min = 1,
@@ -230,12 +230,18 @@ void conf_key_names(const struct conf_key *rows, size_t n, char *buf, size_t len
 
 static void print_rows(FILE *out, const struct conf_key *rows, size_t n)
 {
+    char lo[32], hi[32];
     size_t i;
 
-    for (i = 0; i < n; i++)
-        fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", rows[i].section, rows[i].name,
-                conf_type_name(rows[i].type), rows[i].def ? rows[i].def : "-",
-                rows[i].flags & CONF_RESTART ? "restart" : "reload", rows[i].doc);
+    for (i = 0; i < n; i++) {
+        const struct conf_key *k = &rows[i];
+        conf_value_format(k->type, k->min, lo, sizeof(lo));
+        conf_value_format(k->type, k->max, hi, sizeof(hi));
+        fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->name,
+                conf_type_name(k->type), k->def ? k->def : "-",
+                k->flags & CONF_RESTART ? "restart" : "reload", k->min != 0 ? lo : "-",
+                k->max != 0 ? hi : "-", k->doc);
+    }
 }
 
 void conf_keys_print(FILE *out)

@@ -62,7 +62,7 @@ void conf_key_env_name(const struct conf_key *k, char *out, size_t len);
 
 /* lcgate -K: every row of the three tables, one a line, tab-separated:
  * section, name, type (conf_type_name), default ("-": unset), "reload" or
- * "restart", doc. */
+ * "restart", min and max ("-": none; as the file spells them), doc. */
 void conf_keys_print(FILE *out);
 /* Asserts that the rows are well formed: no key twice, bounds only on
  * numbers, every default parses and is within its bounds. */
