@@ -8,114 +8,125 @@
 #include "conf.h"
 #include "request_read.h"
 
-/* A row of conf_keys: section, name, type, default, the struct conf field. */
-#define KEY(sec, k, t, d, field) \
-    .section = sec, .name = k, .type = t, .def = d, .off = offsetof(struct conf, field)
+/* A row of conf_keys: section, name, type, default (NULL: unset), the
+ * struct conf field, RELOAD or RESTART; then min, max (0: none), the
+ * message when out of bounds (NULL: made from min and max), and the doc. */
+#define KEY(sec, k, t, d, field, fl, lo, hi, msg, text) \
+    {.section = sec, .name = k, .type = t, .flags = fl, .def = d, .min = lo, .max = hi, \
+     .bound_msg = msg, .off = offsetof(struct conf, field), .doc = text}
+#define RELOAD 0
+#define RESTART CONF_RESTART
 
 /* One message for the keys it names (max_connections is a count: never 0). */
 #define SERVER_ZERO "max_connections, header_timeout and idle_timeout must be more than 0"
 #define HEAD_BOUND "max_request_line must be at least 256 and max_header_size at least " \
                    "max_request_line"
+#define UPSTREAM_ZERO "upstream timeouts must be more than 0"
+#define L1_BOUND "l1_ttl must be at most 1m (it bounds how long another instance's write " \
+                 "may go unseen if its event is lost)"
 
 const struct conf_key conf_keys[] = {
-    {KEY("server", "listen", CT_ADDR, "127.0.0.1:8080", listen), .flags = CONF_RESTART,
-     .doc = "the client listener"},
-    {KEY("server", "admin_listen", CT_ADDR, "127.0.0.1:8081", admin_listen),
-     .flags = CONF_RESTART, .doc = "the operator listener: /healthz /readyz /metrics /admin/"},
-    {KEY("server", "drain_timeout", CT_DURATION, "10s", drain_timeout_ms),
-     .doc = "how long SIGTERM waits for the requests in flight"},
-    {KEY("server", "max_body", CT_SIZE, "1MiB", max_body),
-     .doc = "the largest request body (413 beyond)"},
-    {KEY("server", "max_request_line", CT_SIZE, "8KiB", max_request_line), .min = 256,
-     .bound_msg = HEAD_BOUND, .doc = "the longest request line (414 beyond)"},
-    {KEY("server", "max_header_size", CT_SIZE, "32KiB", max_header_size),
-     .doc = "the longest request head (431 beyond); at least max_request_line"},
-    {KEY("server", "max_connections", CT_COUNT, "4096", max_connections),
-     .doc = "open client connections at most"},
-    {KEY("server", "workers", CT_COUNT, "1", workers), .flags = CONF_RESTART, .min = 1,
-     .max = 64, .doc = "threads that accept, read and write client connections"},
-    {KEY("server", "header_timeout", CT_DURATION, "10s", header_timeout_ms), .min = 1,
-     .bound_msg = SERVER_ZERO, .doc = "a request head must arrive within this (408)"},
-    {KEY("server", "idle_timeout", CT_DURATION, "60s", idle_timeout_ms), .min = 1,
-     .bound_msg = SERVER_ZERO, .doc = "a keep-alive connection without a request is closed"},
-    {KEY("server", "log_level", CT_LEVEL, "info", log_level),
-     .doc = "the least severe message logged"},
-    {KEY("server", "access_log", CT_ACCESS_LOG, "on", access_log),
-     .doc = "one JSON line per request: on, stderr, stdout, off or /path"},
-    {KEY("server", "allowed_hosts", CT_LIST, NULL, allowed_hosts),
-     .doc = "Host names served besides the loopback ones"},
-    {KEY("server", "allowed_origins", CT_LIST, NULL, allowed_origins),
-     .doc = "browser Origins that may send requests"},
-    {KEY("server", "admin_token_sha256", CT_SHA256, NULL, admin_token_sha256),
-     .doc = "SHA-256 of the token every /admin/ request must bear"},
-    {KEY("server", "max_inflight_requests", CT_COUNT, "4096", max_inflight_requests),
-     .doc = "requests in flight at most (503 beyond)"},
-    {KEY("server", "max_inflight_bytes", CT_SIZE, "256MiB", max_inflight_bytes),
-     .doc = "bytes held by the requests in flight; at least max_body"},
-    {KEY("upstream", "base_url", CT_URL, "https://api.cloud.llamaindex.ai", base_url),
-     .doc = "the API's address"},
-    {KEY("upstream", "api_key_file", CT_PATH, NULL, api_key_file),
-     .doc = "the file of the API key; else LLAMA_CLOUD_API_KEY; else pass-through"},
-    {KEY("upstream", "timeout", CT_DURATION, "30s", timeout_ms), .min = 1,
-     .bound_msg = "upstream timeouts must be more than 0",
-     .doc = "the deadline of a whole upstream request"},
-    {KEY("upstream", "connect_timeout", CT_DURATION, "5s", connect_timeout_ms), .min = 1,
-     .bound_msg = "upstream timeouts must be more than 0",
-     .doc = "the deadline of connecting to the upstream"},
-    {KEY("upstream", "rate", CT_RATE, NULL, key_rate),
-     .doc = "a budget for everything sent upstream with one key"},
-    {KEY("upstream", "burst", CT_COUNT, NULL, key_burst),
-     .doc = "the burst of that budget; needs rate"},
-    {KEY("upstream", "proxy", CT_PROXY, NULL, proxy),
-     .doc = "an HTTP proxy for every upstream request"},
-    {KEY("cache", "store", CT_STORE, "memory", store), .flags = CONF_RESTART,
-     .doc = "memory (in the process) or redis (shared)"},
-    {KEY("cache", "redis_url", CT_REDIS_URL, "redis://127.0.0.1:6379/0", redis_url),
-     .flags = CONF_RESTART, .doc = "the Redis server of store = redis"},
-    {KEY("cache", "redis_timeout", CT_DURATION, "250ms", redis_timeout_ms),
-     .flags = CONF_RESTART, .min = 1, .doc = "the deadline of every Redis command"},
-    {KEY("cache", "ttl", CT_DURATION, "30s", ttl_ms), .min = 1,
-     .doc = "how long a stored list answer is fresh"},
-    {KEY("cache", "stale_while_revalidate", CT_DURATION, "30s", stale_while_revalidate_ms),
-     .doc = "past ttl: stale served while one refresh runs"},
-    {KEY("cache", "stale_if_error", CT_DURATION, "10m", stale_if_error_ms),
-     .doc = "past ttl: stale served while the upstream fails"},
-    {KEY("cache", "memory_max", CT_SIZE, "64MiB", memory_max), .flags = CONF_RESTART,
-     .min = 64 * 1024, .doc = "the bound of the memory store (of the L1 with redis)"},
-    {KEY("cache", "prefetch", CT_BOOL, "on", prefetch),
-     .doc = "fetch the next page after a list miss"},
-    {KEY("cache", "lock_lease", CT_DURATION, "2s", lock_lease_ms), .min = 100,
-     .doc = "the cross-instance fetch lock, renewed while fetching"},
-    {KEY("cache", "l1_ttl", CT_DURATION, "1s", l1_ttl_ms), .max = 60000,
-     .bound_msg = "l1_ttl must be at most 1m (it bounds how long another instance's "
-                  "write may go unseen if its event is lost)",
-     .doc = "store = redis: fresh answers also kept in the process (0s: off)"},
-    {KEY("cache", "ignore_client_no_cache", CT_BOOL, "off", ignore_client_no_cache),
-     .doc = "treat a client's Cache-Control: no-cache like any request"},
-    {KEY("ratelimit", "rate", CT_RATE, "20/s", rate),
-     .doc = "every request of a project, hits included"},
-    {KEY("ratelimit", "burst", CT_COUNT, "40", burst), .doc = "the burst of rate"},
-    {KEY("ratelimit", "upstream_rate", CT_RATE, "5/s", upstream_rate),
-     .doc = "what lcgate sends upstream for a project"},
-    {KEY("ratelimit", "upstream_burst", CT_COUNT, "10", upstream_burst),
-     .doc = "the burst of upstream_rate"},
+    KEY("server", "listen", CT_ADDR, "127.0.0.1:8080", listen, RESTART,
+        0, 0, NULL, "the client listener"),
+    KEY("server", "admin_listen", CT_ADDR, "127.0.0.1:8081", admin_listen, RESTART,
+        0, 0, NULL, "the operator listener: /healthz /readyz /metrics /admin/"),
+    KEY("server", "drain_timeout", CT_DURATION, "10s", drain_timeout_ms, RELOAD,
+        0, 0, NULL, "how long SIGTERM waits for the requests in flight"),
+    KEY("server", "max_body", CT_SIZE, "1MiB", max_body, RELOAD,
+        0, 0, NULL, "the largest request body (413 beyond)"),
+    KEY("server", "max_request_line", CT_SIZE, "8KiB", max_request_line, RELOAD,
+        256, 0, HEAD_BOUND, "the longest request line (414 beyond)"),
+    KEY("server", "max_header_size", CT_SIZE, "32KiB", max_header_size, RELOAD,
+        0, 0, NULL, "the longest request head (431 beyond); at least max_request_line"),
+    KEY("server", "max_connections", CT_COUNT, "4096", max_connections, RELOAD,
+        0, 0, NULL, "open client connections at most"),
+    KEY("server", "workers", CT_COUNT, "1", workers, RESTART,
+        1, 64, NULL, "threads that accept, read and write client connections"),
+    KEY("server", "header_timeout", CT_DURATION, "10s", header_timeout_ms, RELOAD,
+        1, 0, SERVER_ZERO, "a request head must arrive within this (408)"),
+    KEY("server", "idle_timeout", CT_DURATION, "60s", idle_timeout_ms, RELOAD,
+        1, 0, SERVER_ZERO, "a keep-alive connection without a request is closed"),
+    KEY("server", "log_level", CT_LEVEL, "info", log_level, RELOAD,
+        0, 0, NULL, "the least severe message logged"),
+    KEY("server", "access_log", CT_ACCESS_LOG, "on", access_log, RELOAD,
+        0, 0, NULL, "one JSON line per request: on, stderr, stdout, off or /path"),
+    KEY("server", "allowed_hosts", CT_LIST, NULL, allowed_hosts, RELOAD,
+        0, 0, NULL, "Host names served besides the loopback ones"),
+    KEY("server", "allowed_origins", CT_LIST, NULL, allowed_origins, RELOAD,
+        0, 0, NULL, "browser Origins that may send requests"),
+    KEY("server", "admin_token_sha256", CT_SHA256, NULL, admin_token_sha256, RELOAD,
+        0, 0, NULL, "SHA-256 of the token every /admin/ request must bear"),
+    KEY("server", "max_inflight_requests", CT_COUNT, "4096", max_inflight_requests, RELOAD,
+        0, 0, NULL, "requests in flight at most (503 beyond)"),
+    KEY("server", "max_inflight_bytes", CT_SIZE, "256MiB", max_inflight_bytes, RELOAD,
+        0, 0, NULL, "bytes held by the requests in flight; at least max_body"),
+    KEY("upstream", "base_url", CT_URL, "https://api.cloud.llamaindex.ai", base_url, RELOAD,
+        0, 0, NULL, "the API's address"),
+    KEY("upstream", "api_key_file", CT_PATH, NULL, api_key_file, RELOAD,
+        0, 0, NULL, "the file of the API key; else LLAMA_CLOUD_API_KEY; else pass-through"),
+    KEY("upstream", "timeout", CT_DURATION, "30s", timeout_ms, RELOAD,
+        1, 0, UPSTREAM_ZERO, "the deadline of a whole upstream request"),
+    KEY("upstream", "connect_timeout", CT_DURATION, "5s", connect_timeout_ms, RELOAD,
+        1, 0, UPSTREAM_ZERO, "the deadline of connecting to the upstream"),
+    KEY("upstream", "rate", CT_RATE, NULL, key_rate, RELOAD,
+        0, 0, NULL, "a budget for everything sent upstream with one key"),
+    KEY("upstream", "burst", CT_COUNT, NULL, key_burst, RELOAD,
+        0, 0, NULL, "the burst of that budget; needs rate"),
+    KEY("upstream", "proxy", CT_PROXY, NULL, proxy, RELOAD,
+        0, 0, NULL, "an HTTP proxy for every upstream request"),
+    KEY("cache", "store", CT_STORE, "memory", store, RESTART,
+        0, 0, NULL, "memory (in the process) or redis (shared)"),
+    KEY("cache", "redis_url", CT_REDIS_URL, "redis://127.0.0.1:6379/0", redis_url, RESTART,
+        0, 0, NULL, "the Redis server of store = redis"),
+    KEY("cache", "redis_timeout", CT_DURATION, "250ms", redis_timeout_ms, RESTART,
+        1, 0, NULL, "the deadline of every Redis command"),
+    KEY("cache", "ttl", CT_DURATION, "30s", ttl_ms, RELOAD,
+        1, 0, NULL, "how long a stored list answer is fresh"),
+    KEY("cache", "stale_while_revalidate", CT_DURATION, "30s", stale_while_revalidate_ms, RELOAD,
+        0, 0, NULL, "past ttl: stale served while one refresh runs"),
+    KEY("cache", "stale_if_error", CT_DURATION, "10m", stale_if_error_ms, RELOAD,
+        0, 0, NULL, "past ttl: stale served while the upstream fails"),
+    KEY("cache", "memory_max", CT_SIZE, "64MiB", memory_max, RESTART,
+        64 * 1024, 0, NULL, "the bound of the memory store (of the L1 with redis)"),
+    KEY("cache", "prefetch", CT_BOOL, "on", prefetch, RELOAD,
+        0, 0, NULL, "fetch the next page after a list miss"),
+    KEY("cache", "lock_lease", CT_DURATION, "2s", lock_lease_ms, RELOAD,
+        100, 0, NULL, "the cross-instance fetch lock, renewed while fetching"),
+    KEY("cache", "l1_ttl", CT_DURATION, "1s", l1_ttl_ms, RELOAD,
+        0, 60000, L1_BOUND, "store = redis: fresh answers also kept in the process (0s: off)"),
+    KEY("cache", "ignore_client_no_cache", CT_BOOL, "off", ignore_client_no_cache, RELOAD,
+        0, 0, NULL, "treat a client's Cache-Control: no-cache like any request"),
+    KEY("ratelimit", "rate", CT_RATE, "20/s", rate, RELOAD,
+        0, 0, NULL, "every request of a project, hits included"),
+    KEY("ratelimit", "burst", CT_COUNT, "40", burst, RELOAD,
+        0, 0, NULL, "the burst of rate"),
+    KEY("ratelimit", "upstream_rate", CT_RATE, "5/s", upstream_rate, RELOAD,
+        0, 0, NULL, "what lcgate sends upstream for a project"),
+    KEY("ratelimit", "upstream_burst", CT_COUNT, "10", upstream_burst, RELOAD,
+        0, 0, NULL, "the burst of upstream_rate"),
 };
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
+#undef L1_BOUND
+#undef UPSTREAM_ZERO
+#undef RESTART
+#undef RELOAD
 #undef KEY
 
-#define PKEY(k, t, field, has) .section = "project", .name = k, .type = t, \
-    .off = offsetof(struct conf_project, field), .has_off = has
+/* A row of conf_project_keys: name, type, the struct conf_project field
+ * and its has_ flag (or 0), the doc. */
+#define PKEY(k, t, field, has, text) \
+    {.section = "project", .name = k, .type = t, .off = offsetof(struct conf_project, field), \
+     .has_off = has, .doc = text}
 #define HAS(field) offsetof(struct conf_project, field)
 const struct conf_key conf_project_keys[] = {
-    {PKEY("rate", CT_RATE, rate, HAS(has_rate)), .doc = "the project's [ratelimit] rate"},
-    {PKEY("burst", CT_COUNT, burst, HAS(has_burst)), .doc = "the project's [ratelimit] burst"},
-    {PKEY("upstream_rate", CT_RATE, upstream_rate, HAS(has_upstream_rate)),
-     .doc = "the project's [ratelimit] upstream_rate"},
-    {PKEY("upstream_burst", CT_COUNT, upstream_burst, HAS(has_upstream_burst)),
-     .doc = "the project's [ratelimit] upstream_burst"},
-    {PKEY("ttl", CT_DURATION, ttl_ms, HAS(has_ttl)), .doc = "the project's [cache] ttl"},
-    {PKEY("api_key_file", CT_PATH, api_key_file, 0),
-     .doc = "the key injected for the project's requests"},
+    PKEY("rate", CT_RATE, rate, HAS(has_rate), "the project's [ratelimit] rate"),
+    PKEY("burst", CT_COUNT, burst, HAS(has_burst), "the project's [ratelimit] burst"),
+    PKEY("upstream_rate", CT_RATE, upstream_rate, HAS(has_upstream_rate),
+         "the project's [ratelimit] upstream_rate"),
+    PKEY("upstream_burst", CT_COUNT, upstream_burst, HAS(has_upstream_burst),
+         "the project's [ratelimit] upstream_burst"),
+    PKEY("ttl", CT_DURATION, ttl_ms, HAS(has_ttl), "the project's [cache] ttl"),
+    PKEY("api_key_file", CT_PATH, api_key_file, 0, "the key injected for the project's requests"),
 };
 const size_t conf_nproject_keys = sizeof(conf_project_keys) / sizeof(conf_project_keys[0]);
 #undef HAS
@@ -150,18 +161,22 @@ static int parse_client_projects(void *obj, const char *v)
     return 0;
 }
 
-#define CKEY(k, t, field) .section = "client", .name = k, .type = t, \
-    .off = offsetof(struct conf_client, field)
+/* A row of conf_client_keys: name, type, the struct conf_client field, its
+ * has_ flag (or 0), its parser (NULL: the type's), the message of a
+ * malformed value (NULL: the type's), the doc. */
+#define CKEY(k, t, field, has, parser, bad, text) \
+    {.section = "client", .name = k, .type = t, .off = offsetof(struct conf_client, field), \
+     .has_off = has, .parse = parser, .bad_msg = bad, .doc = text}
 const struct conf_key conf_client_keys[] = {
-    {CKEY("token_sha256", CT_SHA256, token_sha256),
-     .bad_msg = "token_sha256 must be 64 hex digits (sha256sum of the token)",
-     .doc = "SHA-256 of the client's token (required)"},
-    {CKEY("projects", CT_LIST, projects), .parse = parse_client_projects,
-     .bad_msg = "projects must list project ids separated by commas, or *",
-     .doc = "the project ids the client may use, or * (required)"},
-    {CKEY("rate", CT_RATE, rate), .has_off = offsetof(struct conf_client, has_rate),
-     .doc = "a budget for every request of the client"},
-    {CKEY("burst", CT_COUNT, burst), .doc = "the burst of the client's rate; needs rate"},
+    CKEY("token_sha256", CT_SHA256, token_sha256, 0, NULL,
+         "token_sha256 must be 64 hex digits (sha256sum of the token)",
+         "SHA-256 of the client's token (required)"),
+    CKEY("projects", CT_LIST, projects, 0, parse_client_projects,
+         "projects must list project ids separated by commas, or *",
+         "the project ids the client may use, or * (required)"),
+    CKEY("rate", CT_RATE, rate, offsetof(struct conf_client, has_rate), NULL, NULL,
+         "a budget for every request of the client"),
+    CKEY("burst", CT_COUNT, burst, 0, NULL, NULL, "the burst of the client's rate; needs rate"),
 };
 const size_t conf_nclient_keys = sizeof(conf_client_keys) / sizeof(conf_client_keys[0]);
 #undef CKEY

@@ -9,83 +9,97 @@
 #include "log.h"
 #include "util.h"
 
-int conf_parse_duration_ms(const char *s, uint64_t *out)
+/* The units of durations (ms), sizes (bytes) and rates (seconds of the
+ * window), smallest first; a printed value takes the largest that divides
+ * it (the size unit "" before "B", so that 256 prints as 256). */
+struct unit {
+    const char *name;
+    uint64_t mul;
+};
+#define NUNITS(u) (sizeof(u) / sizeof(u[0]))
+static const struct unit duration_units[] = {
+    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+};
+static const struct unit size_units[] = {
+    {"B", 1}, {"", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024}, {"GiB", 1024ULL * 1024 * 1024},
+};
+static const struct unit rate_units[] = {
+    {"/s", 1}, {"/min", 60}, {"/h", 3600},
+};
+
+/* The unit spelled end, or NULL. */
+static const struct unit *unit_named(const char *end, const struct unit *u, size_t n)
 {
-    static const struct { const char *unit; uint64_t ms; } units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-    };
-    char *end;
-    double v;
     size_t i;
 
+    for (i = 0; i < n; i++)
+        if (strcmp(end, u[i].name) == 0)
+            return &u[i];
+    return NULL;
+}
+
+/* The largest unit that divides v (for 0, the largest of 1). */
+static const struct unit *unit_dividing(uint64_t v, const struct unit *u, size_t n)
+{
+    while (n > 1 && (v % u[n - 1].mul != 0 || (v == 0 && u[n - 1].mul != 1)))
+        n--;
+    return &u[n - 1];
+}
+
+/* A number that starts with a digit (no sign, no space) into v, end after
+ * it; 0 or -1. */
+static int leading_number(const char *s, double *v, char **end)
+{
     errno = 0;
     if (!isdigit((unsigned char)*s))
         return -1;
-    v = strtod(s, &end);
-    if (errno || end == s)
+    *v = strtod(s, end);
+    return errno || *end == s ? -1 : 0;
+}
+
+int conf_parse_duration_ms(const char *s, uint64_t *out)
+{
+    const struct unit *u;
+    char *end;
+    double v;
+
+    if (leading_number(s, &v, &end) != 0 ||
+        (u = unit_named(end, duration_units, NUNITS(duration_units))) == NULL ||
+        v * (double)u->mul > 1e15)
         return -1;
-    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            double ms = v * (double)units[i].ms;
-            if (ms > 1e15)
-                return -1;
-            *out = (uint64_t)(ms + 0.5);
-            return 0;
-        }
-    }
-    return -1;
+    *out = (uint64_t)(v * (double)u->mul + 0.5);
+    return 0;
 }
 
 int conf_parse_size(const char *s, size_t *out)
 {
-    static const struct { const char *unit; uint64_t mul; } units[] = {
-        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
-        {"GiB", 1024ULL * 1024 * 1024},
-    };
+    const struct unit *u;
     char *end;
     unsigned long long v;
-    size_t i;
 
     errno = 0;
     if (!isdigit((unsigned char)*s))
         return -1;
     v = strtoull(s, &end, 10);
-    if (errno)
+    if (errno || (u = unit_named(end, size_units, NUNITS(size_units))) == NULL ||
+        v > SIZE_MAX / u->mul)
         return -1;
-    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (v > SIZE_MAX / units[i].mul)
-                return -1;
-            *out = (size_t)(v * units[i].mul);
-            return 0;
-        }
-    }
-    return -1;
+    *out = (size_t)(v * u->mul);
+    return 0;
 }
 
 int conf_parse_rate(const char *s, struct rate *out)
 {
-    static const struct { const char *unit; unsigned secs; } units[] = {
-        {"/s", 1}, {"/min", 60}, {"/h", 3600},
-    };
+    const struct unit *u;
     char *end;
     double v;
-    size_t i;
 
-    errno = 0;
-    if (!isdigit((unsigned char)*s))
+    if (leading_number(s, &v, &end) != 0 || !(v > 0) || v > 1e9 ||
+        (u = unit_named(end, rate_units, NUNITS(rate_units))) == NULL)
         return -1;
-    v = strtod(s, &end);
-    if (errno || end == s || !(v > 0) || v > 1e9)
-        return -1;
-    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            out->count = v;
-            out->window_s = units[i].secs;
-            return 0;
-        }
-    }
-    return -1;
+    out->count = v;
+    out->window_s = (unsigned)u->mul;
+    return 0;
 }
 
 int conf_parse_bool(const char *s, int *out)
@@ -366,24 +380,13 @@ void conf_value_free(enum conf_type t, void *p)
 
 void conf_value_format(enum conf_type t, uint64_t n, char *buf, size_t len)
 {
-    struct unit { const char *unit; uint64_t mul; };
-    static const struct unit ms[] = {
-        {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
-    }, bytes[] = {
-        {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1024}, {"", 1},
-    };
-    const struct unit *u = t == CT_DURATION ? ms : t == CT_SIZE ? bytes : NULL;
-    size_t i;
+    const struct unit *u = NULL;
 
-    /* The largest unit that divides it: 60000 ms is "1m", 0 is "0ms". */
-    for (i = 0; u != NULL && n != 0 && n % u[i].mul != 0; i++)
-        ;
-    if (u == NULL)
-        snprintf(buf, len, "%llu", (unsigned long long)n);
-    else if (n == 0)
-        snprintf(buf, len, "0%s", u[3].unit);
-    else
-        snprintf(buf, len, "%llu%s", (unsigned long long)(n / u[i].mul), u[i].unit);
+    if (t == CT_DURATION)
+        u = unit_dividing(n, duration_units, NUNITS(duration_units));
+    else if (t == CT_SIZE)
+        u = unit_dividing(n, size_units, NUNITS(size_units));
+    snprintf(buf, len, "%llu%s", (unsigned long long)(u ? n / u->mul : n), u ? u->name : "");
 }
 
 void conf_value_print(FILE *out, enum conf_type t, const void *p)
@@ -406,8 +409,8 @@ void conf_value_print(FILE *out, enum conf_type t, const void *p)
         fputs(buf, out);
         break;
     case CT_RATE:
-        fprintf(out, "%.15g/%s", r->count,
-                r->window_s == 3600 ? "h" : r->window_s == 60 ? "min" : "s");
+        fprintf(out, "%.15g%s", r->count,
+                unit_dividing(r->window_s, rate_units, NUNITS(rate_units))->name);
         break;
     case CT_BOOL:
         fputs(*(const int *)p ? "on" : "off", out);
