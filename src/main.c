@@ -154,8 +154,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     }
     /* The keys a reload cannot apply are flagged in their rows (conf_keys.c). */
     if (conf_restart_changes(gw.conf, next, changed, sizeof(changed)) > 0)
-        log_warn("reload: a new %s needs a restart; until then the running one stays",
-                 changed);
+        log_warn("reload: a change of %s takes effect only after a restart", changed);
     if (log_level_parse(next->log_level, &lvl) == 0)
         log_set_level(lvl);
     check_nofile(next);
