@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <yajl/yajl_gen.h>
 #include <stdio.h>
@@ -76,98 +77,109 @@ static size_t bounds_past(double from, double past, double out[NDURATIONS + 1])
     return n;
 }
 
+/* Label names. */
+static const char *const l_route_status_cache[] = {"route", "status", "cache"};
+static const char *const l_route_cache[] = {"route", "cache"};
+static const char *const l_result[] = {"result"};
+static const char *const l_status[] = {"status"};
+static const char *const l_project_budget[] = {"project", "budget"};
+static const char *const l_reason[] = {"reason"};
+static const char *const l_version[] = {"version"};
+
+/* The metric families, registered (and rendered) in this order: each row
+ * the gw_metrics field it fills, its name, type, labels and help. */
+#define FAMILY(field, name, type, labels, help) \
+    {offsetof(struct gw_metrics, field), name, help, type, \
+     (int)(sizeof(labels) / sizeof(labels[0])), labels, 0}
+#define PLAIN(field, name, type, help) \
+    {offsetof(struct gw_metrics, field), name, help, type, 0, NULL, 0}
+static const struct family_row {
+    size_t off;
+    const char *name, *help;
+    enum mtype type;
+    int nlabels;
+    const char *const *labels;
+    double from;                 /* MT_HISTOGRAM: the first bound kept */
+} families[] = {
+    FAMILY(requests, "lcgate_requests_total", MT_COUNTER, l_route_status_cache,
+           "Requests answered, by route, status and cache result."),
+    FAMILY(upstream, "lcgate_upstream_requests_total", MT_COUNTER, l_status,
+           "Requests sent upstream, by status (or error, timeout)."),
+    /* Bounds fixed at start: a reload to a longer timeout keeps them. */
+    {offsetof(struct gw_metrics, upstream_seconds), "lcgate_upstream_request_duration_seconds",
+     "Time of upstream requests.", MT_HISTOGRAM, 0, NULL, 0.001},
+    {offsetof(struct gw_metrics, request_seconds), "lcgate_request_duration_seconds",
+     "Time from a request read to its answer, by route and cache result (0 for those "
+     "answered while it is read: refusals, 404, 422).", MT_HISTOGRAM, 2, l_route_cache, 0},
+    FAMILY(rate_limited, "lcgate_rate_limited_total", MT_COUNTER, l_project_budget,
+           "Requests refused or served stale by a budget, by project and budget (client, "
+           "upstream: the project's; token: the client's own; key: the upstream key's)."),
+    PLAIN(collapsed, "lcgate_coalesced_waits_total", MT_COUNTER,
+          "Requests answered by another request's fetch."),
+    FAMILY(stale, "lcgate_stale_answers_total", MT_COUNTER, l_reason,
+           "Stale answers served, by reason."),
+    PLAIN(prefetches, "lcgate_prefetches_total", MT_COUNTER,
+          "Next pages fetched ahead."),
+    PLAIN(refreshes, "lcgate_refreshes_total", MT_COUNTER,
+          "Background refreshes of stale entries."),
+    PLAIN(l1_hits, "lcgate_l1_hits_total", MT_COUNTER,
+          "Hits answered from the in-process copy of Redis entries (l1_ttl), without a "
+          "round trip."),
+    PLAIN(store_up, "lcgate_store_up", MT_GAUGE,
+          "1 while the cache store answers (Redis connected)."),
+    PLAIN(store_errors, "lcgate_store_errors_total", MT_COUNTER,
+          "Cache lookups the store could not answer (Redis down, slow or failing); each "
+          "went upstream."),
+    PLAIN(cache_entries, "lcgate_cache_entries", MT_GAUGE,
+          "Entries in the memory store."),
+    PLAIN(cache_bytes, "lcgate_cache_bytes", MT_GAUGE,
+          "Bytes held by the memory store."),
+    PLAIN(in_flight, "lcgate_requests_in_flight", MT_GAUGE,
+          "Client requests not yet answered."),
+    PLAIN(connections, "lcgate_client_connections", MT_GAUGE,
+          "Open client connections (max_connections bounds them)."),
+    PLAIN(alog_errors, "lcgate_access_log_errors_total", MT_COUNTER,
+          "Access log lines lost: a file or pipe that could not be written (full, ENOSPC, "
+          "EIO)."),
+    FAMILY(build, "lcgate_build_info", MT_GAUGE, l_version, "The running version."),
+    FAMILY(reloads, "lcgate_config_reloads_total", MT_COUNTER, l_result,
+           "Configuration reloads (SIGHUP), by result."),
+    PLAIN(reload_time, "lcgate_config_last_reload_success_timestamp_seconds", MT_GAUGE,
+          "When the configuration in force was loaded (at start, then by each "
+          "good reload)."),
+    PLAIN(cpu, "process_cpu_seconds_total", MT_COUNTER,
+          "User and system CPU time spent, in seconds."),
+    PLAIN(rss, "process_resident_memory_bytes", MT_GAUGE,
+          "Resident memory size in bytes."),
+    PLAIN(fds, "process_open_fds", MT_GAUGE, "Number of open file descriptors."),
+    PLAIN(max_fds, "process_max_fds", MT_GAUGE,
+          "Maximum number of open file descriptors (the soft RLIMIT_NOFILE)."),
+    PLAIN(start_time, "process_start_time_seconds", MT_GAUGE,
+          "Start time of the process since unix epoch in seconds."),
+};
+#undef PLAIN
+#undef FAMILY
+
 int admin_metrics_init(struct gw *gw)
 {
-    static const char *const route_status_cache[] = {"route", "status", "cache"};
-    static const char *const route_cache[] = {"route", "cache"};
-    static const char *const result[] = {"result"};
-    static const char *const status[] = {"status"};
-    static const char *const project_budget[] = {"project", "budget"};
-    static const char *const reason[] = {"reason"};
-    static const char *const version[] = {"version"};
     struct gw_metrics *m = &gw->m;
     double timeout_s = (double)gw->conf->timeout_ms / 1000, b[NDURATIONS + 1];
+    size_t i;
 
     if ((m->reg = metrics_new()) == NULL)
         return -1;
-    m->requests = metrics_family(m->reg, "lcgate_requests_total",
-                                 "Requests answered, by route, status and cache result.",
-                                 MT_COUNTER, 3, route_status_cache);
-    m->upstream = metrics_family(m->reg, "lcgate_upstream_requests_total",
-                                 "Requests sent upstream, by status (or error, timeout).",
-                                 MT_COUNTER, 1, status);
-    /* Bounds fixed at start: a reload to a longer timeout keeps them. */
-    m->upstream_seconds = metrics_histogram(m->reg, "lcgate_upstream_request_duration_seconds",
-                                            "Time of upstream requests.", 0, NULL, b,
-                                            bounds_past(0.001, timeout_s, b));
-    m->request_seconds = metrics_histogram(m->reg, "lcgate_request_duration_seconds",
-                                           "Time from a request read to its answer, by "
-                                           "route and cache result (0 for those answered "
-                                           "while it is read: refusals, 404, 422).",
-                                           2, route_cache, b, bounds_past(0, timeout_s, b));
-    m->rate_limited = metrics_family(m->reg, "lcgate_rate_limited_total",
-                                     "Requests refused or served stale by a budget, by "
-                                     "project and budget (client, upstream: the "
-                                     "project's; token: the client's own; key: "
-                                     "the upstream key's).",
-                                     MT_COUNTER, 2, project_budget);
-    m->collapsed = metrics_family(m->reg, "lcgate_coalesced_waits_total",
-                                  "Requests answered by another request's fetch.",
-                                  MT_COUNTER, 0, NULL);
-    m->stale = metrics_family(m->reg, "lcgate_stale_answers_total",
-                              "Stale answers served, by reason.", MT_COUNTER, 1, reason);
-    m->prefetches = metrics_family(m->reg, "lcgate_prefetches_total",
-                                   "Next pages fetched ahead.", MT_COUNTER, 0, NULL);
-    m->refreshes = metrics_family(m->reg, "lcgate_refreshes_total",
-                                  "Background refreshes of stale entries.", MT_COUNTER, 0, NULL);
-    m->l1_hits = metrics_family(m->reg, "lcgate_l1_hits_total",
-                                "Hits answered from the in-process copy of Redis entries "
-                                "(l1_ttl), without a round trip.", MT_COUNTER, 0, NULL);
-    m->store_up = metrics_family(m->reg, "lcgate_store_up",
-                                 "1 while the cache store answers (Redis connected).",
-                                 MT_GAUGE, 0, NULL);
-    m->store_errors = metrics_family(m->reg, "lcgate_store_errors_total",
-                                     "Cache lookups the store could not answer (Redis down, "
-                                     "slow or failing); each went upstream.",
-                                     MT_COUNTER, 0, NULL);
-    m->cache_entries = metrics_family(m->reg, "lcgate_cache_entries",
-                                      "Entries in the memory store.", MT_GAUGE, 0, NULL);
-    m->cache_bytes = metrics_family(m->reg, "lcgate_cache_bytes",
-                                    "Bytes held by the memory store.", MT_GAUGE, 0, NULL);
-    m->in_flight = metrics_family(m->reg, "lcgate_requests_in_flight",
-                                  "Client requests not yet answered.", MT_GAUGE, 0, NULL);
-    m->connections = metrics_family(m->reg, "lcgate_client_connections",
-                                    "Open client connections (max_connections bounds them).",
-                                    MT_GAUGE, 0, NULL);
-    m->alog_errors = metrics_family(m->reg, "lcgate_access_log_errors_total",
-                                    "Access log lines lost: a file or pipe that could not "
-                                    "be written (full, ENOSPC, EIO).", MT_COUNTER, 0, NULL);
-    m->build = metrics_family(m->reg, "lcgate_build_info", "The running version.",
-                              MT_GAUGE, 1, version);
-    m->reloads = metrics_family(m->reg, "lcgate_config_reloads_total",
-                                "Configuration reloads (SIGHUP), by result.", MT_COUNTER, 1,
-                                result);
-    m->reload_time = metrics_family(m->reg, "lcgate_config_last_reload_success_timestamp_seconds",
-                                    "When the configuration in force was loaded (at start, "
-                                    "then by each good reload).", MT_GAUGE, 0, NULL);
-    m->cpu = metrics_family(m->reg, "process_cpu_seconds_total",
-                            "User and system CPU time spent, in seconds.", MT_COUNTER, 0, NULL);
-    m->rss = metrics_family(m->reg, "process_resident_memory_bytes",
-                            "Resident memory size in bytes.", MT_GAUGE, 0, NULL);
-    m->fds = metrics_family(m->reg, "process_open_fds", "Number of open file descriptors.",
-                            MT_GAUGE, 0, NULL);
-    m->max_fds = metrics_family(m->reg, "process_max_fds",
-                                "Maximum number of open file descriptors (the soft "
-                                "RLIMIT_NOFILE).", MT_GAUGE, 0, NULL);
-    m->start_time = metrics_family(m->reg, "process_start_time_seconds",
-                                   "Start time of the process since unix epoch in seconds.",
-                                   MT_GAUGE, 0, NULL);
-    if (!m->requests || !m->upstream || !m->upstream_seconds || !m->rate_limited ||
-        !m->collapsed || !m->stale || !m->prefetches || !m->refreshes || !m->l1_hits || !m->store_up || !m->store_errors ||
-        !m->cache_entries || !m->cache_bytes || !m->in_flight || !m->build ||
-        !m->connections || !m->alog_errors || !m->request_seconds || !m->reloads || !m->reload_time ||
-        !m->cpu || !m->rss || !m->fds || !m->max_fds || !m->start_time ||
-        !metrics_series(m->reloads, "success", NULL, NULL) ||
+    for (i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        const struct family_row *f = &families[i];
+        struct mfamily **slot = (struct mfamily **)((char *)m + f->off);
+        if (f->type == MT_HISTOGRAM)
+            *slot = metrics_histogram(m->reg, f->name, f->help, f->nlabels, f->labels, b,
+                                      bounds_past(f->from, timeout_s, b));
+        else
+            *slot = metrics_family(m->reg, f->name, f->help, f->type, f->nlabels, f->labels);
+        if (*slot == NULL)
+            return -1;
+    }
+    if (!metrics_series(m->reloads, "success", NULL, NULL) ||
         !metrics_series(m->reloads, "failure", NULL, NULL))
         return -1;
     metrics_set(m->reload_time, (double)wall_ms() / 1000, NULL, NULL, NULL);

@@ -1,6 +1,7 @@
 /* conf: the INI configuration (libinih), its defaults, validation and the
- * LCGATE_<SECTION>_<KEY> environment overrides. A struct conf is immutable
- * once loaded; a reload builds a new one and swaps it in. */
+ * LCGATE_<SECTION>_<KEY> environment overrides, all read from the key
+ * tables of conf_keys.h. A struct conf is immutable once loaded; a reload
+ * builds a new one and swaps it in. */
 #ifndef LCGATE_CONF_H
 #define LCGATE_CONF_H
 
@@ -8,13 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum store_kind { STORE_KIND_MEMORY, STORE_KIND_REDIS };
-
-/* A rate "N/s", "N/min" or "N/h": count requests per window seconds. */
-struct rate {
-    double count;
-    unsigned window_s;
-};
+#include "conf_value.h"
 
 struct conf_project {
     char *id;                    /* canonical (request_read.h) */
@@ -36,12 +31,6 @@ struct conf_client {
     int has_rate;                /* rate/burst: every request of the client */
     struct rate rate;
     unsigned burst;
-};
-
-/* A comma-separated list of names. */
-struct strlist {
-    char **v;
-    size_t n;
 };
 
 struct conf {
@@ -128,11 +117,9 @@ int conf_dump(const struct conf *c, FILE *out);
 /* url with its password (if any) replaced by "****"; 0, or -1 if out is
  * too small. */
 int conf_redis_url_masked(const char *url, char *out, size_t len);
-
-/* Parsers shared with tests. Each returns 0, or -1 on a malformed value. */
-int conf_parse_duration_ms(const char *s, uint64_t *out);
-int conf_parse_size(const char *s, size_t *out);
-int conf_parse_rate(const char *s, struct rate *out);
-int conf_parse_bool(const char *s, int *out);
+/* A reload from cur to next: the names of the CONF_RESTART keys whose
+ * values differ ("listen, workers") into buf, "" when none; their number. */
+size_t conf_restart_changes(const struct conf *cur, const struct conf *next, char *buf,
+                            size_t len);
 
 #endif

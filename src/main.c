@@ -14,6 +14,7 @@
 #include "cache_store.h"
 #include "clock.h"
 #include "conf.h"
+#include "conf_keys.h"
 #include "doors.h"
 #include "config.h"
 #include "http_front.h"
@@ -140,7 +141,7 @@ static void check_nofile(const struct conf *c)
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char err[1024];
+    char err[1024], changed[512];
     struct conf *next = conf_load(gw.conf->path, err, sizeof(err));
     enum log_level lvl;
 
@@ -151,15 +152,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         notify("READY=1");
         return;
     }
-    if (strcmp(next->listen, gw.conf->listen) != 0 ||
-        strcmp(next->admin_listen, gw.conf->admin_listen) != 0)
-        log_warn("reload: a new listen or admin_listen address needs a restart");
-    if (next->workers != gw.conf->workers)
-        log_warn("reload: a new number of workers needs a restart (%u run)", gw.conf->workers);
-    if (next->store != gw.conf->store || strcmp(next->redis_url, gw.conf->redis_url) != 0 ||
-        next->redis_timeout_ms != gw.conf->redis_timeout_ms ||
-        next->memory_max != gw.conf->memory_max)
-        log_warn("reload: a new store, redis_url, redis_timeout or memory_max needs a restart");
+    /* The keys a reload cannot apply are flagged in their rows (conf_keys.c). */
+    if (conf_restart_changes(gw.conf, next, changed, sizeof(changed)) > 0)
+        log_warn("reload: a change of %s takes effect only after a restart", changed);
     if (log_level_parse(next->log_level, &lvl) == 0)
         log_set_level(lvl);
     check_nofile(next);
@@ -186,57 +181,30 @@ static struct store *open_store(const struct conf *c, char *err, size_t errlen)
     return store_memory_new(c->memory_max);
 }
 
-int main(int argc, char **argv)
+/* lcgate -t (mode 1) and -T (mode 2) of the loaded gw.conf: the exit code. */
+static int check_only(const char *path, int mode)
 {
-    const char *path = DEFAULT_CONF;
-    struct event *sigs[4];
-    char err[1024];
-    int opt, test_only = 0, rc = 1;
-    enum log_level lvl;
-    size_t i;
+    int rc;
 
-    log_detect_journal();
-    while ((opt = getopt(argc, argv, "c:tTVh")) != -1) {
-        switch (opt) {
-        case 'c': path = optarg; break;
-        case 't': test_only = 1; break;
-        case 'T': test_only = 2; break;
-        case 'V': printf("lcgate %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if ((gw.conf = conf_load(path, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (test_only) {
-        if (!door_local(gw.conf->admin_listen) && !gw.conf->has_admin_token)
-            fprintf(stderr, "%s: warning: admin_listen %s is not a loopback address and "
-                    "admin_token_sha256 is not set: anyone who reaches it can purge the "
-                    "cache\n", path, gw.conf->admin_listen);
-        fprintf(stderr, "%s: configuration is valid\n", path);
-        rc = test_only == 2 && conf_dump(gw.conf, stdout) != 0;
-        conf_free(gw.conf);
-        return rc;
-    }
-    if (log_level_parse(gw.conf->log_level, &lvl) == 0)
-        log_set_level(lvl);
-    check_nofile(gw.conf);
-    /* The process holds the key: no core dumps, no ptrace by same-uid peers. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || (gw.base = event_base_new()) == NULL) {
-        log_error("cannot initialize libcurl or libevent");
-        return 1;
-    }
+    if (!door_local(gw.conf->admin_listen) && !gw.conf->has_admin_token)
+        fprintf(stderr, "%s: warning: admin_listen %s is not a loopback address and "
+                "admin_token_sha256 is not set: anyone who reaches it can purge the "
+                "cache\n", path, gw.conf->admin_listen);
+    fprintf(stderr, "%s: configuration is valid\n", path);
+    rc = mode == 2 && conf_dump(gw.conf, stdout) != 0;
+    conf_free(gw.conf);
+    return rc;
+}
+
+/* The store, the upstream client, the budgets, the cache, the metrics and
+ * both listeners, in that order; 0, or -1 logged. */
+static int start(void)
+{
+    char err[1024];
+
     if (alog_open(gw.base, gw.conf->access_log, err, sizeof(err)) != 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
     gw.store = open_store(gw.conf, err, sizeof(err));
     gw.up = up_client_new(gw.base);
@@ -247,17 +215,26 @@ int main(int argc, char **argv)
     if (gw.store == NULL || gw.up == NULL || gw.rl == NULL || gw.cache == NULL) {
         log_error("cannot start the %s store: %s",
                   gw.conf->store == STORE_KIND_REDIS ? "redis" : "memory", err);
-        goto out;
+        return -1;
     }
     if (admin_metrics_init(&gw) != 0) {
         log_error("cannot set up metrics: out of memory");
-        goto out;
+        return -1;
     }
     if (front_start(&gw, err, sizeof(err)) != 0 ||
         admin_start(&gw, gw.conf->admin_listen, err, sizeof(err)) != 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
+    return 0;
+}
+
+/* Signals and timers, the event loop until a stop signal's drain ends. */
+static void serve(void)
+{
+    struct event *sigs[4];
+    size_t i;
+
     sigs[0] = evsignal_new(gw.base, SIGTERM, on_stop, NULL);
     sigs[1] = evsignal_new(gw.base, SIGINT, on_stop, NULL);
     sigs[2] = evsignal_new(gw.base, SIGHUP, on_reload, NULL);
@@ -273,17 +250,18 @@ int main(int argc, char **argv)
              gw.conf->api_key ? "key injected" : "no key configured: pass-through mode");
     notify("READY=1");
     event_base_dispatch(gw.base);
-    rc = 0;
     for (i = 0; i < 4; i++)
         event_free(sigs[i]);
     event_free(drain_timer);
     event_free(watchdog_timer);
     log_info("stopped");
-out:
-    /* Workers stop answering hits first (they read the store, the budgets
-     * and the metrics); then fetches end, then the store (its pending
-     * callbacks still find their requests and flights), then what they
-     * pointed to. */
+}
+
+/* Workers stop answering hits first (they read the store, the budgets and
+ * the metrics); then fetches end, then the store (its pending callbacks
+ * still find their requests and flights), then what they pointed to. */
+static void stop(void)
+{
     front_quiesce(&gw);
     gw.stopping = 1;
     if (gw.cache)
@@ -301,5 +279,53 @@ out:
         event_base_free(gw.base);
     curl_global_cleanup();
     conf_free(gw.conf);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONF;
+    char err[1024];
+    int opt, test_only = 0, rc = 1;
+    enum log_level lvl;
+
+    log_detect_journal();
+    /* -K, not in the usage: the key table (conf_keys.h), for the test that
+     * holds the documents to it (tests/integration/conf_docs.py). */
+    while ((opt = getopt(argc, argv, "c:tTVhK")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'T': test_only = 2; break;
+        case 'V': printf("lcgate %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        case 'K': conf_keys_print(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if ((gw.conf = conf_load(path, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (test_only)
+        return check_only(path, test_only);
+    if (log_level_parse(gw.conf->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    check_nofile(gw.conf);
+    /* The process holds the key: no core dumps, no ptrace by same-uid peers. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || (gw.base = event_base_new()) == NULL) {
+        log_error("cannot initialize libcurl or libevent");
+        return 1;
+    }
+    if (start() == 0) {
+        serve();
+        rc = 0;
+    }
+    stop();
     return rc;
 }

@@ -12,7 +12,8 @@
  * that is not a regular file.
  *
  * Invariants checked: conf_load gives either a conf or an error; a conf
- * satisfies the cross-key rules finish() enforces; an error message is
+ * is within every key row's bounds (conf_keys.h) and satisfies the
+ * cross-key rules check_across() enforces; an error message is
  * non-empty and begins with "PATH:" (the input's path). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "conf_keys.h"
 #include "log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -121,6 +123,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(c->ttl_ms > 0 && c->memory_max >= 64 * 1024 && c->timeout_ms > 0 &&
                   c->connect_timeout_ms > 0 && c->lock_lease_ms >= 100 &&
                   c->redis_timeout_ms > 0,
+              "bound broken");
+        for (size_t i = 0; i < conf_nkeys; i++)
+            CHECK(conf_key_in_bounds(&conf_keys[i], c), "[%s] %s out of bounds",
+                  conf_keys[i].section, conf_keys[i].name);
+        CHECK(c->max_header_size >= c->max_request_line && c->max_inflight_bytes >= c->max_body,
               "cross-key rule broken");
         CHECK(c->rate.count > 0 && c->upstream_rate.count > 0 && c->burst >= 1 &&
                   c->upstream_burst >= 1,

@@ -44,9 +44,11 @@ def write(name, text, mode=0o644):
 
 
 def table_keys():
-    """(section, key) of every K(...) of the key table in src/conf.c."""
-    with open(os.path.join(t.SRCDIR, "src", "conf.c")) as f:
-        return re.findall(r'^\s*K\("(\w+)", "(\w+)",', f.read(), re.M)
+    """(section, key) of every key of the four sections of the key table
+    (src/conf_keys.c), as lcgate -K prints it."""
+    rc, out, err = run(["-K"])
+    rows = [line.split("\t") for line in out.splitlines()]
+    return [(r[0], r[1]) for r in rows if r[0] not in ("project", "client")]
 
 
 def parse(text):

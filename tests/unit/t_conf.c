@@ -1,10 +1,12 @@
-/* conf: value syntax, FILE:LINE errors, defaults, env overrides, keys. */
+/* conf: value syntax, FILE:LINE errors, defaults, env overrides, keys, and
+ * the key table (conf_keys.h) they all come from. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "conf_keys.h"
 #include "tap.h"
 
 static char path[64];
@@ -55,6 +57,90 @@ static void redis_masking(void)
     }
     tap_ok(conf_redis_url_masked("redis://:s3cret@host", small, sizeof(small)) == -1,
            "too small a buffer is an error");
+}
+
+/* The bounds of the rows, each with the message and line finish() gave
+ * before the table (the messages are the documented ones). */
+static void bounds(void)
+{
+    char err[512];
+    struct conf *c;
+
+    expect_error("[server]\nworkers = 65\n", 2, "workers must be from 1 to 64", "workers 65");
+    expect_error("[cache]\nmemory_max = 1KiB\n", 2, "memory_max must be at least 64KiB",
+                 "memory_max below 64KiB");
+    expect_error("[cache]\nlock_lease = 50ms\n", 2, "lock_lease must be at least 100ms",
+                 "lock_lease below 100ms");
+    expect_error("[cache]\nl1_ttl = 2m\n", 2, "l1_ttl must be at most 1m (it bounds",
+                 "l1_ttl over 1m");
+    expect_error("[cache]\nredis_timeout = 0ms\n", 2, "redis_timeout must be more than 0",
+                 "redis_timeout 0");
+    expect_error("[upstream]\nconnect_timeout = 0s\n", 2,
+                 "upstream timeouts must be more than 0", "connect_timeout 0");
+    expect_error("[server]\nidle_timeout = 0s\n", 2,
+                 "max_connections, header_timeout and idle_timeout must be more than 0",
+                 "idle_timeout 0");
+    expect_error("[server]\nmax_request_line = 100\n", 2,
+                 "max_request_line must be at least 256 and max_header_size", "request line 100");
+    expect_error("[server]\nmax_header_size = 1KiB\n", 2,
+                 "max_request_line must be at least 256 and max_header_size",
+                 "a head shorter than the request line (across keys)");
+    expect_error("[server]\nmax_inflight_bytes = 512KiB\n", 2,
+                 "max_inflight_bytes must be at least max_body", "in-flight bytes below max_body");
+    expect_error("[client \"c\"]\ncolour = red\n", 2,
+                 "unknown key 'colour' in [client] (expected token_sha256, projects, rate or "
+                 "burst)", "unknown client key lists the table's keys");
+    expect_error("[project \"p\"]\ncolour = red\n", 2,
+                 "unknown key 'colour' in [project] (expected rate, burst, upstream_rate, "
+                 "upstream_burst, ttl or api_key_file)", "unknown project key lists them too");
+    setenv("LCGATE_CACHE_TTL", "0s", 1);
+    c = load("", err, sizeof(err));
+    tap_ok(c == NULL && strstr(err, ":-1: ttl must be more than 0"),
+           "an override out of bounds is checked too (%s)", err);
+    unsetenv("LCGATE_CACHE_TTL");
+    setenv("LCGATE_CACHE_TTL", "5s", 1);
+    c = load("[cache]\nttl = 0s\n", err, sizeof(err));
+    tap_ok(c != NULL && c->ttl_ms == 5000, "bounds are checked once the override applied");
+    conf_free(c);
+    unsetenv("LCGATE_CACHE_TTL");
+}
+
+/* Every default prints as a value that parses back to itself (lcgate -T
+ * relies on it), and a reload names the restart keys it changes. */
+static void table(void)
+{
+    char err[512], buf[256];
+    struct conf *c = load("", err, sizeof(err)), *next, *again = calloc(1, sizeof(*again));
+    size_t i, bad = 0;
+
+    conf_keys_check();
+    tap_ok(c != NULL && again != NULL, "defaults load");
+    if (c == NULL || again == NULL)
+        return;
+    for (i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        FILE *f = fmemopen(buf, sizeof(buf), "w");
+        void *field = (char *)again + k->off;
+        conf_value_print(f, k->type, (const char *)c + k->off);
+        fclose(f);
+        if (k->def && (conf_value_parse(k->type, field, buf) != 0 ||
+                       !conf_value_equal(k->type, field, (const char *)c + k->off))) {
+            printf("#   [%s] %s: prints %s, default %s\n", k->section, k->name, buf, k->def);
+            bad++;
+        }
+        conf_value_free(k->type, field);
+    }
+    free(again);
+    tap_ok(bad == 0, "every default prints as a value that parses back to it");
+    next = load("[server]\nworkers = 2\nlisten = 127.0.0.1:9\n[cache]\nttl = 1s\n"
+                "memory_max = 1MiB\n", err, sizeof(err));
+    tap_ok(next && conf_restart_changes(c, next, buf, sizeof(buf)) == 3 &&
+           strcmp(buf, "listen, workers, memory_max") == 0,
+           "a reload names the changed keys that need a restart (%s)", buf);
+    tap_ok(next && conf_restart_changes(next, next, buf, sizeof(buf)) == 0 && buf[0] == '\0',
+           "and none when none changed");
+    conf_free(next);
+    conf_free(c);
 }
 
 int main(void)
@@ -271,6 +357,8 @@ int main(void)
         unsetenv("LLAMA_CLOUD_API_KEY");
         unlink(kpath);
     }
+    bounds();
+    table();
     unlink(path);
     redis_masking();
     return tap_done();
