@@ -16,7 +16,7 @@
 #include "util.h"
 #include "conf.h"
 #include "config.h"
-#include "http_front.h"
+#include "gw.h"
 #include "log.h"
 #include "metrics.h"
 #include "paging.h"
@@ -773,7 +773,6 @@ static void on_fetched(void *arg, struct up_resp *r)
                  r->err == UP_OK ? "status " : r->errmsg,
                  r->err != UP_OK ? "" : invalid ? "200 with a body that is not JSON"
                  : r->status == 429 ? "429" : "5xx", f->rid);
-        c->gw->upstream_errors++;
     }
     if ((is_failure(r) || invalid) && f->stale != NULL) {
         int64_t past = wall_ms() - f->stale->stored_ms - (int64_t)ttl_of(c, f->project_id);

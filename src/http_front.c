@@ -23,6 +23,7 @@
 #include "accesslog.h"
 #include "alog.h"
 #include "doors.h"
+#include "gw.h"
 #include "hs.h"
 #include "workers.h"
 #include "log.h"
@@ -339,7 +340,6 @@ static void retry_headers(struct hs_req *req, int64_t retry_after_ms)
 
 static void fail_upstream(struct greq *g, const struct up_resp *r)
 {
-    g->gw->upstream_errors++;
     g->up_status = r->err == UP_ETIMEOUT ? 504 : r->err == UP_EBUSY ? 503 : 502;
     g->up_us = r->elapsed_us;
     log_warn("upstream %s failed: %s (request %s)",
@@ -1018,7 +1018,6 @@ static void on_admitted(void *arg, const struct rl_result *r)
     if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
-        g->gw->rate_limited++;
         refuse_budget(g, B_CLIENT, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
@@ -1068,7 +1067,6 @@ static void on_request(struct hs_req *req, void *arg)
     struct greq *g;
     char clkey[CK_LABEL_MAX + 16];
 
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     read_request(c, req, &rd);
     if (rd.status != 0) {
         refuse_reading(gw, req, &rd);
@@ -1242,7 +1240,6 @@ static int on_fast(struct hs_req *req, void *arg)
     g.t0_us = t0;
     g.fast = conf;
     set_rid(&g);
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     /* The memory store's budgets are decided at once, locally. */
     budgets_of(&g, conf, rd.client, cred, clkey, sizeof(clkey));
     rd.project = NULL;           /* g owns it now */
@@ -1284,7 +1281,6 @@ static void on_reject(void *arg, int status, const char *method, const char *tar
     /* What is known of it: no fields, no body, no version (minor -1). */
     struct hs_req req = {.method_name = method, .target = target, .peer = peer, .minor = -1};
 
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     account(gw, gw->conf, &req, NULL, NULL, -2, status, 0);
 }
 

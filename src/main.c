@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "doors.h"
 #include "config.h"
+#include "gw.h"
 #include "http_front.h"
 #include "log.h"
 #include "process.h"
