@@ -53,7 +53,8 @@ enum cache_fwd {
     FWD_URI_MISS,                /* fetched: not in the cache */
     FWD_REQUEST,                 /* fetched: the client asked (no-cache) */
     FWD_BYPASS,                  /* fetched, never stored (no-store) */
-    FWD_STALE                    /* the fetch failed: a stale entry instead */
+    FWD_STALE                    /* the fetch failed or was refused: a stale
+                                    entry instead */
 };
 enum cache_detail { CD_NONE, CD_SWR, CD_SIE, CD_BUDGET };
 /* An answer the cache has no entry for: the front end says why. */

@@ -277,18 +277,49 @@ static void holds(void)
     struct got g;
     int i = nxfers;
 
+    list(&g, "limit=14", "pc");
+    answer(i, 200, LIST);
+    wall += 20000;               /* past stale-while-revalidate */
     list(&g, "limit=9", "pc");
-    respond(i, UP_OK, 429, "{\"detail\":\"slow down\"}", &h, 1);
+    respond(i + 1, UP_OK, 429, "{\"detail\":\"slow down\"}", &h, 1);
     tap_ok(g.status == 429, "the upstream's 429 is passed on");
     list(&g, "limit=10", "pc");
-    tap_ok(g.n == 1 && nxfers == i + 1 && g.status == 429, "then pc is held: no request");
+    tap_ok(g.n == 1 && nxfers == i + 2 && g.status == 429, "then pc is held: no request");
     tap_is_str(g.detail, "Rate limit exceeded for project pc", "its detail");
     tap_is_str(g.cstatus, "lcgate; fwd=uri-miss; fwd-status=429; detail=upstream-budget",
                "its status");
+    list(&g, "limit=14", "pc");
+    tap_is_str(g.cstatus, "lcgate; fwd=stale; fwd-status=429; ttl=-10; detail=upstream-budget",
+               "held with a stale entry: the stale entry");
     mono += 2000;
     list(&g, "limit=10", "pc");
-    tap_ok(g.n == 0 && nxfers == i + 2, "the hold ends when the upstream said");
+    tap_ok(g.n == 0 && nxfers == i + 3, "the hold ends when the upstream said");
+    answer(i + 2, 200, LIST);
+}
+
+/* A client's no-cache fetches, and stores what it fetched. */
+static void no_cache(void)
+{
+    struct list_query q;
+    struct got g;
+    int i = nxfers;
+
+    list(&g, "limit=13", "pa");
+    answer(i, 200, LIST);
+    memset(&q, 0, sizeof(q));
+    memset(&g, 0, sizeof(g));
+    q.route = QN_V1_BATCH_JOBS;
+    q.canonical = "limit=13";
+    q.project_id = "pa";
+    q.cred = "k1";
+    q.credlen = 2;
+    q.injected = 1;
+    q.no_cache = 1;
+    q.rid = "rid-2";
+    cache_list(c, &q, on_done, &g);
+    tap_ok(g.n == 0 && nxfers == i + 2, "no-cache on a fresh entry: a fetch");
     answer(i + 1, 200, LIST);
+    tap_is_str(g.cstatus, "lcgate; fwd=request; fwd-status=200; stored", "its status");
 }
 
 static void prefetch_next(void)
@@ -364,6 +395,7 @@ int main(void)
     judge();
     generations();
     holds();
+    no_cache();
     prefetch_next();
     no_store_and_stop();
     st->ops->free(st);
