@@ -57,6 +57,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     }
 #endif
 }
+
 /* The cache tells of fetches the upstream budgets refused: counted by
  * project and budget. */
 static void on_refused(void *arg, const char *label, const char *budget)
