@@ -18,7 +18,7 @@
 #include "hs.h"
 #include "workers.h"
 #include "log.h"
-#include "http_front.h"
+#include "gw.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "config.h"

@@ -3,9 +3,18 @@
  * through a lease in the store), stale-while-revalidate, stale-if-error,
  * write invalidation by generations, and next-page prefetch.
  *
- * Every answer is a cache entry (a stored 200, or an error built for this
- * request) with the X-Cache and Cache-Status values that describe it, so
- * the front end has one way to reply. */
+ * Every answer is a struct answer: an entry (stored, or the upstream's
+ * own non-200) or an error, with the values that describe how it came
+ * about, which the front end words (cache_status.h). The cache's files:
+ *   cache.c           creation, a client's lookup, the workers' hits
+ *   cache_stale.c     freshness, stale-while-revalidate, stale-if-error (pure)
+ *   cache_flight.c    flights (one fetch per key), their waiters, leases
+ *   cache_fetch.c     a flight's upstream request and what its answer becomes
+ *   cache_admit.c     upstream budgets, and holds after an upstream 429
+ *   cache_prefetch.c  the next page, fetched ahead
+ *   cache_l1.c        an in-process copy in front of a shared store
+ *   cache_inval.c     generations, invalidation, purge, barriers, events
+ * and cache_int.h, what they share. */
 #ifndef LCGATE_CACHE_H
 #define LCGATE_CACHE_H
 
@@ -14,9 +23,14 @@
 
 #include "cache_entry.h"
 #include "query_norm.h"
+#include "upstream.h"
 
-struct gw;
 struct cache;
+struct conf;
+struct curl_slist;
+struct event_base;
+struct ratelimiter;
+struct store;
 
 struct list_query {
     enum qn_route route;
@@ -31,18 +45,80 @@ struct list_query {
     const char *rid;             /* X-Request-Id to send upstream */
 };
 
+/* How an answer came about, as values: the front end words them
+ * (cache_status.h: X-Cache, Cache-Status, the error bodies). */
+enum cache_xcache { CX_HIT, CX_MISS, CX_STALE, CX_BYPASS };
+enum cache_fwd {
+    FWD_NONE,                    /* answered from the cache: "hit" */
+    FWD_URI_MISS,                /* fetched: not in the cache */
+    FWD_REQUEST,                 /* fetched: the client asked (no-cache) */
+    FWD_BYPASS,                  /* fetched, never stored (no-store) */
+    FWD_STALE                    /* the fetch failed or was refused: a stale
+                                    entry instead */
+};
+enum cache_detail { CD_NONE, CD_SWR, CD_SIE, CD_BUDGET };
+/* An answer the cache has no entry for: the front end says why. */
+enum cache_err {
+    CE_NONE,
+    CE_OOM,                      /* 500 */
+    CE_STOPPING,                 /* 503 */
+    CE_UP_TIMEOUT,               /* 504 */
+    CE_UP_BUSY,                  /* 503, retry after retry_after_ms */
+    CE_UP_INVALID,               /* 502 */
+    CE_UP_UNREACHABLE,           /* 502 */
+    CE_UP_NOT_STARTED,           /* 502 */
+    CE_BUDGET_KEY,               /* 429: the key's upstream budget */
+    CE_BUDGET_PROJECT            /* 429: the project's, or a hold */
+};
+
 struct answer {
-    struct centry *e;            /* borrowed for the callback's duration */
-    const char *xcache;          /* HIT, MISS, STALE or BYPASS */
-    const char *cache_status;    /* RFC 9211 value */
+    struct centry *e;            /* borrowed for the callback's duration; NULL
+                                    when err says what to answer */
     int stored;                  /* e is a stored answer (carries an ETag) */
+    enum cache_xcache xcache;
+    enum cache_fwd fwd;
+    int fwd_status;              /* the upstream's status stated, 0: none */
+    int wrote;                   /* the fetch stored its answer */
+    int collapsed;               /* answered by another request's fetch */
+    int64_t ttl_ms;              /* a cached answer's freshness left
+                                    (negative: stale by that much) */
+    enum cache_detail detail;
+    enum cache_err err;
+    int64_t retry_after_ms;      /* > 0: the client should wait this long */
+    const char *project;         /* CE_BUDGET_PROJECT: the project (NULL:
+                                    default); borrowed like e */
     int upstream_status;         /* of the fetch behind it, 0 if none */
     int64_t upstream_us;         /* its duration */
 };
 
 typedef void (*cache_done_cb)(void *arg, const struct answer *a);
 
-struct cache *cache_new(struct gw *gw);
+/* What the cache works with, given at creation. */
+struct cache_deps {
+    struct event_base *base;     /* lease timers (shared stores only) */
+    struct store *store;
+    struct ratelimiter *rl;      /* the upstream budgets */
+    struct conf *const *conf;    /* where the current configuration is: it
+                                    is replaced whole on reload */
+    struct up_client *up;
+    /* How fetches start and stop: NULL for up_start and up_cancel (a test
+     * puts a fake upstream here). */
+    struct up_xfer *(*up_start)(struct up_client *c, const char *method, const char *url,
+                                struct curl_slist *headers, const void *body, size_t len,
+                                const struct up_opts *opts, up_done_cb cb, void *arg);
+    void (*up_cancel)(struct up_xfer *x);
+    /* Clocks in ms, NULL for clock.h's: wall time stamps entries (ages,
+     * TTLs), monotonic time measures holds and deadlines. */
+    int64_t (*now)(void);
+    int64_t (*mono)(void);
+    /* A fetch refused by an upstream budget (budget "upstream" or "key"),
+     * for the metrics; may be NULL. */
+    void (*refused)(void *arg, const char *label, const char *budget);
+    void *arg;
+};
+
+/* The cache subscribes to the store's events; NULL on ENOMEM. */
+struct cache *cache_new(const struct cache_deps *deps);
 /* Shutdown, while the store still runs: answer every request waiting on a
  * fetch with 503 and end the fetches. Then the store may be freed (its
  * pending callbacks still find what they point to), then cache_free. */
@@ -54,15 +130,14 @@ void cache_free(struct cache *c);
  * store answers (not in a configuration that a reload may free). */
 void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, void *arg);
 
-struct conf;
 /* From any thread (a worker): a fresh answer to q from a thread-safe store
  * (the memory store; the running one, whatever a reload says) that needs
  * nothing of the main loop (not stale, no prefetch waiting on
  * it, no no-cache or no-store); conf is the caller's held configuration.
- * 1 with *a filled (a->e is a reference the caller drops; a->cache_status
- * points into status), else 0: ask cache_list on the main loop. */
+ * 1 with *a filled (a->e is a reference the caller drops), else 0: ask
+ * cache_list on the main loop. */
 int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
-                  struct answer *a, char *status, size_t statuslen);
+                  struct answer *a);
 
 /* A write of this credential for project_id (canonical; NULL: the
  * credential's default project) succeeded: every cached list of that
@@ -86,8 +161,6 @@ struct cache_barrier;
 void cache_barrier(struct cache *c, struct cache_barrier **slot, cache_barrier_cb done,
                    void *arg);
 void cache_barrier_cancel(struct cache_barrier *b);
-
-struct up_resp;
 
 /* Who a request sent upstream is for: its project label (budgets, holds),
  * its canonical project (NULL: the key's default; its [project]

@@ -1,5 +1,6 @@
 #include "cache_entry.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,12 +54,21 @@ struct centry *centry_new(int status, int64_t stored_ms, const char *ctype,
  * worker's thread. */
 void centry_incref(struct centry *e)
 {
-    __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+    int n = __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+
+    assert(n > 1);               /* a reference was held already */
+    (void)n;
 }
 
 void centry_decref(struct centry *e)
 {
-    if (e != NULL && __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) == 0) {
+    int n;
+
+    if (e == NULL)
+        return;
+    n = __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL);
+    assert(n >= 0);
+    if (n == 0) {
         free(e->extra_headers);
         free(e);
     }

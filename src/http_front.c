@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "cache_key.h"
+#include "cache_status.h"
 #include "cache_store.h"
 #include "clients.h"
 #include "clock.h"
@@ -23,6 +24,7 @@
 #include "accesslog.h"
 #include "alog.h"
 #include "doors.h"
+#include "gw.h"
 #include "hs.h"
 #include "workers.h"
 #include "log.h"
@@ -35,7 +37,6 @@
 #include "util.h"
 
 #define MAX_QUERY_PARAMS 256
-#define MAX_RESPONSE (64u * 1024 * 1024)
 #define GONE_POLL_MS 50          /* how often reads of gone clients are looked for */
 
 /* A request read once (request_read.h), and what that reading decided:
@@ -337,7 +338,6 @@ static void retry_headers(struct hs_req *req, int64_t retry_after_ms)
 
 static void fail_upstream(struct greq *g, const struct up_resp *r)
 {
-    g->gw->upstream_errors++;
     g->up_status = r->err == UP_ETIMEOUT ? 504 : r->err == UP_EBUSY ? 503 : 502;
     g->up_us = r->elapsed_us;
     log_warn("upstream %s failed: %s (request %s)",
@@ -704,23 +704,22 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
-/* The detail= of a Cache-Status value, as a string that outlives it. */
-static const char *cache_status_detail(const char *cs)
+/* An answer the cache has no entry for: the error it names, in JSON. */
+static void answer_error(struct greq *g, const struct answer *a, const char *cstatus)
 {
-    static const char *const known[] = {"stale-while-revalidate", "stale-if-error",
-                                        "upstream-budget"};
-    const char *d = cs ? strstr(cs, "detail=") : NULL;
-    size_t i, n;
+    char detail[CS_DETAIL_MAX];
+    int retry, status = cs_error(a, detail, sizeof(detail), &retry);
+    struct evbuffer *buf;
 
-    if (d == NULL)
-        return NULL;
-    d += 7;
-    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        n = strlen(known[i]);
-        if (strncmp(d, known[i], n) == 0 && (d[n] == '\0' || d[n] == ';' || d[n] == ','))
-            return known[i];
-    }
-    return NULL;
+    hs_add_header(g->req, "Content-Type", "application/json");
+    if (retry)
+        retry_headers(g->req, a->retry_after_ms);
+    hs_add_header(g->req, "X-Cache", g->xcache);
+    hs_add_header(g->req, "Cache-Status", cstatus);
+    buf = detail_body(detail);
+    finish(g, status, buf);
+    if (buf)
+        evbuffer_free(buf);
 }
 
 static void on_answer(void *arg, const struct answer *a)
@@ -728,16 +727,23 @@ static void on_answer(void *arg, const struct answer *a)
     struct greq *g = arg;
     struct centry *e = a->e;
     struct evbuffer *buf;
-    int64_t age = (wall_ms() - e->stored_ms) / 1000;
-    char agebuf[24];
-    int status = e->status;
-    int not_modified = a->stored && status == 200 &&
-                       etag_matches(hs_header(g->req, "If-None-Match"), e->etag);
+    char agebuf[24], cstatus[CS_STATUS_MAX];
+    int64_t age;
+    int status, not_modified;
 
-    g->xcache = a->xcache;
-    g->detail = cache_status_detail(a->cache_status);
+    g->xcache = cs_xcache(a);
+    g->detail = cs_detail(a);
     g->up_status = a->upstream_status;
     g->up_us = a->upstream_us;
+    cs_format(a, cstatus, sizeof(cstatus));
+    if (e == NULL) {
+        answer_error(g, a, cstatus);
+        return;
+    }
+    age = (wall_ms() - e->stored_ms) / 1000;
+    status = e->status;
+    not_modified = a->stored && status == 200 &&
+                   etag_matches(hs_header(g->req, "If-None-Match"), e->etag);
     if (e->ctype_len && !not_modified)
         hs_add_header(g->req, "Content-Type", e->ctype);
     if (e->extra_headers) {
@@ -758,8 +764,8 @@ static void on_answer(void *arg, const struct answer *a)
         hs_add_header(g->req, "Age", agebuf);
         hs_add_header(g->req, "ETag", e->etag);
     }
-    hs_add_header(g->req, "X-Cache", a->xcache);
-    hs_add_header(g->req, "Cache-Status", a->cache_status);
+    hs_add_header(g->req, "X-Cache", g->xcache);
+    hs_add_header(g->req, "Cache-Status", cstatus);
     if (not_modified) {
         finish(g, 304, NULL);
         return;
@@ -1016,7 +1022,6 @@ static void on_admitted(void *arg, const struct rl_result *r)
     if (g->gw->stopping) {
         fail_greq(g, 503, "Shutting down");
     } else if (!r->allowed) {
-        g->gw->rate_limited++;
         refuse_budget(g, B_CLIENT, r->retry_after_ms);
     } else if (g->route >= 0) {
         run_list(g);
@@ -1066,7 +1071,6 @@ static void on_request(struct hs_req *req, void *arg)
     struct greq *g;
     char clkey[CK_LABEL_MAX + 16];
 
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     read_request(c, req, &rd);
     if (rd.status != 0) {
         refuse_reading(gw, req, &rd);
@@ -1211,7 +1215,7 @@ static int on_fast(struct hs_req *req, void *arg)
     const char *key, *cred;
     struct list_query q;
     struct answer a;
-    char status[128], clkey[CK_LABEL_MAX + 16];
+    char clkey[CK_LABEL_MAX + 16];
     int done = 0;
     int64_t t0 = mono_us();
 
@@ -1231,7 +1235,7 @@ static int on_fast(struct hs_req *req, void *arg)
     q.cred = cred;
     q.credlen = cred ? strlen(cred) : 0;
     q.injected = key != NULL;
-    if (!cache_try_hit(gw->cache, conf, &q, &a, status, sizeof(status)))
+    if (!cache_try_hit(gw->cache, conf, &q, &a))
         goto out;
     g.gw = gw;
     g.req = req;
@@ -1240,7 +1244,6 @@ static int on_fast(struct hs_req *req, void *arg)
     g.t0_us = t0;
     g.fast = conf;
     set_rid(&g);
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     /* The memory store's budgets are decided at once, locally. */
     budgets_of(&g, conf, rd.client, cred, clkey, sizeof(clkey));
     rd.project = NULL;           /* g owns it now */
@@ -1282,7 +1285,6 @@ static void on_reject(void *arg, int status, const char *method, const char *tar
     /* What is known of it: no fields, no body, no version (minor -1). */
     struct hs_req req = {.method_name = method, .target = target, .peer = peer, .minor = -1};
 
-    __atomic_add_fetch(&gw->requests, 1, __ATOMIC_RELAXED);
     account(gw, gw->conf, &req, NULL, NULL, -2, status, 0);
 }
 

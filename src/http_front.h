@@ -1,70 +1,14 @@
 /* http_front: the client-facing listener (hs, on libevent). Routes each
  * request, answers exactly once, and owns the request object (struct greq,
- * private) from arrival to reply. */
+ * private) from arrival to reply. The state it shares (struct gw) is
+ * main.c's, in gw.h. */
 #ifndef LCGATE_HTTP_FRONT_H
 #define LCGATE_HTTP_FRONT_H
 
-#include <pthread.h>
 #include <stddef.h>
-#include <stdint.h>
 
-#include "upstream.h"
-
-struct event_base;
-struct workers;
+struct gw;
 struct conf;
-struct store;
-struct up_client;
-struct greq;
-struct cache;
-struct ratelimiter;
-
-struct metrics;
-struct mfamily;
-
-/* The metric families the modules feed (see admin.c for their names). */
-struct gw_metrics {
-    struct metrics *reg;
-    struct mfamily *requests;        /* route, status, cache */
-    struct mfamily *upstream;        /* status */
-    struct mfamily *upstream_seconds;
-    struct mfamily *rate_limited;    /* project, budget */
-    struct mfamily *collapsed, *stale, *prefetches, *refreshes, *l1_hits;
-    struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
-    struct mfamily *connections;
-    struct mfamily *alog_errors;     /* access log lines lost */
-    struct mfamily *request_seconds;     /* route, cache */
-    struct mfamily *reloads, *reload_time;   /* result; the last success */
-    struct mfamily *cpu, *rss, *fds, *max_fds, *start_time;  /* process_* */
-};
-
-/* The gateway: what every request handler reaches. One per process. */
-struct gw {
-    struct event_base *base;
-    struct conf *conf;           /* current; replaced whole on reload
-                                    (front_set_conf) */
-    struct store *store;
-    struct up_client *up;
-    struct cache *cache;
-    struct ratelimiter *rl;
-    struct gw_metrics m;
-    pthread_mutex_t conf_mu;     /* guards the conf pointer for workers */
-    int access_log;
-    struct workers *front;       /* the client listener (workers.h) */
-    struct greq *inflight;       /* every request not yet answered */
-    size_t ninflight;
-    struct up_memory memory;     /* held by requests in flight: bodies and
-                                    upstream answers (max_inflight_bytes) */
-    unsigned pass_reads;         /* pass-through reads upstream (their
-                                    clients may go away meanwhile) */
-    struct event *gone_timer;    /* looks for them while there are some */
-    int draining;                /* listeners closed, finishing */
-    int stopping;                /* tearing down: answer 503 */
-    uint64_t requests;           /* atomic: workers count theirs */
-    uint64_t hits, misses, upstream_errors, rate_limited;
-    long last_upstream_status;       /* 0: none yet; -1: error; -2: timeout */
-    int64_t last_upstream_ms;        /* wall clock of that answer */
-};
 
 struct hs_limits;
 /* The HTTP server's limits from a configuration. */

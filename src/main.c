@@ -17,8 +17,10 @@
 #include "conf_keys.h"
 #include "doors.h"
 #include "config.h"
+#include "gw.h"
 #include "http_front.h"
 #include "log.h"
+#include "metrics.h"
 #include "process.h"
 #include "ratelimit.h"
 #include "upstream.h"
@@ -56,6 +58,22 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     }
 #endif
 }
+
+/* The cache tells of fetches the upstream budgets refused: counted by
+ * project and budget. */
+static void on_refused(void *arg, const char *label, const char *budget)
+{
+    metrics_inc(gw.m.rate_limited, 1, label, budget, NULL);
+}
+
+static struct cache *new_cache(void)
+{
+    struct cache_deps d = {.base = gw.base, .store = gw.store, .rl = gw.rl,
+                           .conf = &gw.conf, .up = gw.up, .refused = on_refused};
+
+    return cache_new(&d);
+}
+
 static struct event *drain_timer;
 static int64_t drain_deadline_ms;
 
@@ -210,7 +228,7 @@ static int start(void)
     gw.up = up_client_new(gw.base);
     if (gw.store && gw.up) {
         gw.rl = rl_new(gw.store, 100000);
-        gw.cache = cache_new(&gw);
+        gw.cache = new_cache();
     }
     if (gw.store == NULL || gw.up == NULL || gw.rl == NULL || gw.cache == NULL) {
         log_error("cannot start the %s store: %s",

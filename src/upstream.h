@@ -60,6 +60,10 @@ void up_client_memory(struct up_client *c, struct up_memory *m, size_t max);
 void up_client_free(struct up_client *c);
 size_t up_client_inflight(const struct up_client *c);
 
+/* The largest answer lcgate takes from the upstream (up_opts.max_response
+ * of every request it sends). */
+#define MAX_RESPONSE (64u * 1024 * 1024)
+
 struct up_opts {
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;

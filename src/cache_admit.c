@@ -1,0 +1,192 @@
+/* Upstream admission: may a fetch go upstream now? The project's upstream
+ * budget, any hold after an upstream 429, then the key's budget
+ * (cache.h). The holds are a fixed table of labels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cache_int.h"
+#include "conf.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "util.h"
+
+#define ADMIT_MAGIC 0x41444d54u      /* "ADMT" */
+#define MAX_HOLDS 10000
+#define MAX_HOLD_MS 300000
+
+/* Hold keys carry client-chosen projects: a seeded hash. */
+static struct hold **hold_slot(struct cache *c, const char *label)
+{
+    struct hold **pp = &c->holds[util_hash(label, strlen(label)) % NHOLDBUCKETS];
+
+    while (*pp && strcmp((*pp)->label, label) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Milliseconds the upstream asked this project to wait for, or 0. */
+static int64_t held_ms(struct cache *c, const char *label)
+{
+    struct hold **pp, *h;
+    int64_t left;
+
+    if (c->nholds == 0)
+        return 0;
+    pp = hold_slot(c, label);
+    if ((h = *pp) == NULL)
+        return 0;
+    left = h->until_ms - c->d.mono();
+    if (left > 0)
+        return left;
+    *pp = h->next;
+    free(h);
+    assert(c->nholds > 0);
+    c->nholds--;
+    return 0;
+}
+
+/* The wait an upstream 429 asks for: retry-after-ms, else Retry-After in
+ * seconds, else one second; at most MAX_HOLD_MS. */
+static int64_t retry_hint_ms(const struct up_resp *r)
+{
+    int64_t ms = -1;
+    size_t i;
+
+    for (i = 0; i < r->nheaders; i++) {
+        const char *v = r->headers[i].value;
+        if (strcasecmp(r->headers[i].name, "retry-after-ms") == 0 && v[0] >= '0' && v[0] <= '9')
+            ms = (int64_t)strtod(v, NULL);
+        else if (ms < 0 && strcasecmp(r->headers[i].name, "Retry-After") == 0 &&
+                 v[0] >= '0' && v[0] <= '9')
+            ms = (int64_t)(strtod(v, NULL) * 1000);
+    }
+    if (ms < 0)
+        ms = 1000;
+    return ms > MAX_HOLD_MS ? MAX_HOLD_MS : ms;
+}
+
+void cache_upstream_said_429(struct cache *c, const char *label, const char *project,
+                             const struct up_resp *r)
+{
+    struct hold **pp = hold_slot(c, label), *h = *pp;
+    int64_t until = c->d.mono() + retry_hint_ms(r);
+    size_t n = strlen(label);
+
+    if (h == NULL) {
+        if (c->nholds >= MAX_HOLDS || (h = malloc(sizeof(*h) + n + 1)) == NULL)
+            return;
+        memcpy(h->label, label, n + 1);
+        h->next = NULL;
+        h->until_ms = 0;
+        *pp = h;
+        c->nholds++;
+        /* The id as the client wrote it (the log escapes it), and its label. */
+        log_warn("upstream answered 429 for project %s: holding its upstream requests "
+                 "for %lld ms (label %s)", project ? project : "default",
+                 (long long)(until - c->d.mono()), label);
+    }
+    if (until > h->until_ms)
+        h->until_ms = until;
+}
+
+void holds_free(struct cache *c)
+{
+    size_t i;
+
+    for (i = 0; i < NHOLDBUCKETS; i++)
+        while (c->holds[i]) {
+            struct hold *h = c->holds[i];
+            c->holds[i] = h->next;
+            free(h);
+        }
+    c->nholds = 0;
+}
+
+struct admit_ctx {
+    unsigned magic;
+    struct cache *c;
+    cache_admit_cb cb;
+    void *arg;
+    char keytag[CK_TAG_LEN + 1];
+};
+
+static struct admit_ctx *admit_of(void *arg)
+{
+    struct admit_ctx *a = arg;
+
+    assert(a != NULL && a->magic == ADMIT_MAGIC);
+    return a;
+}
+
+/* The verdict, once: the context goes with it. */
+static void admit_done(struct admit_ctx *a, enum admit verdict, int64_t retry_after_ms)
+{
+    a->magic = 0;
+    a->cb(a->arg, verdict, retry_after_ms);
+    free(a);
+}
+
+static void on_key_admit(void *arg, const struct rl_result *r)
+{
+    struct admit_ctx *a = admit_of(arg);
+
+    admit_done(a, r->allowed ? ADMIT_OK : ADMIT_KEY, r->allowed ? 0 : r->retry_after_ms);
+}
+
+static void key_budget(const char *keytag, char *key, size_t n)
+{
+    snprintf(key, n, CK_PREFIX "rl:k:%s", keytag);
+}
+
+static void on_project_admit(void *arg, const struct rl_result *r)
+{
+    struct admit_ctx *a = admit_of(arg);
+    const struct conf *conf = cache_conf(a->c);
+    char key[64];
+
+    if (!r->allowed || !conf->has_key_rate) {
+        admit_done(a, r->allowed ? ADMIT_OK : ADMIT_PROJECT, r->allowed ? 0 : r->retry_after_ms);
+        return;
+    }
+    /* The key's budget is spent only by what its project's let through. */
+    key_budget(a->keytag, key, sizeof(key));
+    rl_take(a->c->d.rl, key, &conf->key_rate, conf->key_burst, on_key_admit, a);
+}
+
+void cache_upstream_admit(struct cache *c, const struct admit_who *who, int background,
+                          cache_admit_cb cb, void *arg)
+{
+    const struct conf *conf = cache_conf(c);
+    const struct conf_project *p = conf_project(conf, who->project);
+    const struct rate *rate = p && p->has_upstream_rate ? &p->upstream_rate : &conf->upstream_rate;
+    unsigned burst = p && p->has_upstream_burst ? p->upstream_burst : conf->upstream_burst;
+    int64_t held = held_ms(c, who->label);
+    struct admit_ctx *a;
+    char key[CK_LABEL_MAX + 16], kkey[64];
+
+    snprintf(key, sizeof(key), CK_PREFIX "rl:u:%s", who->label);
+    key_budget(who->keytag, kkey, sizeof(kkey));
+    if (held > 0) {
+        cb(arg, ADMIT_PROJECT, held);
+        return;
+    }
+    /* Background work only spends what clients leave over. */
+    if (background && (!rl_peek(c->d.rl, key, rate, burst) ||
+                       (conf->has_key_rate &&
+                        !rl_peek(c->d.rl, kkey, &conf->key_rate, conf->key_burst)))) {
+        cb(arg, ADMIT_PROJECT, 1000);
+        return;
+    }
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        cb(arg, ADMIT_OK, 0);
+        return;
+    }
+    a->magic = ADMIT_MAGIC;
+    a->c = c;
+    a->cb = cb;
+    a->arg = arg;
+    snprintf(a->keytag, sizeof(a->keytag), "%s", who->keytag);
+    rl_take(c->d.rl, key, rate, burst, on_project_admit, a);
+}
