@@ -269,10 +269,24 @@ static void mem_free(struct store *s)
     free(m);
 }
 
+/* The entries' bytes, their count and the generations' count, read together
+ * under the lock. */
+static void sizes(struct store *s, size_t *bytes, size_t *entries, size_t *gens)
+{
+    struct mstore *m = (struct mstore *)s;
+
+    pthread_mutex_lock(&m->mu);
+    *bytes = m->bytes;
+    *entries = lru_count(&m->items);
+    *gens = lru_count(&m->gens);
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void mem_usage(struct store *s, size_t *entries, size_t *bytes)
 {
-    *entries = store_memory_count(s);
-    *bytes = store_memory_bytes(s);
+    size_t gens;
+
+    sizes(s, bytes, entries, &gens);
 }
 
 static const struct store_ops memory_ops = {
@@ -315,33 +329,24 @@ struct store *store_memory_new(size_t max_bytes)
 
 size_t store_memory_bytes(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = m->bytes;
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return bytes;
 }
 
 size_t store_memory_count(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = lru_count(&m->items);
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return entries;
 }
 
 size_t store_memory_gens(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = lru_count(&m->gens);
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return gens;
 }
