@@ -143,10 +143,9 @@ static int write_now(struct hs_conn *c)
     return evbuffer_get_length(out) == 0;
 }
 
-/* Queue the answer: the head built in one piece straight in the output
- * buffer, then the body moved behind it (text when body is NULL). now: the
- * handler's answer, which may be written at once (see write_now). head_len:
- * a HEAD answer's Content-Length, when not the body's (NULL). */
+/* The head is built in one piece straight in the output buffer, then the
+ * body moved behind it; an answer of the handler's may be written at once
+ * (see write_now). */
 void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const char *text,
                      size_t tlen, int now, const uint64_t *head_len)
 {
@@ -287,8 +286,6 @@ static void peek_line(struct hs_conn *c, const char **m, size_t *mlen, const cha
     *tlen = r.target_len;
 }
 
-/* An answer the server makes itself: reported, JSON, and the connection
- * closes after it. m and t (not NUL-terminated) may be NULL. */
 void hs_reject_as(struct hs_conn *c, int status, const char *why, const char *m, size_t mlen,
                   const char *t, size_t tlen)
 {
