@@ -49,11 +49,11 @@ struct slot {
 
 #define GRANT_LIFE_US 1000000
 
+#define CALL_MAGIC 0x524c4341u   /* "RLCA": a live struct call */
+
 /* One decision asked of the store. It owns a copy of the key for the local
  * fallback, and is listed in the ratelimiter so that rl_free can orphan it
  * if the store outlives the ratelimiter. */
-#define CALL_MAGIC 0x524c4341u   /* "RLCA" */
-
 struct call {
     unsigned magic;
     struct list link;            /* rl->calls, until answered or orphaned */
