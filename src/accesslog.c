@@ -23,16 +23,12 @@ void accesslog_entry_init(struct accesslog_entry *e)
     e->bytes_received = -1;
 }
 
-/* Bytes written as they are: printable ASCII and DEL, but '"' and '\\'. */
+/* Bytes written as they are: printable ASCII and DEL, but '"' (0x22) and
+ * '\\' (0x5c). Not http_parse's classes: those are HTTP's, these JSON's. */
 static const unsigned char plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    [0x20 ... 0x21] = 1,
+    [0x23 ... 0x5b] = 1,
+    [0x5d ... 0x7f] = 1,
 };
 
 /* Are the 8 bytes of x all plain? None below 0x20, none from 0x80, no

@@ -26,6 +26,7 @@
 #include "doors.h"
 #include "gw.h"
 #include "hs.h"
+#include "http_parse.h"
 #include "workers.h"
 #include "log.h"
 #include "metrics.h"
@@ -782,21 +783,6 @@ static void on_answer(void *arg, const struct answer *a)
     evbuffer_free(buf);
 }
 
-static int has_token(const char *value, const char *token)
-{
-    size_t n = strlen(token);
-
-    while (value && *value) {
-        while (*value == ' ' || *value == '\t' || *value == ',')
-            value++;
-        if (strncasecmp(value, token, n) == 0 &&
-            (value[n] == '\0' || value[n] == ',' || value[n] == ' ' || value[n] == '='))
-            return 1;
-        value = strchr(value, ',');
-    }
-    return 0;
-}
-
 static void run_list(struct greq *g)
 {
     struct list_query q;
@@ -809,8 +795,8 @@ static void run_list(struct greq *g)
     q.cred = g->cred;
     q.credlen = g->cred ? strlen(g->cred) : 0;
     q.injected = g->injected;
-    q.no_store = has_token(cc, "no-store");
-    q.no_cache = has_token(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
+    q.no_store = hp_list_has(cc, "no-store");
+    q.no_cache = hp_list_has(cc, "no-cache") && !g->gw->conf->ignore_client_no_cache;
     q.rid = g->rid;
     cache_list(g->gw->cache, &q, on_answer, g);
 }

@@ -1,5 +1,8 @@
 #include "http_parse.h"
 
+#include <string.h>
+#include <strings.h>
+
 #define MAX_LEADING_EMPTY 4
 
 #define C_TCHAR 1                /* RFC 9110 token character */
@@ -94,12 +97,116 @@ static int version(const unsigned char *v, size_t n)
     return -2;
 }
 
+/* The request line, from b[*pi] to at most end (its limit, or the input's
+ * end when cut is 0). HP_OK: r's method, target and minor are set and *pi
+ * is past the line end. */
+static enum hp_res request_line(const char *buf, size_t *pi, size_t end, int cut,
+                                struct hp_request *r, int *status, const char **reason)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = *pi, mstart = i, tstart, vstart;
+    int minor, n;
+
+    while (i < end && (cls[b[i]] & C_TCHAR))
+        i++;
+    if (i == end)
+        return more(cut, status, reason, 414, R_URI);
+    if (b[i] != ' ' || i == mstart)
+        return fail(status, reason, 400, R_LINE);
+    r->method = buf + mstart;
+    r->method_len = i - mstart;
+    i++;
+
+    tstart = i;
+    r->target = buf + tstart;
+    while (i < end && (cls[b[i]] & C_VCHAR))
+        i++;
+    r->target_len = i - tstart;
+    if (i == end)
+        return more(cut, status, reason, 414, R_URI);
+    if (b[i] != ' ') {
+        /* A line end here is a request line without a version (HTTP/0.9). */
+        if (b[i] == '\r' || b[i] == '\n' || i == tstart)
+            return fail(status, reason, 400, R_LINE);
+        return fail(status, reason, 400, R_TARGET);
+    }
+    if (i == tstart)
+        return fail(status, reason, 400, R_LINE);
+    i++;
+
+    vstart = i;
+    while (i < end && (cls[b[i]] & C_VCHAR))
+        i++;
+    if (i == end)
+        return more(cut, status, reason, 414, R_URI);
+    if ((n = eol(b, i, end)) == EOL_SHORT)
+        return more(cut, status, reason, 414, R_URI);
+    if (n == EOL_BARE_CR)
+        return fail(status, reason, 400, R_CR);
+    if (n == 0)
+        return fail(status, reason, 400, R_LINE);
+    minor = version(b + vstart, i - vstart);
+    if (minor == -1)
+        return fail(status, reason, 400, R_LINE);
+    if (minor == -2)
+        return fail(status, reason, 505, R_VERSION);
+    r->minor = minor;
+    *pi = i + (size_t)n;
+    return HP_OK;
+}
+
+/* One field line "name: value", from b[*pi] to at most hend (as end above).
+ * HP_OK: the field is stored (when r->headers is set), counted, and *pi is
+ * past its line end. */
+static enum hp_res field_line(const char *buf, size_t *pi, size_t hend, int cut,
+                              struct hp_request *r, int *status, const char **reason)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = *pi, nstart = i, nlen, vstart, vend;
+    int n;
+
+    while (i < hend && (cls[b[i]] & C_TCHAR))
+        i++;
+    if (i >= hend)
+        return more(cut, status, reason, 431, R_FIELDS);
+    /* No whitespace before the colon (RFC 9112 5.1): smuggling. */
+    if (b[i] != ':' || i == nstart)
+        return fail(status, reason, 400, R_HEADER);
+    nlen = i - nstart;
+    i++;
+    while (i < hend && (b[i] == ' ' || b[i] == '\t'))
+        i++;
+    vstart = vend = i;
+    while (i < hend && (cls[b[i]] & C_FIELD)) {
+        if (b[i] != ' ' && b[i] != '\t')
+            vend = i + 1;
+        i++;
+    }
+    if (i >= hend || (n = eol(b, i, hend)) == EOL_SHORT)
+        return more(cut, status, reason, 431, R_FIELDS);
+    if (n == EOL_BARE_CR)
+        return fail(status, reason, 400, R_CR);
+    if (n == 0)
+        return fail(status, reason, 400, R_HEADER);
+    if (r->headers) {
+        struct hp_header *h = &r->headers[r->nheaders];
+        h->name = buf + nstart;
+        h->name_len = nlen;
+        h->value = buf + vstart;
+        h->value_len = vend - vstart;
+    }
+    r->nheaders++;
+    *pi = i + (size_t)n;
+    return HP_OK;
+}
+
 enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
                      struct hp_request *r, int *status, const char **reason)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    size_t i = 0, start, end, hend, mstart, tstart, vstart, nstart, nlen, vend;
-    int rl_cut, h_cut, minor, n;
+    size_t i = 0, start, hend;
+    int rl_cut, h_cut, n;
+    enum hp_res res;
     unsigned k;
 
     r->method = r->target = NULL;
@@ -120,54 +227,10 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
     start = i;
     /* Scan the request line only as far as its limit allows. */
     rl_cut = len - start >= lim->max_request_line;
-    end = rl_cut ? start + lim->max_request_line : len;
-
-    mstart = i;
-    while (i < end && (cls[b[i]] & C_TCHAR))
-        i++;
-    if (i == end)
-        return more(rl_cut, status, reason, 414, R_URI);
-    if (b[i] != ' ' || i == mstart)
-        return fail(status, reason, 400, R_LINE);
-    r->method = buf + mstart;
-    r->method_len = i - mstart;
-    i++;
-
-    tstart = i;
-    r->target = buf + tstart;
-    while (i < end && (cls[b[i]] & C_VCHAR))
-        i++;
-    r->target_len = i - tstart;
-    if (i == end)
-        return more(rl_cut, status, reason, 414, R_URI);
-    if (b[i] != ' ') {
-        /* A line end here is a request line without a version (HTTP/0.9). */
-        if (b[i] == '\r' || b[i] == '\n' || i == tstart)
-            return fail(status, reason, 400, R_LINE);
-        return fail(status, reason, 400, R_TARGET);
-    }
-    if (i == tstart)
-        return fail(status, reason, 400, R_LINE);
-    i++;
-
-    vstart = i;
-    while (i < end && (cls[b[i]] & C_VCHAR))
-        i++;
-    if (i == end)
-        return more(rl_cut, status, reason, 414, R_URI);
-    if ((n = eol(b, i, end)) == EOL_SHORT)
-        return more(rl_cut, status, reason, 414, R_URI);
-    if (n == EOL_BARE_CR)
-        return fail(status, reason, 400, R_CR);
-    if (n == 0)
-        return fail(status, reason, 400, R_LINE);
-    minor = version(b + vstart, i - vstart);
-    if (minor == -1)
-        return fail(status, reason, 400, R_LINE);
-    if (minor == -2)
-        return fail(status, reason, 505, R_VERSION);
-    r->minor = minor;
-    i += (size_t)n;
+    res = request_line(buf, &i, rl_cut ? start + lim->max_request_line : len, rl_cut, r,
+                       status, reason);
+    if (res != HP_OK)
+        return res;
 
     h_cut = len - start >= lim->max_head;
     hend = h_cut ? start + lim->max_head : len;
@@ -186,41 +249,25 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
             return fail(status, reason, 400, R_FOLD);
         if (r->nheaders >= lim->max_headers)
             return fail(status, reason, 431, R_FIELDS);
-
-        nstart = i;
-        while (i < hend && (cls[b[i]] & C_TCHAR))
-            i++;
-        if (i >= hend)
-            return more(h_cut, status, reason, 431, R_FIELDS);
-        /* No whitespace before the colon (RFC 9112 5.1): smuggling. */
-        if (b[i] != ':' || i == nstart)
-            return fail(status, reason, 400, R_HEADER);
-        nlen = i - nstart;
-        i++;
-        while (i < hend && (b[i] == ' ' || b[i] == '\t'))
-            i++;
-        vstart = vend = i;
-        while (i < hend && (cls[b[i]] & C_FIELD)) {
-            if (b[i] != ' ' && b[i] != '\t')
-                vend = i + 1;
-            i++;
-        }
-        if (i >= hend || (n = eol(b, i, hend)) == EOL_SHORT)
-            return more(h_cut, status, reason, 431, R_FIELDS);
-        if (n == EOL_BARE_CR)
-            return fail(status, reason, 400, R_CR);
-        if (n == 0)
-            return fail(status, reason, 400, R_HEADER);
-        i += (size_t)n;
-        if (r->headers) {
-            struct hp_header *h = &r->headers[r->nheaders];
-            h->name = buf + nstart;
-            h->name_len = nlen;
-            h->value = buf + vstart;
-            h->value_len = vend - vstart;
-        }
-        r->nheaders++;
+        if ((res = field_line(buf, &i, hend, h_cut, r, status, reason)) != HP_OK)
+            return res;
     }
     r->head_len = i;
     return HP_OK;
+}
+
+int hp_list_has(const char *value, const char *token)
+{
+    size_t n = strlen(token);
+
+    while (value && *value) {
+        while (*value == ' ' || *value == '\t' || *value == ',')
+            value++;
+        if (strncasecmp(value, token, n) == 0 &&
+            (value[n] == '\0' || value[n] == ',' || value[n] == ' ' || value[n] == '\t' ||
+             value[n] == '='))
+            return 1;
+        value += strcspn(value, ",");
+    }
+    return 0;
 }

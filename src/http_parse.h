@@ -1,6 +1,7 @@
 /* http_parse: the head of an HTTP/1.x request (RFC 9112), checked strictly
  * and parsed in place. Pure: no I/O, no allocation, no state between calls,
- * so it can be unit tested and fuzzed alone. hs.c feeds it. */
+ * so it can be unit tested and fuzzed alone. hs_request.c feeds it; the
+ * front end reads field values with hp_list_has. */
 #ifndef LCGATE_HTTP_PARSE_H
 #define LCGATE_HTTP_PARSE_H
 
@@ -53,5 +54,11 @@ enum hp_res hp_parse(const char *buf, size_t len, const struct hp_limits *lim,
 
 /* Is s[0..n) an RFC 9110 token (1+ tchar)? */
 int hp_is_token(const char *s, size_t n);
+
+/* Does the comma-separated field value (Connection, Cache-Control; NULL
+ * for an absent field) name token, case-insensitively? An element names it
+ * when it is the token, alone or followed by whitespace or by "=" and an
+ * argument (a Cache-Control directive's, RFC 9111 5.2). */
+int hp_list_has(const char *value, const char *token);
 
 #endif

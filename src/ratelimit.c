@@ -15,15 +15,17 @@
  * asking again. The total stays exact (every request is paid for in
  * Redis); at any moment each instance may hold up to burst/8 requests paid
  * ahead. Budgets with a burst under 16 are decided one request at a time. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache_store.h"
 #include "clock.h"
+#include "list.h"
 #include "log.h"
+#include "lru.h"
 #include "ratelimit.h"
-#include "util.h"
 
 /* Bounds on T (some 31 years) and on tau (2^61 us, some 73,000 years), so
  * that TAT arithmetic on a monotonic clock never overflows; nothing real
@@ -33,9 +35,7 @@
 #define FRESH_TAT INT64_MIN
 
 struct slot {
-    struct slot *hnext;          /* bucket chain */
-    struct slot *newer, *older;  /* LRU list */
-    uint64_t hash;
+    struct lru_node n;
     int64_t tat_us;              /* monotonic */
     /* Requests granted by the store and not yet handed out, for that
      * period and burst, until credit_until_us; left is the store's
@@ -49,11 +49,14 @@ struct slot {
 
 #define GRANT_LIFE_US 1000000
 
+#define CALL_MAGIC 0x524c4341u   /* "RLCA": a live struct call */
+
 /* One decision asked of the store. It owns a copy of the key for the local
  * fallback, and is listed in the ratelimiter so that rl_free can orphan it
  * if the store outlives the ratelimiter. */
 struct call {
-    struct call *prev, *next;
+    unsigned magic;
+    struct list link;            /* rl->calls, until answered or orphaned */
     struct ratelimiter *rl;      /* NULL once orphaned */
     rl_cb cb;
     void *arg;
@@ -73,12 +76,9 @@ struct ratelimiter {
     pthread_mutex_t mu;          /* the table: workers take budgets too; never
                                     held while a callback or the store runs */
     struct store *store;
-    struct slot **buckets;
-    size_t nbuckets;             /* a power of two */
-    size_t max_buckets;
-    size_t count, max_keys;
-    struct slot *newest, *oldest;
-    struct call *calls;
+    struct lru slots;
+    size_t max_keys;
+    struct list calls;
     int outage;                  /* the store could not decide; logged */
     int oom_logged;
 };
@@ -209,79 +209,27 @@ static void oom(struct ratelimiter *rl)
 
 /* ---- the local table ---- */
 
-static struct slot **chain(struct ratelimiter *rl, const char *key, size_t klen, uint64_t h)
+static int slot_eq(const struct htab_node *h, const void *key, size_t klen)
 {
-    struct slot **pp = &rl->buckets[h & (rl->nbuckets - 1)];
+    const struct slot *s = list_entry(h, const struct slot, n.h);
 
-    while (*pp && !((*pp)->hash == h && (*pp)->klen == klen &&
-                    memcmp((*pp)->key, key, klen) == 0))
-        pp = &(*pp)->hnext;
-    return pp;
-}
-
-static void lru_unlink(struct ratelimiter *rl, struct slot *s)
-{
-    if (s->newer)
-        s->newer->older = s->older;
-    else
-        rl->newest = s->older;
-    if (s->older)
-        s->older->newer = s->newer;
-    else
-        rl->oldest = s->newer;
-    s->newer = s->older = NULL;
-}
-
-static void lru_push(struct ratelimiter *rl, struct slot *s)
-{
-    s->older = rl->newest;
-    s->newer = NULL;
-    if (rl->newest)
-        rl->newest->newer = s;
-    else
-        rl->oldest = s;
-    rl->newest = s;
+    return s->klen == klen && memcmp(s->key, key, klen) == 0;
 }
 
 static void evict_oldest(struct ratelimiter *rl)
 {
-    struct slot *s = rl->oldest, **pp;
+    struct slot *s = list_entry(lru_oldest(&rl->slots), struct slot, n);
 
-    pp = chain(rl, s->key, s->klen, s->hash);
-    *pp = s->hnext;
-    lru_unlink(rl, s);
-    rl->count--;
+    lru_remove(&rl->slots, &s->n);
     free(s);
-}
-
-/* Keeps the load at most 1 until the table holds max_keys; a failed
- * allocation just leaves the chains longer. */
-static void grow(struct ratelimiter *rl)
-{
-    size_t n = rl->nbuckets * 2, i;
-    struct slot **b, *s, *next;
-
-    if (rl->count < rl->nbuckets || rl->nbuckets >= rl->max_buckets)
-        return;
-    if ((b = calloc(n, sizeof(*b))) == NULL)
-        return;
-    for (i = 0; i < rl->nbuckets; i++) {
-        for (s = rl->buckets[i]; s; s = next) {
-            next = s->hnext;
-            s->hnext = b[s->hash & (n - 1)];
-            b[s->hash & (n - 1)] = s;
-        }
-    }
-    free(rl->buckets);
-    rl->buckets = b;
-    rl->nbuckets = n;
 }
 
 static struct slot *find(struct ratelimiter *rl, const char *key)
 {
     size_t klen = strlen(key);
+    struct lru_node *n = lru_find(&rl->slots, lru_hash(&rl->slots, key, klen), key, klen, slot_eq);
 
-    return *chain(rl, key, klen, util_hash(key, klen));
+    return n ? list_entry(n, struct slot, n) : NULL;
 }
 
 /* key's slot, made most recent, or a new one with a full bucket; NULL
@@ -289,30 +237,22 @@ static struct slot *find(struct ratelimiter *rl, const char *key)
 static struct slot *get(struct ratelimiter *rl, const char *key)
 {
     size_t klen = strlen(key);
-    uint64_t h = util_hash(key, klen);
-    struct slot **pp = chain(rl, key, klen, h), *s = *pp;
+    uint64_t h = lru_hash(&rl->slots, key, klen);
+    struct lru_node *n = lru_find(&rl->slots, h, key, klen, slot_eq);
+    struct slot *s;
 
-    if (s) {
-        lru_unlink(rl, s);
-        lru_push(rl, s);
-        return s;
+    if (n) {
+        lru_touch(&rl->slots, n);
+        return list_entry(n, struct slot, n);
     }
-    if (rl->count >= rl->max_keys) {
+    if (lru_count(&rl->slots) >= rl->max_keys)
         evict_oldest(rl);
-        pp = chain(rl, key, klen, h);
-    }
-    if ((s = malloc(sizeof(*s) + klen + 1)) == NULL)
+    if ((s = calloc(1, sizeof(*s) + klen + 1)) == NULL)
         return NULL;
     memcpy(s->key, key, klen + 1);
     s->klen = klen;
-    s->hash = h;
     s->tat_us = FRESH_TAT;
-    s->credits = 0;
-    s->hnext = *pp;
-    *pp = s;
-    lru_push(rl, s);
-    rl->count++;
-    grow(rl);
+    lru_insert(&rl->slots, &s->n, h);
     return s;
 }
 
@@ -353,29 +293,28 @@ struct ratelimiter *rl_new(struct store *store, size_t max_keys)
         return NULL;
     rl->store = store;
     rl->max_keys = max_keys ? max_keys : 1;
-    rl->max_buckets = 1;
-    while (rl->max_buckets < rl->max_keys && rl->max_buckets < ((size_t)1 << 30))
-        rl->max_buckets <<= 1;
-    rl->nbuckets = rl->max_buckets < 64 ? rl->max_buckets : 64;
-    if ((rl->buckets = calloc(rl->nbuckets, sizeof(*rl->buckets))) == NULL) {
+    if (lru_init(&rl->slots, rl->max_keys < 64 ? rl->max_keys : 64) != 0) {
         free(rl);
         return NULL;
     }
+    list_init(&rl->calls);
     pthread_mutex_init(&rl->mu, NULL);
     return rl;
 }
 
 void rl_free(struct ratelimiter *rl)
 {
-    struct call *c;
+    struct list *p, *next;
 
     if (rl == NULL)
         return;
-    for (c = rl->calls; c; c = c->next)
-        c->rl = NULL;
-    while (rl->oldest)
+    list_foreach_safe(p, next, &rl->calls) {
+        list_unlink(p);
+        list_entry(p, struct call, link)->rl = NULL;
+    }
+    while (lru_count(&rl->slots) > 0)
         evict_oldest(rl);
-    free(rl->buckets);
+    lru_dispose(&rl->slots);
     pthread_mutex_destroy(&rl->mu);
     free(rl);
 }
@@ -383,20 +322,18 @@ void rl_free(struct ratelimiter *rl)
 static void on_gcra(void *arg, const struct store_gcra *g)
 {
     struct call *c = arg;
-    struct ratelimiter *rl = c->rl;
+    struct ratelimiter *rl;
     struct rl_result r;
-    rl_cb cb = c->cb;
-    void *cbarg = c->arg;
+    rl_cb cb;
+    void *cbarg;
 
-    if (rl)
-        pthread_mutex_lock(&rl->mu);
+    assert(c->magic == CALL_MAGIC);
+    rl = c->rl;
+    cb = c->cb;
+    cbarg = c->arg;
     if (rl) {
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            rl->calls = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
+        pthread_mutex_lock(&rl->mu);
+        list_unlink(&c->link);
     }
     if (g) {
         r.allowed = g->allowed != 0;
@@ -437,6 +374,7 @@ static void on_gcra(void *arg, const struct store_gcra *g)
     }
     if (rl)
         pthread_mutex_unlock(&rl->mu);
+    c->magic = 0;                /* answered once: a second answer asserts */
     free(c);
     cb(cbarg, &r);
 }
@@ -473,9 +411,10 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             cb(arg, &r);
             return;
         }
-        c = malloc(sizeof(*c) + klen + 1);
+        c = calloc(1, sizeof(*c) + klen + 1);
 
         if (c) {
+            c->magic = CALL_MAGIC;
             memcpy(c->key, key, klen + 1);
             c->rl = rl;
             c->cb = cb;
@@ -483,11 +422,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             c->period_us = period_us;
             c->burst = burst;
             /* Listed before the call: the store may answer at once. */
-            c->prev = NULL;
-            c->next = rl->calls;
-            if (rl->calls)
-                rl->calls->prev = c;
-            rl->calls = c;
+            list_push_front(&rl->calls, &c->link);
             pthread_mutex_unlock(&rl->mu);
             rl->store->ops->gcra(rl->store, key, period_us, burst, grant_of(burst), on_gcra, c);
             return;

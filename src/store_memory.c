@@ -8,12 +8,10 @@
 
 #include "cache_store.h"
 #include "clock.h"
-#include "util.h"
+#include "lru.h"
 
 struct item {
-    struct item *hnext;          /* bucket chain */
-    struct item *prev, *next;    /* LRU list, most recent first */
-    uint64_t hash;
+    struct lru_node n;
     int64_t expires_ms;          /* monotonic */
     struct centry *e;
     size_t klen;
@@ -21,165 +19,103 @@ struct item {
 };
 
 /* A generation (cache_store.h), kept apart from the entries, bounded by
- * count: losing one is safe, its lists then miss once. */
+ * count: losing one is safe, its lists then miss once. The LRU's order is
+ * the order they were set (a read does not touch it). */
 struct gen {
-    struct gen *next;            /* bucket chain */
-    struct gen *older, *newer;   /* in the order they were set */
+    struct lru_node n;
     uint64_t value;
     int64_t expires_ms;          /* monotonic */
     char name[];
 };
 
-#define NGENBUCKETS 4096
-
 struct mstore {
     struct store base;
     pthread_mutex_t mu;
-    struct gen *gens[NGENBUCKETS];
-    struct gen *gen_oldest, *gen_newest;
-    size_t ngens;
+    struct lru gens;
     uint64_t gen_all;            /* STORE_GEN_ALL, read on every get: kept */
     int64_t gen_all_expires_ms;  /* apart, without a hash */
-    struct item **buckets;
-    size_t nbuckets;             /* a power of two */
-    size_t count;
+    struct lru items;
     size_t bytes;
     size_t max_bytes;
-    struct item *head, *tail;
 };
 
-/* Entry keys and generation names carry client-chosen project ids. */
-static uint64_t hash(const char *p, size_t n)
-{
-    return util_hash(p, n);
-}
+#define item_of(p) list_entry(p, struct item, n)
+#define gen_of(p) list_entry(p, struct gen, n)
 
 static size_t item_bytes(const struct item *it)
 {
     return sizeof(*it) + it->klen + 1 + centry_size(it->e) + sizeof(void *);
 }
 
-static struct item **slot(struct mstore *m, const char *key, size_t klen, uint64_t h)
+static int item_eq(const struct htab_node *h, const void *key, size_t klen)
 {
-    struct item **pp = &m->buckets[h & (m->nbuckets - 1)];
+    const struct item *it = list_entry(h, const struct item, n.h);
 
-    for (; *pp; pp = &(*pp)->hnext)
-        if ((*pp)->hash == h && (*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0)
-            break;
-    return pp;
+    return it->klen == klen && memcmp(it->key, key, klen) == 0;
 }
 
-static void lru_unlink(struct mstore *m, struct item *it)
+static int gen_eq(const struct htab_node *h, const void *key, size_t klen)
 {
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        m->head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        m->tail = it->prev;
-    it->prev = it->next = NULL;
+    const struct gen *g = list_entry(h, const struct gen, n.h);
+
+    return strlen(g->name) == klen && memcmp(g->name, key, klen) == 0;
 }
 
-static void lru_push(struct mstore *m, struct item *it)
+static struct item *find(struct mstore *m, const char *key, size_t klen, uint64_t h)
 {
-    it->prev = NULL;
-    it->next = m->head;
-    if (m->head)
-        m->head->prev = it;
-    m->head = it;
-    if (m->tail == NULL)
-        m->tail = it;
+    struct lru_node *n = lru_find(&m->items, h, key, klen, item_eq);
+
+    return n ? item_of(n) : NULL;
 }
 
 static void drop(struct mstore *m, struct item *it)
 {
-    struct item **pp = slot(m, it->key, it->klen, it->hash);
-
-    *pp = it->hnext;
-    lru_unlink(m, it);
-    m->count--;
+    lru_remove(&m->items, &it->n);
     m->bytes -= item_bytes(it);
     centry_decref(it->e);
     free(it);
 }
 
-static void grow(struct mstore *m)
+static struct gen *gen_find(struct mstore *m, const char *name)
 {
-    size_t n = m->nbuckets * 2, i;
-    struct item **nb = calloc(n, sizeof(*nb));
+    size_t n = strlen(name);
+    struct lru_node *p = lru_find(&m->gens, lru_hash(&m->gens, name, n), name, n, gen_eq);
 
-    if (nb == NULL)
-        return; /* longer chains, still correct */
-    for (i = 0; i < m->nbuckets; i++) {
-        struct item *it = m->buckets[i], *next;
-        for (; it; it = next) {
-            next = it->hnext;
-            it->hnext = nb[it->hash & (n - 1)];
-            nb[it->hash & (n - 1)] = it;
-        }
-    }
-    free(m->buckets);
-    m->buckets = nb;
-    m->nbuckets = n;
+    return p ? gen_of(p) : NULL;
 }
 
-static struct gen **gen_slot(struct mstore *m, const char *name)
+static void gen_drop(struct mstore *m, struct gen *g)
 {
-    struct gen **pp = &m->gens[hash(name, strlen(name)) % NGENBUCKETS];
-
-    while (*pp && strcmp((*pp)->name, name) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void gen_drop(struct mstore *m, struct gen **pp)
-{
-    struct gen *g = *pp;
-
-    *pp = g->next;
-    if (g->older)
-        g->older->newer = g->newer;
-    else
-        m->gen_oldest = g->newer;
-    if (g->newer)
-        g->newer->older = g->older;
-    else
-        m->gen_newest = g->older;
-    m->ngens--;
+    lru_remove(&m->gens, &g->n);
     free(g);
 }
 
 /* The current value of a generation, 0 when not set. */
 static uint64_t gen_value(struct mstore *m, const char *name)
 {
-    struct gen **pp;
+    struct gen *g;
 
     if (strcmp(name, STORE_GEN_ALL) == 0)
         return m->gen_all_expires_ms > mono_ms() ? m->gen_all : 0;
-    pp = gen_slot(m, name);
-
-    if (*pp == NULL)
+    if ((g = gen_find(m, name)) == NULL)
         return 0;
-    if ((*pp)->expires_ms <= mono_ms()) {
-        gen_drop(m, pp);
+    if (g->expires_ms <= mono_ms()) {
+        gen_drop(m, g);
         return 0;
     }
-    return (*pp)->value;
+    return g->value;
 }
 
 static void mem_get(struct store *s, const char *key, size_t klen, const char *gen_name,
                     store_get_cb cb, void *arg)
 {
     struct mstore *m = (struct mstore *)s;
-    uint64_t h = hash(key, klen);
     struct item *it;
     struct gens gens;
     struct centry *e = NULL;
 
     pthread_mutex_lock(&m->mu);
-    it = *slot(m, key, klen, h);
+    it = find(m, key, klen, lru_hash(&m->items, key, klen));
     gens.proj = gen_name ? gen_value(m, gen_name) : 0;
     gens.all = gen_value(m, STORE_GEN_ALL);
     if (it != NULL && it->expires_ms <= mono_ms()) {
@@ -187,8 +123,7 @@ static void mem_get(struct store *s, const char *key, size_t klen, const char *g
         it = NULL;
     }
     if (it != NULL) {
-        lru_unlink(m, it);
-        lru_push(m, it);
+        lru_touch(&m->items, &it->n);
         e = it->e;
         centry_incref(e);        /* the callback's, whatever happens meanwhile */
     }
@@ -201,7 +136,7 @@ static void mem_gen_set(struct store *s, const char *name, uint64_t value, int i
                         uint64_t ttl_ms)
 {
     struct mstore *m = (struct mstore *)s;
-    struct gen **pp, *g;
+    struct gen *g;
     size_t n = strlen(name);
 
     pthread_mutex_lock(&m->mu);
@@ -216,25 +151,15 @@ static void mem_gen_set(struct store *s, const char *name, uint64_t value, int i
         pthread_mutex_unlock(&m->mu);
         return;
     }
-    if (*(pp = gen_slot(m, name)) != NULL)
-        gen_drop(m, pp);
-    if (m->ngens >= STORE_MEMORY_MAX_GENS)
-        gen_drop(m, gen_slot(m, m->gen_oldest->name));
-    if ((g = malloc(sizeof(*g) + n + 1)) != NULL) {
+    if ((g = gen_find(m, name)) != NULL)
+        gen_drop(m, g);
+    if (lru_count(&m->gens) >= STORE_MEMORY_MAX_GENS)
+        gen_drop(m, gen_of(lru_oldest(&m->gens)));
+    if ((g = calloc(1, sizeof(*g) + n + 1)) != NULL) {
         memcpy(g->name, name, n + 1);
         g->value = value;
         g->expires_ms = mono_ms() + (int64_t)(ttl_ms > INT64_MAX / 2 ? INT64_MAX / 2 : ttl_ms);
-        pp = gen_slot(m, name);
-        g->next = *pp;
-        *pp = g;
-        g->newer = NULL;
-        g->older = m->gen_newest;
-        if (m->gen_newest)
-            m->gen_newest->newer = g;
-        else
-            m->gen_oldest = g;
-        m->gen_newest = g;
-        m->ngens++;
+        lru_insert(&m->gens, &g->n, lru_hash(&m->gens, name, n));
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -279,14 +204,15 @@ static void mem_set(struct store *s, const char *key, size_t klen,
 static void set_locked(struct mstore *m, const char *key, size_t klen, struct centry *e,
                        uint64_t keep_ms)
 {
-    uint64_t h = hash(key, klen);
-    struct item *it = *slot(m, key, klen, h), *old = it;
+    uint64_t h = lru_hash(&m->items, key, klen);
+    struct item *it = find(m, key, klen, h), *old = it;
+    struct lru_node *oldest;
     size_t need;
 
     centry_incref(e); /* first: e may be the entry being replaced */
     if (old != NULL)
         drop(m, old);
-    it = malloc(sizeof(*it) + klen + 1);
+    it = calloc(1, sizeof(*it) + klen + 1);
     if (it == NULL) {
         centry_decref(e);
         return;
@@ -294,7 +220,6 @@ static void set_locked(struct mstore *m, const char *key, size_t klen, struct ce
     memcpy(it->key, key, klen);
     it->key[klen] = '\0';
     it->klen = klen;
-    it->hash = h;
     it->e = e;
     it->expires_ms = mono_ms() + (int64_t)keep_ms;
     need = item_bytes(it);
@@ -303,26 +228,21 @@ static void set_locked(struct mstore *m, const char *key, size_t klen, struct ce
         centry_decref(e);
         return;
     }
-    while (m->tail != NULL && m->bytes + need > m->max_bytes)
-        drop(m, m->tail);
-    it->hnext = m->buckets[h & (m->nbuckets - 1)];
-    m->buckets[h & (m->nbuckets - 1)] = it;
-    lru_push(m, it);
-    m->count++;
+    while ((oldest = lru_oldest(&m->items)) != NULL && m->bytes + need > m->max_bytes)
+        drop(m, item_of(oldest));
+    lru_insert(&m->items, &it->n, h);
     m->bytes += need;
-    if (m->count > m->nbuckets)
-        grow(m);
 }
 
 static void mem_purge(struct store *s, const char *prefix)
 {
     struct mstore *m = (struct mstore *)s;
     size_t plen = strlen(prefix);
-    struct item *it, *next;
+    struct list *p, *next;
 
     pthread_mutex_lock(&m->mu);
-    for (it = m->head; it; it = next) {
-        next = it->next;
+    list_foreach_safe(p, next, &m->items.order) {
+        struct item *it = list_entry(p, struct item, n.order);
         if (it->klen >= plen && memcmp(it->key, prefix, plen) == 0)
             drop(m, it);
     }
@@ -337,23 +257,36 @@ static const char *mem_state(struct store *s)
 static void mem_free(struct store *s)
 {
     struct mstore *m = (struct mstore *)s;
+    struct lru_node *n;
 
-    size_t i;
-
-    while (m->head)
-        drop(m, m->head);
-    for (i = 0; i < NGENBUCKETS; i++)
-        while (m->gens[i])
-            gen_drop(m, &m->gens[i]);
-    free(m->buckets);
+    while ((n = lru_oldest(&m->items)) != NULL)
+        drop(m, item_of(n));
+    while ((n = lru_oldest(&m->gens)) != NULL)
+        gen_drop(m, gen_of(n));
+    lru_dispose(&m->items);
+    lru_dispose(&m->gens);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
+/* The entries' bytes, their count and the generations' count, read together
+ * under the lock. */
+static void sizes(struct store *s, size_t *bytes, size_t *entries, size_t *gens)
+{
+    struct mstore *m = (struct mstore *)s;
+
+    pthread_mutex_lock(&m->mu);
+    *bytes = m->bytes;
+    *entries = lru_count(&m->items);
+    *gens = lru_count(&m->gens);
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void mem_usage(struct store *s, size_t *entries, size_t *bytes)
 {
-    *entries = store_memory_count(s);
-    *bytes = store_memory_bytes(s);
+    size_t gens;
+
+    sizes(s, bytes, entries, &gens);
 }
 
 static const struct store_ops memory_ops = {
@@ -379,9 +312,12 @@ struct store *store_memory_new(size_t max_bytes)
 
     if (m == NULL)
         return NULL;
-    m->nbuckets = 1024;
-    m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
-    if (m->buckets == NULL) {
+    if (lru_init(&m->items, 1024) != 0) {
+        free(m);
+        return NULL;
+    }
+    if (lru_init(&m->gens, 64) != 0) {
+        lru_dispose(&m->items);
         free(m);
         return NULL;
     }
@@ -393,33 +329,24 @@ struct store *store_memory_new(size_t max_bytes)
 
 size_t store_memory_bytes(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = m->bytes;
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return bytes;
 }
 
 size_t store_memory_count(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = m->count;
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return entries;
 }
 
 size_t store_memory_gens(struct store *s)
 {
-    struct mstore *m = (struct mstore *)s;
-    size_t n;
+    size_t bytes, entries, gens;
 
-    pthread_mutex_lock(&m->mu);
-    n = m->ngens;
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    sizes(s, &bytes, &entries, &gens);
+    return gens;
 }

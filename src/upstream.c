@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "list.h"
 #include "log.h"
 
 struct up_client {
@@ -16,7 +17,7 @@ struct up_client {
     CURLM *multi;
     struct event *timer;
     size_t inflight;
-    struct up_xfer *xfers;       /* in flight, for up_client_free */
+    struct list xfers;           /* in flight, for up_client_free */
     up_observe_cb observe;
     void *observe_arg;
     struct up_memory *mem;       /* NULL: not counted */
@@ -24,7 +25,7 @@ struct up_client {
 
 struct up_xfer {
     struct up_client *c;
-    struct up_xfer *prev, *next;
+    struct list link;            /* c->xfers */
     CURL *easy;
     struct curl_slist *headers;
     char *body;
@@ -60,13 +61,7 @@ static void free_headers(struct up_resp *r)
 
 static void unlink_xfer(struct up_xfer *x)
 {
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        x->c->xfers = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
+    list_unlink(&x->link);
     x->c->inflight--;
 }
 
@@ -280,6 +275,7 @@ struct up_client *up_client_new(struct event_base *base)
     if (c == NULL)
         return NULL;
     c->base = base;
+    list_init(&c->xfers);
     c->multi = curl_multi_init();
     c->timer = evtimer_new(base, on_timer, c);
     if (c->multi == NULL || c->timer == NULL) {
@@ -298,8 +294,8 @@ void up_client_free(struct up_client *c)
 {
     if (c == NULL)
         return;
-    while (c->xfers)
-        up_cancel(c->xfers);
+    while (!list_empty(&c->xfers))
+        up_cancel(list_entry(list_first(&c->xfers), struct up_xfer, link));
     if (c->multi)
         curl_multi_cleanup(c->multi);
     if (c->timer)
@@ -407,10 +403,7 @@ struct up_xfer *up_start(struct up_client *c, const char *method, const char *ur
         return NULL;
     }
     c->inflight++;
-    x->next = c->xfers;
-    if (c->xfers)
-        c->xfers->prev = x;
-    c->xfers = x;
+    list_push_front(&c->xfers, &x->link);
     return x;
 }
 

@@ -302,6 +302,21 @@ static void tokens(void)
     tap_ok(!hp_is_token("a:b", 3), "hp_is_token: a colon is not");
 }
 
+static void token_lists(void)
+{
+    tap_ok(hp_list_has("close", "close"), "hp_list_has: the token alone");
+    tap_ok(hp_list_has("Keep-Alive, CLOSE", "close"), "hp_list_has: any case, any place");
+    tap_ok(hp_list_has(" \tfoo ,\tclose\t", "close"), "hp_list_has: whitespace around elements");
+    tap_ok(hp_list_has(",,close,,", "close"), "hp_list_has: empty elements skipped");
+    tap_ok(hp_list_has("max-age=0, no-cache=\"Set-Cookie\"", "no-cache"),
+           "hp_list_has: a directive with an argument");
+    tap_ok(!hp_list_has("closed, enclose", "close"), "hp_list_has: a longer token is not it");
+    tap_ok(!hp_list_has("private=\"a, no-store\"", "no-store"),
+           "hp_list_has: a quoted string's copy is not it");
+    tap_ok(!hp_list_has("", "close"), "hp_list_has: an empty value names nothing");
+    tap_ok(!hp_list_has(NULL, "close"), "hp_list_has: an absent field names nothing");
+}
+
 int main(void)
 {
     valid_get();
@@ -316,6 +331,7 @@ int main(void)
     accepted_bytes();
     partial_fields_on_error();
     tokens();
+    token_lists();
     free(copy);
     return tap_done();
 }

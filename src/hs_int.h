@@ -1,0 +1,171 @@
+/* hs_int: what the parts of the HTTP server (hs.h) share, and nothing
+ * outside them includes. The server is split by what each part does with a
+ * connection:
+ *   hs.c          connection I/O: accept, the state machine, timers, close;
+ *   hs_listen.c   listening sockets and when to accept;
+ *   hs_request.c  request framing: head, Content-Length and chunked bodies;
+ *   hs_answer.c   answers: the status line and fields, the server's own
+ *                 {"detail":...} rejections, hs_send.
+ * Every callback that gets a connection or a server back as void * checks
+ * its magic. */
+#ifndef LCGATE_HS_INT_H
+#define LCGATE_HS_INT_H
+
+#include <assert.h>
+#include <event2/util.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "hs.h"
+#include "list.h"
+
+struct bufferevent;
+struct event;
+struct evconnlistener;
+struct hp_header;
+struct sockaddr;
+
+#define LEAD_SLACK 16            /* room for the empty lines hp_parse skips */
+#define CHUNK_LINE_MAX 4096      /* chunk-size line, extensions included */
+#define MAX_SINGLE_WRITE (1u << 20)
+
+#define HS_CONN_MAGIC 0x4853434eu    /* "HSCN" */
+#define HS_SERVER_MAGIC 0x48535356u  /* "HSSV" */
+
+enum cstate {
+    CS_IDLE,                     /* no byte of the next request yet */
+    CS_HEAD,                     /* reading a head */
+    CS_BODY,                     /* reading a body */
+    CS_HANDLER,                  /* the request is with the handler */
+    CS_WRITE,                    /* an answer is queued, being written */
+    CS_LINGER,                   /* answered, closing: write side shut,
+                                    input discarded until EOF */
+};
+
+enum chstate { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
+
+/* What reading a request did: go on, wait for more input, or it is over
+ * (answered, or the connection closed). */
+enum step { ST_GO, ST_WAIT, ST_DONE };
+
+/* A connection, and the one request it may have: hs_req comes first so that
+ * hs_send finds the connection. Its buffers live as long as it does, so a
+ * request on a warm connection allocates nothing. */
+struct hs_conn {
+    struct hs_req req;
+    unsigned magic;               /* HS_CONN_MAGIC until released */
+    struct hs_server *s;
+    struct list link;             /* s->conns, while the I/O lives */
+    struct bufferevent *bev;      /* NULL once closed */
+    struct event *timer;
+    enum cstate state;
+    int started;                  /* a request was begun here */
+    int have_req;                 /* req is filled (head parsed) */
+    int in_handler, gone, peer_eof;
+    int close_after;              /* answer says Connection: close */
+    int ka10;                     /* HTTP/1.0 keep-alive */
+    int head_method;              /* HEAD: answers carry no body */
+    int64_t last_read_ms, last_write_ms;
+    size_t scan;                  /* head end searched up to here */
+    int seen_lf;
+    size_t linger_bytes;
+    size_t high;                  /* read high watermark set */
+    char *head;                   /* a copy of the head, NUL-terminated in place */
+    size_t head_cap;
+    struct hp_header *hp;
+    struct hs_header *hdr;
+    unsigned hdr_cap;
+    char *out;                    /* answer fields, already "Name: value\r\n" */
+    size_t out_len, out_cap;
+    int out_date;                 /* the handler set Date */
+    struct evbuffer *body;
+    int chunked;
+    enum chstate ch;
+    uint64_t body_left, body_total;
+    size_t max_body;              /* this request's, from its start: a reload
+                                     applies to requests begun afterwards */
+    size_t trailer_bytes;
+    char peer[64];
+};
+
+struct hs_listener {
+    struct hs_listener *next;
+    struct evconnlistener *lev;
+    int tcp;
+};
+
+struct hs_server {
+    unsigned magic;               /* HS_SERVER_MAGIC until released */
+    struct event_base *base;
+    struct hs_limits lim;
+    hs_handler handler;
+    hs_reject_cb reject;
+    void *arg;
+    struct hs_listener *listeners;
+    struct event *pause;          /* after an accept error */
+    int accepting, paused, closed, freed;
+    unsigned nconns, busy;        /* nconns: changed atomically, so that
+                                     hs_connections may read it anywhere */
+    struct list conns;            /* struct hs_conn, by link */
+    time_t date_sec;
+    char date[40];
+    size_t date_len;
+    int64_t accept_warn_ms;
+    unsigned accept_errors;
+};
+
+/* The connection a void * callback argument or a request stands for. */
+static inline struct hs_conn *hs_conn_arg(void *arg)
+{
+    struct hs_conn *c = arg;
+
+    assert(c->magic == HS_CONN_MAGIC);
+    return c;
+}
+
+static inline struct hs_conn *hs_conn_of(const struct hs_req *r)
+{
+    return hs_conn_arg((char *)r - offsetof(struct hs_conn, req));
+}
+
+static inline struct hs_server *hs_server_arg(void *arg)
+{
+    struct hs_server *s = arg;
+
+    assert(s->magic == HS_SERVER_MAGIC);
+    return s;
+}
+
+/* hs.c */
+void hs_arm(struct hs_conn *c, int64_t ms);
+void hs_conn_close(struct hs_conn *c);
+void hs_conn_release(struct hs_conn *c);
+void hs_server_release(struct hs_server *s);
+void hs_written_at_once(struct hs_conn *c);
+void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                  void *arg);
+
+/* hs_listen.c */
+void hs_update_accepting(struct hs_server *s);
+void hs_on_pause_end(evutil_socket_t fd, short what, void *arg);
+
+/* hs_request.c */
+void hs_reset_request(struct hs_conn *c);
+enum step hs_read_head(struct hs_conn *c);
+enum step hs_read_body(struct hs_conn *c);
+
+/* hs_answer.c */
+/* Queue an answer: the body moved, or text when body is NULL. now: the
+ * handler's answer, which may be written at once. head_len: a HEAD answer's
+ * Content-Length when not the body's (else NULL). */
+void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const char *text,
+                     size_t tlen, int now, const uint64_t *head_len);
+/* An answer the server makes itself: reported to the reject callback, a
+ * {"detail":why} body, and the connection closes after it. m and t are the
+ * request's method and target (not NUL-terminated; either may be NULL). */
+void hs_reject_as(struct hs_conn *c, int status, const char *why, const char *m, size_t mlen,
+                  const char *t, size_t tlen);
+void hs_reject(struct hs_conn *c, int status, const char *why);
+
+#endif
