@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
 #include "upstream.h"
 
 struct event;
@@ -53,7 +54,8 @@ struct gw {
     pthread_mutex_t conf_mu;     /* guards the conf pointer for workers */
     int access_log;
     struct workers *front;       /* the client listener (workers.h) */
-    struct greq *inflight;       /* every request not yet answered */
+    struct list inflight;        /* every request not yet answered (struct
+                                    greq, front_int.h) */
     size_t ninflight;
     struct up_memory memory;     /* held by requests in flight: bodies and
                                     upstream answers (max_inflight_bytes) */
