@@ -29,23 +29,14 @@ static void apply_defaults(struct hs_limits *d, const struct hs_limits *lim)
 {
     static const struct hs_limits def = {8192, 32768, 100, 1 << 20, 0, 10000, 30000, 60000, 60000};
 
+/* A limit left 0 takes its default (hs.h); max_connections 0 stays unlimited. */
+#define DEFAULT(f) (d->f = d->f ? d->f : def.f)
+
     *d = lim ? *lim : def;
-    if (d->max_request_line == 0)
-        d->max_request_line = def.max_request_line;
-    if (d->max_head == 0)
-        d->max_head = def.max_head;
-    if (d->max_headers == 0)
-        d->max_headers = def.max_headers;
-    if (d->max_body == 0)
-        d->max_body = def.max_body;
-    if (d->header_timeout_ms == 0)
-        d->header_timeout_ms = def.header_timeout_ms;
-    if (d->body_timeout_ms == 0)
-        d->body_timeout_ms = def.body_timeout_ms;
-    if (d->idle_timeout_ms == 0)
-        d->idle_timeout_ms = def.idle_timeout_ms;
-    if (d->write_timeout_ms == 0)
-        d->write_timeout_ms = def.write_timeout_ms;
+    DEFAULT(max_request_line), DEFAULT(max_head), DEFAULT(max_headers), DEFAULT(max_body);
+    DEFAULT(header_timeout_ms), DEFAULT(body_timeout_ms), DEFAULT(idle_timeout_ms);
+    DEFAULT(write_timeout_ms);
+#undef DEFAULT
 }
 
 void hs_arm(struct hs_conn *c, int64_t ms)
@@ -182,6 +173,7 @@ static void advance(struct hs_conn *c)
 {
     struct evbuffer *in;
     enum step st;
+    int was;
 
     for (;;) {
         switch (c->state) {
@@ -200,26 +192,24 @@ static void advance(struct hs_conn *c)
             c->state = CS_HEAD;
             break;
         case CS_HEAD:
-            st = hs_read_head(c);
+        case CS_BODY:
+            /* The head, then the body (if any): each may need more input
+             * (a client that stops sending is closed), or end the
+             * connection's turn (answered, or closed). */
+            was = c->state;
+            st = was == CS_HEAD ? hs_read_head(c) : hs_read_body(c);
             if (st == ST_DONE)
                 return;
             if (st == ST_WAIT) {
                 if (c->peer_eof)
                     hs_conn_close(c);
+                return;
+            }
+            if (was == CS_BODY) {
+                dispatch(c);
                 return;
             }
             break;
-        case CS_BODY:
-            st = hs_read_body(c);
-            if (st == ST_DONE)
-                return;
-            if (st == ST_WAIT) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
-                return;
-            }
-            dispatch(c);
-            return;
         default:
             return;
         }

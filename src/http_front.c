@@ -127,47 +127,37 @@ static void go(struct greq *g)
     }
 }
 
-/* Stage 3: the client's own budget (when it has one), then the project's. */
-static void on_project_spent(void *arg, const struct rl_result *r)
+/* Stage 3: the client's own budget (when it has one), then the project's;
+ * this is rl_take's answer for each. */
+static void on_spent(void *arg, const struct rl_result *r)
 {
     struct greq *g = greq_of(arg);
+    int client = g->has_client_rl && !g->client_taken;     /* which one answered */
 
-    g->rl = *r;
-    g->has_rl = 1;
+    if (client) {
+        g->client_rl = *r;
+        g->client_taken = 1;
+    } else {
+        g->rl = *r;
+        g->has_rl = 1;
+    }
     if (stopping(g))
         greq_fail(g, 503, "Shutting down");
     else if (!r->allowed)
-        refuse_budget(g, B_CLIENT, r->retry_after_ms);
+        refuse_budget(g, client ? B_TOKEN : B_CLIENT, r->retry_after_ms);
+    else if (client)
+        rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_spent, g);
     else
         go(g);
-}
-
-static void spend_project(struct greq *g)
-{
-    rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_project_spent, g);
-}
-
-static void on_client_spent(void *arg, const struct rl_result *r)
-{
-    struct greq *g = greq_of(arg);
-
-    g->client_rl = *r;
-    g->client_taken = 1;
-    if (stopping(g))
-        greq_fail(g, 503, "Shutting down");
-    else if (!r->allowed)
-        refuse_budget(g, B_TOKEN, r->retry_after_ms);
-    else
-        spend_project(g);
 }
 
 /* Every request spends its client's budget and its project's, hits too. */
 static void spend(struct greq *g, const char *clkey)
 {
     if (clkey[0] != '\0')
-        rl_take(g->gw->rl, clkey, &g->client_rate, g->client_burst, on_client_spent, g);
+        rl_take(g->gw->rl, clkey, &g->client_rate, g->client_burst, on_spent, g);
     else
-        spend_project(g);
+        rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_spent, g);
 }
 
 /* ---- on the main loop ---- */

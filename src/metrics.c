@@ -399,49 +399,66 @@ static void observe_locked(struct mseries *s, double v)
     s->value += v;
 }
 
-void mseries_inc(struct mseries *s, double by)
+/* What a change does to a series, under the lock. */
+enum op { OP_INC, OP_SET, OP_OBSERVE };
+
+static void apply_locked(struct mseries *s, enum op op, double v)
+{
+    if (op == OP_INC)
+        inc_locked(s, v);
+    else if (op == OP_SET)
+        set_locked(s, v);
+    else
+        observe_locked(s, v);
+}
+
+static void apply(struct mseries *s, enum op op, double v)
 {
     pthread_mutex_lock(&mu);
-    inc_locked(s, by);
+    apply_locked(s, op, v);
     pthread_mutex_unlock(&mu);
+}
+
+/* The series of f's labels is found under the same lock as the change. */
+static void apply_labels(struct mfamily *f, enum op op, double v, const char *l1,
+                         const char *l2, const char *l3)
+{
+    pthread_mutex_lock(&mu);
+    apply_locked(series_locked(f, l1, l2, l3), op, v);
+    pthread_mutex_unlock(&mu);
+}
+
+void mseries_inc(struct mseries *s, double by)
+{
+    apply(s, OP_INC, by);
 }
 
 void mseries_set(struct mseries *s, double v)
 {
-    pthread_mutex_lock(&mu);
-    set_locked(s, v);
-    pthread_mutex_unlock(&mu);
+    apply(s, OP_SET, v);
 }
 
 void mseries_observe(struct mseries *s, double v)
 {
-    pthread_mutex_lock(&mu);
-    observe_locked(s, v);
-    pthread_mutex_unlock(&mu);
+    apply(s, OP_OBSERVE, v);
 }
 
 void metrics_inc(struct mfamily *f, double by, const char *l1, const char *l2,
                  const char *l3)
 {
-    pthread_mutex_lock(&mu);
-    inc_locked(series_locked(f, l1, l2, l3), by);
-    pthread_mutex_unlock(&mu);
+    apply_labels(f, OP_INC, by, l1, l2, l3);
 }
 
 void metrics_set(struct mfamily *f, double v, const char *l1, const char *l2,
                  const char *l3)
 {
-    pthread_mutex_lock(&mu);
-    set_locked(series_locked(f, l1, l2, l3), v);
-    pthread_mutex_unlock(&mu);
+    apply_labels(f, OP_SET, v, l1, l2, l3);
 }
 
 void metrics_observe(struct mfamily *f, double v, const char *l1, const char *l2,
                      const char *l3)
 {
-    pthread_mutex_lock(&mu);
-    observe_locked(series_locked(f, l1, l2, l3), v);
-    pthread_mutex_unlock(&mu);
+    apply_labels(f, OP_OBSERVE, v, l1, l2, l3);
 }
 
 /* Shortest %g that reads back as the same double; the format's spelling
