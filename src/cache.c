@@ -19,6 +19,33 @@ static int64_t clock_mono(void)
     return mono_ms();
 }
 
+/* The flights, pending prefetches and holds: 0, or -1 with none made
+ * (ENOMEM, or no randomness for the tables' seeds). */
+static int tables_init(struct cache *c)
+{
+    list_init(&c->all);
+    if (htab_init(&c->flights, 64) != 0)
+        return -1;
+    if (lru_init(&c->pending, 64) != 0) {
+        htab_dispose(&c->flights);
+        return -1;
+    }
+    if (lru_init(&c->holds, NHOLDBUCKETS) != 0) {
+        lru_dispose(&c->pending);
+        htab_dispose(&c->flights);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every table empty: their nodes are freed first. */
+static void tables_dispose(struct cache *c)
+{
+    lru_dispose(&c->holds);
+    lru_dispose(&c->pending);
+    htab_dispose(&c->flights);
+}
+
 struct cache *cache_new(const struct cache_deps *deps)
 {
     struct cache *c = calloc(1, sizeof(*c));
@@ -26,6 +53,10 @@ struct cache *cache_new(const struct cache_deps *deps)
 
     if (c == NULL)
         return NULL;
+    if (tables_init(c) != 0) {
+        free(c);
+        return NULL;
+    }
     c->magic = CACHE_MAGIC;
     c->d = *deps;
     if (c->d.up_start == NULL)
@@ -38,6 +69,7 @@ struct cache *cache_new(const struct cache_deps *deps)
         c->d.mono = clock_mono;
     if (st->ops->events_epoch != NULL &&
         (c->l1 = store_memory_new(cache_conf(c)->memory_max)) == NULL) {
+        tables_dispose(c);
         free(c);
         return NULL;
     }
@@ -61,6 +93,7 @@ void cache_free(struct cache *c)
     if (c->l1 != NULL)
         c->l1->ops->free(c->l1);
     holds_free(c);
+    tables_dispose(c);
     c->magic = 0;
     free(c);
 }

@@ -1,6 +1,7 @@
 /* Upstream admission: may a fetch go upstream now? The project's upstream
  * budget, any hold after an upstream 429, then the key's budget
- * (cache.h). The holds are a fixed table of labels. */
+ * (cache.h). The holds are a hash table of labels (lru.h, for its list:
+ * the order only serves to free them all). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,40 +11,50 @@
 #include "conf.h"
 #include "log.h"
 #include "ratelimit.h"
-#include "util.h"
 
 #define ADMIT_MAGIC 0x41444d54u      /* "ADMT" */
 #define MAX_HOLDS 10000
 #define MAX_HOLD_MS 300000
+#define HOLD_MAGIC 0x484f4c44u       /* "HOLD" */
 
-/* Hold keys carry client-chosen projects: a seeded hash. */
-static struct hold **hold_slot(struct cache *c, const char *label)
+/* An upstream 429 for a project: its requests wait until until_ms. */
+struct hold {
+    unsigned magic;
+    struct keyed k;              /* c->holds, in the order they began */
+    int64_t until_ms;            /* monotonic */
+    char label[];
+};
+
+static struct hold *hold_of(struct keyed *k)
 {
-    struct hold **pp = &c->holds[util_hash(label, strlen(label)) % NHOLDBUCKETS];
+    struct hold *h = k ? list_entry(k, struct hold, k) : NULL;
 
-    while (*pp && strcmp((*pp)->label, label) != 0)
-        pp = &(*pp)->next;
-    return pp;
+    assert(h == NULL || h->magic == HOLD_MAGIC);
+    return h;
+}
+
+static void hold_free(struct cache *c, struct hold *h)
+{
+    lru_remove(&c->holds, &h->k.n);
+    h->magic = 0;
+    free(h);
 }
 
 /* Milliseconds the upstream asked this project to wait for, or 0. */
 static int64_t held_ms(struct cache *c, const char *label)
 {
-    struct hold **pp, *h;
+    size_t n = strlen(label);
+    struct hold *h;
     int64_t left;
 
-    if (c->nholds == 0)
-        return 0;
-    pp = hold_slot(c, label);
-    if ((h = *pp) == NULL)
+    /* Hold keys carry client-chosen projects: the table's seeded hash. */
+    if (lru_count(&c->holds) == 0 ||
+        (h = hold_of(keyed_find(&c->holds, label, n, lru_hash(&c->holds, label, n)))) == NULL)
         return 0;
     left = h->until_ms - c->d.mono();
     if (left > 0)
         return left;
-    *pp = h->next;
-    free(h);
-    assert(c->nholds > 0);
-    c->nholds--;
+    hold_free(c, h);
     return 0;
 }
 
@@ -70,18 +81,18 @@ static int64_t retry_hint_ms(const struct up_resp *r)
 void cache_upstream_said_429(struct cache *c, const char *label, const char *project,
                              const struct up_resp *r)
 {
-    struct hold **pp = hold_slot(c, label), *h = *pp;
-    int64_t until = c->d.mono() + retry_hint_ms(r);
     size_t n = strlen(label);
+    uint64_t hash = lru_hash(&c->holds, label, n);
+    struct hold *h = hold_of(keyed_find(&c->holds, label, n, hash));
+    int64_t until = c->d.mono() + retry_hint_ms(r);
 
     if (h == NULL) {
-        if (c->nholds >= MAX_HOLDS || (h = malloc(sizeof(*h) + n + 1)) == NULL)
+        if (lru_count(&c->holds) >= MAX_HOLDS || (h = calloc(1, sizeof(*h) + n + 1)) == NULL)
             return;
-        memcpy(h->label, label, n + 1);
-        h->next = NULL;
-        h->until_ms = 0;
-        *pp = h;
-        c->nholds++;
+        h->magic = HOLD_MAGIC;
+        h->k.key = memcpy(h->label, label, n + 1);
+        h->k.klen = n;
+        lru_insert(&c->holds, &h->k.n, hash);
         /* The id as the client wrote it (the log escapes it), and its label. */
         log_warn("upstream answered 429 for project %s: holding its upstream requests "
                  "for %lld ms (label %s)", project ? project : "default",
@@ -93,15 +104,10 @@ void cache_upstream_said_429(struct cache *c, const char *label, const char *pro
 
 void holds_free(struct cache *c)
 {
-    size_t i;
+    struct hold *h;
 
-    for (i = 0; i < NHOLDBUCKETS; i++)
-        while (c->holds[i]) {
-            struct hold *h = c->holds[i];
-            c->holds[i] = h->next;
-            free(h);
-        }
-    c->nholds = 0;
+    while ((h = hold_of(keyed_oldest(&c->holds))) != NULL)
+        hold_free(c, h);
 }
 
 struct admit_ctx {

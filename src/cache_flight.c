@@ -2,29 +2,30 @@
  * the key meanwhile (its waiters), and across instances of a shared store
  * through a lease in the store: one instance fetches, the others wait for
  * its "done" event (polling the store as a fallback, and fetching
- * themselves past a deadline). The flights of one process are in a fixed
- * table by key. */
+ * themselves past a deadline). The flights of one process are in a hash
+ * table by key (htab.h), and on a list until freed. */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache_int.h"
 #include "conf.h"
-#include "util.h"
 
-/* Flight keys carry client-chosen queries: a seeded hash. */
-static struct flight **flight_slot(struct cache *c, const char *key, size_t klen)
+static int flight_eq(const struct htab_node *n, const void *key, size_t klen)
 {
-    struct flight **pp = &c->flights[util_hash(key, klen) % NBUCKETS];
+    const struct flight *f = list_entry(n, const struct flight, node);
 
-    while (*pp && ((*pp)->klen != klen || memcmp((*pp)->key, key, klen) != 0))
-        pp = &(*pp)->hnext;
-    return pp;
+    assert(f->magic == FLIGHT_MAGIC);
+    return f->klen == klen && memcmp(f->key, key, klen) == 0;
 }
 
+/* Flight keys carry client-chosen queries: the table's seeded hash. */
 struct flight *flight_find(struct cache *c, const char *key, size_t klen)
 {
-    return *flight_slot(c, key, klen);
+    struct htab_node *n = htab_find(&c->flights, htab_hash(&c->flights, key, klen), key, klen,
+                                    flight_eq);
+
+    return n ? list_entry(n, struct flight, node) : NULL;
 }
 
 void flight_unref(struct flight *f)
@@ -34,19 +35,8 @@ void flight_unref(struct flight *f)
         return;
     /* Nobody can answer them once it is gone. */
     assert(f->waiters == NULL && !f->in_table);
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        f->c->all = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    free(f->key);
-    free(f->gen_name);
+    list_unlink(&f->link);
     free(f->lock_name);
-    free(f->canonical);
-    free(f->cred);
-    free(f->rid);
-    free(f->project_id);
     centry_decref(f->stale);
     if (f->timer)
         event_free(f->timer);
@@ -57,9 +47,7 @@ void flight_unref(struct flight *f)
 void flight_untable(struct flight *f)
 {
     if (f->in_table) {
-        struct flight **pp = flight_slot(f->c, f->key, f->klen);
-        assert(*pp == f);
-        *pp = f->hnext;
+        htab_remove(&f->c->flights, &f->node);
         f->in_table = 0;
     }
 }
@@ -300,39 +288,36 @@ static void try_lease(struct flight *f)
 static struct flight *flight_new(struct cache *c, enum fkind kind, const struct list_query *q,
                                  const char *key, const char *gen_name)
 {
-    struct flight *f = calloc(1, sizeof(*f));
+    size_t klen = strlen(key), glen = strlen(gen_name), clen = strlen(q->canonical),
+           rlen = strlen(q->rid), plen = q->project_id ? strlen(q->project_id) : 0;
+    /* The six strings, each with its NUL, in one block with the flight. */
+    struct flight *f = calloc(1, sizeof(*f) + klen + glen + clen + q->credlen + rlen + plen + 6);
+    char *at;
 
     if (f == NULL)
         return NULL;
     f->magic = FLIGHT_MAGIC;
     f->c = c;
     f->refs = 1;
-    f->next = c->all;
-    if (c->all)
-        c->all->prev = f;
-    c->all = f;
+    list_push_front(&c->all, &f->link);
     f->kind = kind;
     f->route = q->route;
-    f->klen = strlen(key);
+    f->klen = klen;
     f->credlen = q->credlen;
     f->injected = q->injected;
     f->no_store = q->no_store;
-    f->key = strdup(key);
-    f->gen_name = strdup(gen_name);
+    at = f->strings;
+    f->key = cache_pack(&at, key, klen);
+    f->gen_name = cache_pack(&at, gen_name, glen);
+    f->canonical = cache_pack(&at, q->canonical, clen);
+    f->cred = cache_pack(&at, q->cred, q->credlen);
+    f->rid = cache_pack(&at, q->rid, rlen);
+    f->project_id = q->project_id ? cache_pack(&at, q->project_id, plen) : NULL;
     f->lock_name = cache_cat(LOCK_PREFIX, key);
-    f->canonical = strdup(q->canonical);
-    f->rid = strdup(q->rid);
-    f->cred = malloc(q->credlen + 1);
-    f->project_id = q->project_id ? strdup(q->project_id) : NULL;
-    if (f->key == NULL || f->gen_name == NULL || f->lock_name == NULL ||
-        f->canonical == NULL || f->rid == NULL || f->cred == NULL ||
-        (q->project_id && f->project_id == NULL)) {
+    if (f->lock_name == NULL) {
         flight_unref(f);
         return NULL;
     }
-    if (q->credlen)
-        memcpy(f->cred, q->cred, q->credlen);
-    f->cred[q->credlen] = '\0';
     return f;
 }
 
@@ -340,12 +325,15 @@ struct flight *flight_get(struct cache *c, enum fkind kind, const struct list_qu
                           const char *key, const char *gen_name, const struct gens *g,
                           struct centry *stale, int *created)
 {
-    struct flight **pp = flight_slot(c, key, strlen(key)), *f;
+    size_t klen = strlen(key);
+    uint64_t h = htab_hash(&c->flights, key, klen);
+    struct htab_node *n = htab_find(&c->flights, h, key, klen, flight_eq);
     const struct conf *conf = cache_conf(c);
+    struct flight *f;
 
     *created = 0;
-    if (!q->no_store && *pp != NULL) {
-        f = *pp;
+    if (!q->no_store && n != NULL) {
+        f = list_entry(n, struct flight, node);
         if (f->stale == NULL && stale != NULL) {
             centry_incref(stale);
             f->stale = stale;
@@ -365,8 +353,7 @@ struct flight *flight_get(struct cache *c, enum fkind kind, const struct list_qu
     f->deadline_ms = c->d.mono() + (int64_t)conf->lock_lease_ms + (int64_t)conf->timeout_ms;
     f->l1_flushes = c->l1_flushes;
     if (!q->no_store) {
-        f->hnext = *pp;
-        *pp = f;
+        htab_insert(&c->flights, &f->node, h);
         f->in_table = 1;
     }
     c->stats.flights++;
@@ -400,19 +387,24 @@ void cache_background(struct cache *c, enum fkind kind, const struct list_query 
 
 void flights_stop(struct cache *c)
 {
-    struct flight *f, *next;
+    struct list *p = c->all.next;
 
-    for (f = c->all; f; f = next) {
-        next = f->next;
-        if (f->done)
+    /* Not list_foreach_safe: answering f's waiters may end other flights,
+     * so the next one is read once f is answered (f kept by a ref). */
+    while (p != &c->all) {
+        struct flight *f = list_entry(p, struct flight, link);
+        assert(f->magic == FLIGHT_MAGIC);
+        if (f->done) {
+            p = p->next;
             continue;
+        }
         if (f->xfer) {
             c->d.up_cancel(f->xfer);
             f->xfer = NULL;
         }
-        f->refs++; /* keep next valid: flight_end may free f */
+        f->refs++;
         flight_fail(f, CE_STOPPING, 503);
-        next = f->next;
+        p = p->next;
         flight_unref(f);
     }
 }

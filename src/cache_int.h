@@ -8,17 +8,21 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cache.h"
 #include "cache_key.h"
 #include "cache_store.h"
+#include "htab.h"
+#include "list.h"
+#include "lru.h"
 
 #define CACHE_MAGIC 0x43414348u      /* "CACH" */
 #define FLIGHT_MAGIC 0x464c4954u     /* "FLIT" */
 #define WAITER_MAGIC 0x57414954u     /* "WAIT" */
 #define LOOKUP_MAGIC 0x4c4f4f4bu     /* "LOOK" */
 
-#define NBUCKETS 4096            /* flights and pending prefetches */
+#define NMARKS 4096              /* pending_marks: counters, not a table */
 #define PENDING_MAX 4096
 #define NHOLDBUCKETS 256
 #define GEN_PREFIX "lcg:1:gen:p:"   /* + a project label (cache_key.h) */
@@ -30,6 +34,8 @@
 enum fkind { FK_CLIENT, FK_REFRESH, FK_PREFETCH };
 enum fstate { FS_LEASE, FS_FETCH, FS_REMOTE };
 
+/* A flight's waiters: a LIFO (answered the newest first), pushed and taken
+ * whole by flight_answer, so no list.h list. */
 struct waiter {
     unsigned magic;
     struct waiter *next;
@@ -42,8 +48,8 @@ struct waiter {
 /* One fetch of one key, shared by every request that wants it meanwhile. */
 struct flight {
     unsigned magic;
-    struct flight *hnext;        /* c->flights bucket */
-    struct flight *prev, *next;  /* c->all */
+    struct htab_node node;       /* in c->flights while in_table */
+    struct list link;            /* in c->all until freed */
     struct cache *c;
     int refs;                    /* 1 while alive + 1 per store call pending */
     int in_table, done;
@@ -66,38 +72,67 @@ struct flight {
     struct event *timer;
     int64_t deadline_ms;         /* FS_REMOTE: fetch ourselves past this */
     uint64_t l1_flushes;         /* c->l1_flushes when the flight began */
+    char strings[];              /* key, gen_name, canonical, cred, rid, project_id */
 };
 
-/* A page fetched ahead and not yet asked for, and what follows it. */
-struct pending {
-    struct pending *hnext;
-    struct pending *older, *newer;
-    char *key, *next_canonical, *cred, *project_id;
-    size_t credlen;
-    int injected;
-    enum qn_route route;
+/* The strings of an object allocated in one block with them: s[0..n) and
+ * a NUL copied at *at (n + 1 bytes the caller counted), which moves past
+ * them. */
+static inline char *cache_pack(char **at, const char *s, size_t n)
+{
+    char *d = *at;
+
+    if (n > 0)
+        memcpy(d, s, n);
+    d[n] = '\0';
+    *at += n + 1;
+    return d;
+}
+
+/* A node of the cache's bounded tables keyed by a string (the pending
+ * prefetches, the holds): lru.h's node and the key it stands for. */
+struct keyed {
+    struct lru_node n;
+    const char *key;
+    size_t klen;
 };
 
-/* An upstream 429 for a project: its requests wait until until_ms. */
-struct hold {
-    struct hold *next;
-    int64_t until_ms;            /* monotonic */
-    char label[];
-};
+static inline int keyed_eq(const struct htab_node *n, const void *key, size_t klen)
+{
+    const struct keyed *k = list_entry(n, const struct keyed, n.h);
+
+    return k->klen == klen && memcmp(k->key, key, klen) == 0;
+}
+
+/* The node of l holding key (hash h, from lru_hash), or NULL. */
+static inline struct keyed *keyed_find(struct lru *l, const char *key, size_t klen, uint64_t h)
+{
+    struct lru_node *n = lru_find(l, h, key, klen, keyed_eq);
+
+    return n ? list_entry(n, struct keyed, n) : NULL;
+}
+
+/* The node of l least recently inserted (or touched), or NULL. */
+static inline struct keyed *keyed_oldest(const struct lru *l)
+{
+    struct lru_node *n = lru_oldest(l);
+
+    return n ? list_entry(n, struct keyed, n) : NULL;
+}
 
 struct cache {
     unsigned magic;
     struct cache_deps d;         /* every function pointer set */
     int stopping;                /* cache_stop: answer 503 */
-    struct flight *all;          /* every flight not yet freed */
-    struct flight *flights[NBUCKETS];
-    struct pending *pending[NBUCKETS];
-    unsigned pending_marks[NBUCKETS];    /* entries per bucket (atomic): what a
-                                            worker's cache_try_hit reads */
-    struct pending *oldest, *newest;
-    size_t npending;
-    struct hold *holds[NHOLDBUCKETS];
-    size_t nholds;
+    struct list all;             /* every flight not yet freed, the newest first */
+    struct htab flights;         /* the flights a request may join, by key */
+    struct lru pending;          /* cache_prefetch.c's; at most PENDING_MAX */
+    /* Not a table: counters (atomic) of the pending keys (and the keys
+     * cache_fetch.c guards) by a hash of the key, that a worker's
+     * cache_try_hit reads without the main loop's lock. Two keys may share
+     * one: the worker then leaves the key to the main loop, no harm. */
+    unsigned pending_marks[NMARKS];
+    struct lru holds;            /* cache_admit.c's, after upstream 429s */
     /* store = redis: fresh entries kept in the process for l1_ttl, so that
      * a hit needs no round trip. Valid while the store delivers every
      * instance's invalidation events; dropped whole on any of them. */

@@ -1,7 +1,8 @@
 /* Next-page prefetch: a page a client asked for is followed by a
  * background fetch of the page after it. A prefetched page nobody asked for
- * yet waits in a pending table (fixed buckets, oldest dropped first) until
- * somebody does, so that paging goes ahead of clients by one page only. */
+ * yet waits in a pending table (lru.h, at most PENDING_MAX, the oldest
+ * dropped first) until somebody does, so that paging goes ahead of clients
+ * by one page only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,88 +13,100 @@
 #include "util.h"
 
 #define PREFETCH_MAGIC 0x50524546u   /* "PREF" */
+#define PENDING_MAGIC 0x50454e44u    /* "PEND" */
 
-/* Pending keys carry client-chosen queries: a seeded hash. */
-static size_t pending_bucket(const char *key)
+/* A page fetched ahead and not yet asked for, and what follows it; one
+ * block with its strings. */
+struct pending {
+    unsigned magic;
+    struct keyed k;              /* c->pending, the newest first */
+    char *next_canonical, *cred, *project_id;
+    size_t credlen;
+    int injected;
+    enum qn_route route;
+    char strings[];
+};
+
+/* The workers' marks are counters by a hash of the key (cache_int.h), not
+ * a table: the process's seeded hash is enough. */
+static size_t mark_of(const char *key)
 {
-    return util_hash(key, strlen(key)) % NBUCKETS;
-}
-
-static struct pending **pending_slot(struct cache *c, const char *key)
-{
-    struct pending **pp = &c->pending[pending_bucket(key)];
-
-    while (*pp && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->hnext;
-    return pp;
+    return util_hash(key, strlen(key)) % NMARKS;
 }
 
 void prefetch_mark(struct cache *c, const char *key, int delta)
 {
     if (delta > 0)
-        __atomic_add_fetch(&c->pending_marks[pending_bucket(key)], 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&c->pending_marks[mark_of(key)], 1, __ATOMIC_RELEASE);
     else
-        __atomic_sub_fetch(&c->pending_marks[pending_bucket(key)], 1, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(&c->pending_marks[mark_of(key)], 1, __ATOMIC_RELEASE);
 }
 
 int prefetch_marked(struct cache *c, const char *key)
 {
-    return __atomic_load_n(&c->pending_marks[pending_bucket(key)], __ATOMIC_ACQUIRE) != 0;
+    return __atomic_load_n(&c->pending_marks[mark_of(key)], __ATOMIC_ACQUIRE) != 0;
 }
 
+static struct pending *pending_of(struct keyed *k)
+{
+    struct pending *p = k ? list_entry(k, struct pending, k) : NULL;
+
+    assert(p == NULL || p->magic == PENDING_MAGIC);
+    return p;
+}
+
+/* Pending keys carry client-chosen queries: the table's seeded hash. */
+static struct pending *pending_find(struct cache *c, const char *key, size_t klen, uint64_t h)
+{
+    return pending_of(keyed_find(&c->pending, key, klen, h));
+}
+
+/* Out of the table, unmarked, freed. */
 static void pending_free(struct cache *c, struct pending *p)
 {
-    struct pending **pp = pending_slot(c, p->key);
-
-    assert(c->npending > 0);
-    prefetch_mark(c, p->key, -1);
-    *pp = p->hnext;
-    /* Out of the age list: its neighbours, or its ends, point past it. */
-    *(p->older ? &p->older->newer : &c->oldest) = p->newer;
-    *(p->newer ? &p->newer->older : &c->newest) = p->older;
-    c->npending--;
-    free(p->key);
-    free(p->next_canonical);
-    free(p->cred);
-    free(p->project_id);
+    lru_remove(&c->pending, &p->k.n);
+    prefetch_mark(c, p->k.key, -1);
+    p->magic = 0;
     free(p);
 }
 
 void prefetch_free_all(struct cache *c)
 {
-    while (c->oldest)
-        pending_free(c, c->oldest);
+    struct pending *p;
+
+    while ((p = pending_of(keyed_oldest(&c->pending))) != NULL)
+        pending_free(c, p);
 }
 
-/* Remember that f's page is followed by next (taken over). */
-static void pending_add(struct cache *c, const struct flight *f, char *next)
+/* Remember that f's page is followed by next: the newest pending, in place
+ * of any for the same key; the oldest goes past PENDING_MAX. */
+static void pending_add(struct cache *c, const struct flight *f, const char *next)
 {
-    struct pending *p = calloc(1, sizeof(*p)), **pp;
+    size_t nlen = strlen(next), plen = f->project_id ? strlen(f->project_id) : 0;
+    uint64_t h = lru_hash(&c->pending, f->key, f->klen);
+    /* The four strings, each with its NUL, in one block with it. */
+    struct pending *p = calloc(1, sizeof(*p) + f->klen + nlen + f->credlen + plen + 4);
+    struct pending *old;
+    char *at;
 
-    if (p == NULL || (p->key = strdup(f->key)) == NULL || (p->cred = malloc(f->credlen + 1)) == NULL) {
-        if (p)
-            free(p->key);
-        free(p);
-        free(next);
+    if (p == NULL)
         return;
-    }
-    pp = pending_slot(c, p->key);
-    memcpy(p->cred, f->cred, f->credlen + 1);
+    p->magic = PENDING_MAGIC;
+    at = p->strings;
+    p->k.key = cache_pack(&at, f->key, f->klen);
+    p->k.klen = f->klen;
+    p->next_canonical = cache_pack(&at, next, nlen);
+    p->cred = cache_pack(&at, f->cred, f->credlen);
+    p->project_id = f->project_id ? cache_pack(&at, f->project_id, plen) : NULL;
     p->credlen = f->credlen;
     p->injected = f->injected;
     p->route = f->route;
-    p->next_canonical = next;
-    p->project_id = f->project_id ? strdup(f->project_id) : NULL;
-    if (*pp)
-        pending_free(c, *pp);
-    p->hnext = *pp;
-    *pp = p;
-    prefetch_mark(c, p->key, 1);
-    p->older = c->newest;        /* the newest: the last to go */
-    *(c->newest ? &c->newest->newer : &c->oldest) = p;
-    c->newest = p;
-    if (++c->npending > PENDING_MAX)
-        pending_free(c, c->oldest);
+    if ((old = pending_find(c, f->key, f->klen, h)) != NULL)
+        pending_free(c, old);
+    lru_insert(&c->pending, &p->k.n, h);
+    prefetch_mark(c, p->k.key, 1);
+    if (lru_count(&c->pending) > PENDING_MAX)
+        pending_free(c, pending_of(keyed_oldest(&c->pending)));
 }
 
 void prefetch_after(struct cache *c, const struct flight *f, const struct centry *e,
@@ -108,19 +121,21 @@ void prefetch_after(struct cache *c, const struct flight *f, const struct centry
         return;
     if (f->kind != FK_PREFETCH || had_waiters) {
         prefetch(c, f->route, next, f->cred, f->credlen, f->injected, f->project_id);
-        free(next);
     } else {
         /* Nobody asked for this page yet: fetch its successor once
          * somebody does. */
         pending_add(c, f, next);
     }
+    free(next);
 }
 
 void prefetch_on_hit(struct cache *c, const char *key)
 {
+    size_t klen = strlen(key);
     struct pending *p;
 
-    if (c->npending == 0 || (p = *pending_slot(c, key)) == NULL)
+    if (lru_count(&c->pending) == 0 ||
+        (p = pending_find(c, key, klen, lru_hash(&c->pending, key, klen))) == NULL)
         return;
     prefetch(c, p->route, p->next_canonical, p->cred, p->credlen, p->injected, p->project_id);
     pending_free(c, p);
@@ -130,8 +145,9 @@ struct prefetch_ctx {
     unsigned magic;
     struct cache *c;
     struct list_query q;
-    char *key, *gen_name, *canonical, *cred, *project_id;
+    char *key, *gen_name;
     char rid[40];
+    char strings[];              /* q's canonical, cred and project_id */
 };
 
 static void prefetch_ctx_free(struct prefetch_ctx *p)
@@ -139,9 +155,6 @@ static void prefetch_ctx_free(struct prefetch_ctx *p)
     p->magic = 0;
     free(p->key);
     free(p->gen_name);
-    free(p->canonical);
-    free(p->cred);
-    free(p->project_id);
     free(p);
 }
 
@@ -155,7 +168,7 @@ static void on_prefetch_lookup(void *arg, enum store_res res, struct centry *e,
     c = p->c;
     if (!c->stopping && res != STORE_ERROR &&
         !(res == STORE_HIT &&
-          cache_fresh(e, g, c->d.now(), (int64_t)cache_ttl(cache_conf(c), p->project_id))))
+          cache_fresh(e, g, c->d.now(), (int64_t)cache_ttl(cache_conf(c), p->q.project_id))))
         cache_background(c, FK_PREFETCH, &p->q, p->key, p->gen_name, g, NULL);
     prefetch_ctx_free(p);
 }
@@ -163,31 +176,28 @@ static void on_prefetch_lookup(void *arg, enum store_res res, struct centry *e,
 void prefetch(struct cache *c, enum qn_route r, const char *canonical, const char *cred,
               size_t credlen, int injected, const char *project_id)
 {
-    struct prefetch_ctx *p = calloc(1, sizeof(*p));
+    size_t clen = strlen(canonical), plen = project_id ? strlen(project_id) : 0;
+    /* The three strings, each with its NUL, in one block with it. */
+    struct prefetch_ctx *p = calloc(1, sizeof(*p) + clen + credlen + plen + 3);
     static unsigned long long n;
+    char *at;
 
     if (p == NULL)
         return;
     p->magic = PREFETCH_MAGIC;
     p->c = c;
-    p->canonical = strdup(canonical);
-    p->cred = malloc(credlen + 1);
-    p->project_id = project_id ? strdup(project_id) : NULL;
     p->key = ck_build(r, cred, credlen, canonical);
     p->gen_name = gen_name_of(project_id, cred, credlen);
-    if (p->canonical == NULL || p->cred == NULL || p->key == NULL || p->gen_name == NULL ||
-        (project_id && p->project_id == NULL) ||
-        flight_find(c, p->key, strlen(p->key)) != NULL) {
+    if (p->key == NULL || p->gen_name == NULL || flight_find(c, p->key, strlen(p->key)) != NULL) {
         prefetch_ctx_free(p); /* in flight already, or out of memory */
         return;
     }
-    memcpy(p->cred, cred, credlen);
-    p->cred[credlen] = '\0';
+    at = p->strings;
+    p->q.canonical = cache_pack(&at, canonical, clen);
+    p->q.cred = cache_pack(&at, cred, credlen);
+    p->q.project_id = project_id ? cache_pack(&at, project_id, plen) : NULL;
     snprintf(p->rid, sizeof(p->rid), "lcgate-prefetch-%llu", ++n);
     p->q.route = r;
-    p->q.canonical = p->canonical;
-    p->q.project_id = p->project_id;
-    p->q.cred = p->cred;
     p->q.credlen = credlen;
     p->q.injected = injected;
     p->q.rid = p->rid;

@@ -87,6 +87,7 @@ static void answer(int i, long status, const char *body)
 /* What each request was answered, as the front end would word it. */
 struct got {
     int n;                       /* answers: must end at exactly 1 */
+    int order;                   /* of the last answer, among all answers */
     int status;
     char xcache[8], cstatus[CS_STATUS_MAX], detail[CS_DETAIL_MAX], body[256];
 };
@@ -94,9 +95,11 @@ struct got {
 static void on_done(void *arg, const struct answer *a)
 {
     struct got *g = arg;
+    static int answers;
     int retry;
 
     g->n++;
+    g->order = ++answers;
     snprintf(g->xcache, sizeof(g->xcache), "%s", cs_xcache(a));
     cs_format(a, g->cstatus, sizeof(g->cstatus));
     g->detail[0] = g->body[0] = '\0';
@@ -156,6 +159,9 @@ static void single_flight(void)
         all = all && g[i].n == 1 && strcmp(g[i].body, LIST) == 0 &&
               strcmp(g[i].xcache, "MISS") == 0;
     tap_ok(all, "all five answered once, with the body");
+    for (i = 1; i < 5; i++)
+        all = all && g[i].order == g[i - 1].order - 1;
+    tap_ok(all, "the waiters answered the newest first");
     /* The first to ask started the fetch; the others joined it. */
     tap_is_str(g[0].cstatus, "lcgate; fwd=uri-miss; fwd-status=200; stored", "origin's status");
     tap_is_str(g[1].cstatus, "lcgate; fwd=uri-miss; collapsed", "the others collapsed");
