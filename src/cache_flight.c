@@ -319,7 +319,7 @@ static struct flight *flight_new(struct cache *c, enum fkind kind, const struct 
     f->no_store = q->no_store;
     f->key = strdup(key);
     f->gen_name = strdup(gen_name);
-    f->lock_name = cache_cat(LOCK_PREFIX, key);
+    f->lock_name = cache_cat(STORE_LOCK_PREFIX, key);
     f->canonical = strdup(q->canonical);
     f->rid = strdup(q->rid);
     f->cred = malloc(q->credlen + 1);
