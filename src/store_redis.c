@@ -125,6 +125,10 @@
 #include "clock.h"
 #include "log.h"
 #include "redis_ev.h"
+#include "redis_url.h"
+#include "sha1.h"
+#include "sha256.h"
+#include "store_keys.h"
 #include "util.h"
 
 #define MAX_PENDING 10000        /* commands in flight before shedding */
@@ -134,7 +138,7 @@
 #define LOG_EVERY_MS 10000       /* rate limit of repeated warnings */
 #define MAX_KEEP_MS (UINT64_C(100) * 365 * 24 * 3600 * 1000)
 #define SCAN_COUNT "1000"
-#define EVENTS_CHANNEL "lcg:1:events"
+#define EVENTS_CHANNEL STORE_EVENTS_CHANNEL
 #define SUB_HEARTBEAT_MS 5000    /* idle time before a subscriber heartbeat */
 #define TOKEN_CAP 64
 
@@ -215,7 +219,7 @@ static const char gcra_lua[] =
     "           string.format('%.0f', ms(ahead)))\n"
     "return {1, left + 1 - g, 0, ms(ahead), g}\n";
 #define GCRA_MAX_US (UINT64_C(1) << 50)  /* some 35 years */
-#define SHA1_HEX 41
+#define SHA1_HEX (2 * SHA1_LEN + 1)
 
 /* Counters for a later /metrics (read on the loop thread). */
 struct redis_counters {
@@ -272,13 +276,7 @@ struct rstore {
     struct store base;           /* first: callers hold a struct store * */
     struct event_base *evb;
 
-    char *host;                  /* TCP, or ... */
-    int port;
-    char *path;                  /* ... unix socket */
-    char *user;                  /* NULL: AUTH <pass> */
-    char *pass;                  /* a secret: never logged */
-    long db;
-    char *where;                 /* the URL without credentials, for logs */
+    struct redis_url url;        /* where, and the credentials */
     char token[TOKEN_CAP];       /* the value of our leases */
     char gcra_sha[SHA1_HEX];     /* SHA-1 of gcra_lua, hex */
 
@@ -337,14 +335,9 @@ static int ratelog_take(struct ratelog *rl)
     return 1;
 }
 
-/* A server error message, unless it happens to quote the password. */
 static const char *safe_msg(const struct rstore *s, const char *msg)
 {
-    if (msg == NULL || *msg == '\0')
-        return "no detail";
-    if (s->pass != NULL && strstr(msg, s->pass) != NULL)
-        return "(message withheld: it quotes the password)";
-    return msg;
+    return redis_url_safe_msg(&s->url, msg);
 }
 
 static const char *reply_msg(const struct rstore *s, const redisReply *r)
@@ -369,10 +362,10 @@ static void set_down(struct rstore *s, const char *why)
     if (s->state != RS_DOWN) {
         s->n.disconnects++;
         log_warn("redis: down (%s: %s), retrying in the background; "
-                 "requests are served from upstream", s->where, why);
+                 "requests are served from upstream", s->url.where, why);
     } else {
         log_debug("redis: reconnect to %s failed (%s), next try in %u ms",
-                  s->where, why, s->backoff_ms);
+                  s->url.where, why, s->backoff_ms);
     }
     s->state = RS_DOWN;
     backoff_tv(&s->backoff_ms, &tv);
@@ -414,13 +407,13 @@ static void sub_down(struct rstore *s, const char *why)
     if (s->sub_state == SS_LIVE) {
         s->n.sub_losses++;
         log_warn("redis: event subscription lost (%s: %s); reconnecting, "
-                 "events may be missed meanwhile", s->where, why);
+                 "events may be missed meanwhile", s->url.where, why);
     } else if (!s->sub_noted && ratelog_take(&s->rl_sub)) {
         log_warn("redis: event subscription to %s failed (%s); retrying "
-                 "in the background%s", s->where, why, s->rl_sub.more);
+                 "in the background%s", s->url.where, why, s->rl_sub.more);
     } else {
         log_debug("redis: event subscription to %s failed (%s), next try "
-                  "in %u ms", s->where, why, s->sub_backoff_ms);
+                  "in %u ms", s->url.where, why, s->sub_backoff_ms);
     }
     s->sub_state = SS_DOWN;
     s->sub_hb_out = 0;
@@ -595,10 +588,10 @@ static void connect_start(struct rstore *s)
      * of the caller runs here and s stays valid */
     if (s->doomed != NULL)
         drop_now(s, s->doomed, "");
-    if (s->path != NULL)
-        ac = redisAsyncConnectUnix(s->path);
+    if (s->url.path != NULL)
+        ac = redisAsyncConnectUnix(s->url.path);
     else
-        ac = redisAsyncConnect(s->host, s->port);
+        ac = redisAsyncConnect(s->url.host, s->url.port);
     if (ac == NULL) {
         set_down(s, "out of memory");
         return;
@@ -631,12 +624,12 @@ static int send_auth(struct rstore *s, redisAsyncContext *ac, int sub)
     struct cmd *c;
     int argc = 0, i;
 
-    if (s->pass == NULL)
+    if (s->url.pass == NULL)
         return 0;
     argv[argc++] = "AUTH";
-    if (s->user != NULL)
-        argv[argc++] = s->user;
-    argv[argc++] = s->pass;
+    if (s->url.user != NULL)
+        argv[argc++] = s->url.user;
+    argv[argc++] = s->url.pass;
     for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     if ((c = cmd_new(sub ? K_SUB_AUTH : K_AUTH)) == NULL)
@@ -660,12 +653,12 @@ static void handshake(struct rstore *s)
     size_t lens[2];
     char db[24];
 
-    if (s->path == NULL)
+    if (s->url.path == NULL)
         redisEnableKeepAlive(&s->ac->c);
     if (send_auth(s, s->ac, 0) != 0)
         goto fail;
-    if (s->db != 0) {
-        snprintf(db, sizeof(db), "%ld", s->db);
+    if (s->url.db != 0) {
+        snprintf(db, sizeof(db), "%ld", s->url.db);
         argv[0] = "SELECT";
         argv[1] = db;
         lens[0] = 6;
@@ -734,9 +727,9 @@ static void hello_done(struct rstore *s, redisAsyncContext *ac,
     s->n.connects++;
     if (s->state == RS_DOWN)
         log_info("redis: back up at %s; caching through Redis again",
-                 s->where);
+                 s->url.where);
     else
-        log_info("redis: connected to %s", s->where);
+        log_info("redis: connected to %s", s->url.where);
     s->state = RS_OK;
 }
 
@@ -1194,7 +1187,7 @@ static void on_sub_connect(const redisAsyncContext *cac, int status)
         sub_conn_lost(s, cac);
         return;
     }
-    if (s->path == NULL)
+    if (s->url.path == NULL)
         redisEnableKeepAlive(&s->sac->c);
     if (send_auth(s, s->sac, 1) != 0 || sub_send_subscribe(s) != 0)
         sub_drop_later(s, "cannot send AUTH and SUBSCRIBE");
@@ -1215,10 +1208,10 @@ static void sub_connect(struct rstore *s)
 
     if (s->sub_doomed != NULL)
         sub_drop_now(s, s->sub_doomed, "");
-    if (s->path != NULL)
-        ac = redisAsyncConnectUnix(s->path);
+    if (s->url.path != NULL)
+        ac = redisAsyncConnectUnix(s->url.path);
     else
-        ac = redisAsyncConnect(s->host, s->port);
+        ac = redisAsyncConnect(s->url.host, s->url.port);
     if (ac == NULL) {
         sub_down(s, "out of memory");
         return;
@@ -1325,7 +1318,7 @@ static void sub_event(struct rstore *s, const redisReply *reply)
             s->sub_noted = 0;
             s->n.sub_connects++;
             log_info("redis: subscribed to %s events at %s", EVENTS_CHANNEL,
-                     s->where);
+                     s->url.where);
         }
         evtimer_add(s->sub_ev, &s->sub_hb_tv);
         return;
@@ -1788,14 +1781,7 @@ static void rstore_release(struct rstore *s)
         event_free(s->sub_ev);
     if (s->sub_note_ev != NULL)
         event_free(s->sub_note_ev);
-    free(s->host);
-    free(s->path);
-    free(s->user);
-    if (s->pass != NULL) {
-        memset(s->pass, 0, strlen(s->pass));
-        free(s->pass);
-    }
-    free(s->where);
+    redis_url_clear(&s->url);
     free(s);
 }
 
@@ -1883,77 +1869,6 @@ static const struct store_ops redis_ops = {
     .free = rs_free,
 };
 
-/* SHA-1 (FIPS 180-4), only to name gcra_lua for EVALSHA: Redis keys its
- * script cache by the lowercase hex SHA-1 of the script's text. */
-static uint32_t rol32(uint32_t x, unsigned n)
-{
-    return x << n | x >> (32 - n);
-}
-
-static void sha1_block(uint32_t h[5], const unsigned char *p)
-{
-    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
-    int i;
-
-    for (i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    for (i = 0; i < 80; i++) {
-        if (i < 20)
-            f = (b & c) | (~b & d), k = 0x5a827999;
-        else if (i < 40)
-            f = b ^ c ^ d, k = 0x6ed9eba1;
-        else if (i < 60)
-            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
-        else
-            f = b ^ c ^ d, k = 0xca62c1d6;
-        t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void sha1_hex(const void *data, size_t len, char out[SHA1_HEX])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476,
-                     0xc3d2e1f0};
-    const unsigned char *p = data;
-    unsigned char last[128];
-    uint64_t bits = (uint64_t)len * 8;
-    size_t i, rest, n;
-    unsigned v;
-
-    for (i = 0; len - i >= 64; i += 64)
-        sha1_block(h, p + i);
-    rest = len - i;
-    memset(last, 0, sizeof(last));
-    memcpy(last, p + i, rest);
-    last[rest] = 0x80;
-    n = rest < 56 ? 64 : 128;
-    for (i = 0; i < 8; i++)
-        last[n - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, last);
-    if (n == 128)
-        sha1_block(h, last + 64);
-    for (i = 0; i < 20; i++) {
-        v = (h[i / 4] >> (24 - 8 * (i % 4))) & 0xff;
-        out[2 * i] = hex[v >> 4];
-        out[2 * i + 1] = hex[v & 15];
-    }
-    out[40] = '\0';
-}
-
 /* This store's lease token: 16 random bytes in hex, the pid, and a
  * sequence number that keeps two stores of one process apart. A token that
  * others could guess would let them release our leases: no fallback. */
@@ -1972,194 +1887,10 @@ static int make_token(char *tok, size_t cap)
     return 0;
 }
 
-/* Percent-decode p[0..n) into a new string; NULL when malformed or when it
- * would hold a NUL. */
-static char *pct_decode(const char *p, size_t n)
-{
-    char *out = malloc(n + 1), *o = out;
-    size_t i;
-    int hi, lo;
-
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (p[i] != '%') {
-            *o++ = p[i];
-            continue;
-        }
-        if (i + 2 >= n)
-            goto bad;
-        hi = util_hexval((unsigned char)p[i + 1]);
-        lo = util_hexval((unsigned char)p[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            goto bad;
-        *o++ = (char)(hi << 4 | lo);
-        i += 2;
-    }
-    *o = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
-}
-
-/* A decimal number in [min, max] spanning exactly p[0..n). */
-static int parse_num(const char *p, size_t n, long min, long max, long *out)
-{
-    long v = 0;
-    size_t i;
-
-    if (n == 0 || n > 9)
-        return -1;
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* "[user:]password" in p[0..n): without a ':', all of it is the password,
- * as redis-cli reads it. An empty password sends no AUTH. */
-static const char *parse_userinfo(struct rstore *s, const char *p, size_t n)
-{
-    const char *colon = memchr(p, ':', n);
-    size_t ulen = colon != NULL ? (size_t)(colon - p) : 0;
-    const char *pw = colon != NULL ? colon + 1 : p;
-    size_t pwlen = n - (size_t)(pw - p);
-
-    if (pwlen == 0)
-        return ulen ? "a user without a password" : NULL;
-    if (ulen > 0 && (s->user = pct_decode(p, ulen)) == NULL)
-        return "bad percent-encoding in the user name";
-    if ((s->pass = pct_decode(pw, pwlen)) == NULL)
-        return "bad percent-encoding in the password";
-    return NULL;
-}
-
-static int host_char(int ch, int bracketed)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-        (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')
-        return 1;
-    return bracketed ? ch == ':' || ch == '%' : ch == '_';
-}
-
-/* redis://[[user]:password@]host[:port][/db] */
-static const char *parse_tcp(struct rstore *s, const char *p)
-{
-    const char *at = strrchr(p, '@'), *h, *e, *err;
-    long v;
-    size_t n;
-    int br;
-
-    if (at != NULL) {
-        if ((err = parse_userinfo(s, p, (size_t)(at - p))) != NULL)
-            return err;
-        p = at + 1;
-    }
-    br = *p == '[';
-    h = p + br;
-    for (e = h; *e != '\0' && host_char((unsigned char)*e, br); e++)
-        ;
-    if (e == h)
-        return "missing host";
-    if (br) {
-        if (*e != ']')
-            return "bad IPv6 address (expected [addr])";
-        p = e + 1;
-    } else {
-        p = e;
-    }
-    if ((s->host = strndup(h, (size_t)(e - h))) == NULL)
-        return "out of memory";
-    s->port = 6379;
-    if (*p == ':') {
-        n = strcspn(++p, "/");
-        if (parse_num(p, n, 1, 65535, &v) != 0)
-            return "the port must be a number from 1 to 65535";
-        s->port = (int)v;
-        p += n;
-    }
-    if (*p == '/') {
-        p++;
-        if (*p != '\0' && parse_num(p, strlen(p), 0, 1000000, &s->db) != 0)
-            return "the database (after '/') must be a number";
-        p += strlen(p);
-    }
-    if (*p != '\0')
-        return "unexpected characters after the host";
-    return NULL;
-}
-
-/* unix://[[user]:password@]/path[?db=N] */
-static const char *parse_unix(struct rstore *s, const char *p)
-{
-    const char *at, *q, *err;
-    size_t n;
-
-    if (*p != '/') {
-        if ((at = strstr(p, "@/")) == NULL)
-            return "the socket path must be absolute (unix:///path)";
-        if ((err = parse_userinfo(s, p, (size_t)(at - p))) != NULL)
-            return err;
-        p = at + 1;
-    }
-    n = strcspn(p, "?");
-    if (n >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
-        return "the socket path is too long";
-    if (n < 2)
-        return "missing socket path";
-    if ((s->path = strndup(p, n)) == NULL)
-        return "out of memory";
-    q = p + n;
-    if (*q == '?') {
-        q++;
-        if (strncmp(q, "db=", 3) != 0)
-            return "the only parameter is db=N";
-        q += 3;
-        if (parse_num(q, strlen(q), 0, 1000000, &s->db) != 0)
-            return "db must be a number";
-    }
-    return NULL;
-}
-
-static const char *parse_url(struct rstore *s, const char *url)
-{
-    const char *err;
-    size_t n;
-
-    if (strncmp(url, "redis://", 8) == 0)
-        err = parse_tcp(s, url + 8);
-    else if (strncmp(url, "unix://", 7) == 0)
-        err = parse_unix(s, url + 7);
-    else if (strncmp(url, "rediss://", 9) == 0)
-        return "rediss:// (TLS) is not supported";
-    else
-        return "expected redis://[[user]:password@]host[:port][/db] or "
-               "unix:///path[?db=N]";
-    if (err != NULL)
-        return err;
-    n = (s->host ? strlen(s->host) : strlen(s->path)) + 64;
-    if ((s->where = malloc(n)) == NULL)
-        return "out of memory";
-    if (s->host != NULL)
-        snprintf(s->where, n, strchr(s->host, ':') ? "redis://[%s]:%d/%ld"
-                                                    : "redis://%s:%d/%ld",
-                 s->host, s->port, s->db);
-    else if (s->db != 0)
-        snprintf(s->where, n, "unix://%s?db=%ld", s->path, s->db);
-    else
-        snprintf(s->where, n, "unix://%s", s->path);
-    return NULL;
-}
-
 struct store *store_redis_new(struct event_base *base, const char *url,
                               unsigned timeout_ms, char *err, size_t errlen)
 {
+    uint8_t sha[SHA1_LEN];
     struct rstore *s;
     const char *why;
 
@@ -2173,7 +1904,7 @@ struct store *store_redis_new(struct event_base *base, const char *url,
     s->backoff_ms = BACKOFF_MIN_MS;
     s->sub_state = SS_OFF;
     s->sub_backoff_ms = BACKOFF_MIN_MS;
-    if (url == NULL || (why = parse_url(s, url)) != NULL) {
+    if (url == NULL || redis_url_parse(url, &s->url, &why) != 0) {
         snprintf(err, errlen, "redis_url: %s",
                  url == NULL ? "missing" : why);
         rstore_release(s);
@@ -2206,7 +1937,8 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
-    sha1_hex(gcra_lua, sizeof(gcra_lua) - 1, s->gcra_sha);
+    sha1(gcra_lua, sizeof(gcra_lua) - 1, sha);
+    hex_encode(sha, SHA1_LEN, s->gcra_sha);
     connect_start(s);
     return &s->base;
 }
