@@ -28,9 +28,13 @@ static struct redis_ev *ev_of(void *p)
     return e;
 }
 
-/* Add or remove one of our events, keeping its flag true to the loop. */
-static void toggle(struct event *ev, int *on, int want)
+/* Add or remove the read (or the write) event, keeping its flag true to
+ * the loop. */
+static void toggle(struct redis_ev *e, int write, int want)
 {
+    struct event *ev = write ? e->wev : e->rev;
+    int *on = write ? &e->writing : &e->reading;
+
     if (want && !*on && event_add(ev, NULL) == 0)
         *on = 1;
     else if (!want && *on) {
@@ -41,12 +45,12 @@ static void toggle(struct event *ev, int *on, int want)
 
 static void free_events(struct redis_ev *e)
 {
-    if (e->rev)
-        event_free(e->rev);
-    if (e->wev)
-        event_free(e->wev);
-    if (e->kick)
-        event_free(e->kick);
+    struct event *evs[] = {e->rev, e->wev, e->kick};
+    size_t i;
+
+    for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i] != NULL)
+            event_free(evs[i]);
     e->magic = 0;
     free(e);
 }
@@ -79,16 +83,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 static void add_read(void *data)
 {
-    struct redis_ev *e = ev_of(data);
-
-    toggle(e->rev, &e->reading, 1);
+    toggle(ev_of(data), 0, 1);
 }
 
 static void del_read(void *data)
 {
-    struct redis_ev *e = ev_of(data);
-
-    toggle(e->rev, &e->reading, 0);
+    toggle(ev_of(data), 0, 0);
 }
 
 static void add_write(void *data)
@@ -105,14 +105,12 @@ static void add_write(void *data)
         return;
     }
     /* Connecting, or the socket took only part: wait until it is writable. */
-    toggle(e->wev, &e->writing, 1);
+    toggle(e, 1, 1);
 }
 
 static void del_write(void *data)
 {
-    struct redis_ev *e = ev_of(data);
-
-    toggle(e->wev, &e->writing, 0);
+    toggle(ev_of(data), 1, 0);
 }
 
 static void cleanup(void *data)

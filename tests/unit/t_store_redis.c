@@ -59,7 +59,7 @@ static unsigned timeout_ms = 200;
 
 #define GEN_T "lcg:1:gen:rsc"       /* the generation the plain gets read */
 #define CHANNEL "lcg:1:events"
-#define HEARTBEAT_MS 5000           /* SUB_HEARTBEAT_MS of the store */
+#define HEARTBEAT_MS 5000           /* REDIS_CONN_HEARTBEAT_MS */
 #define PERIOD_10 100000            /* us: 10 requests per second */
 
 /* Run the loop until done(arg) or ms elapse; returns done(arg). */
