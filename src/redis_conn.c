@@ -31,6 +31,7 @@
 #include <event2/event_struct.h>
 #include <hiredis/async.h>
 
+#include "list.h"
 #include "log.h"
 #include "ratelog.h"
 #include "redis_ev.h"
@@ -53,7 +54,7 @@ struct rc_cmd {
     uint32_t magic;
     struct redis_conn *conn;     /* NULL once answered by redis_conn_free */
     redisAsyncContext *ac;       /* the connection it was sent on */
-    struct rc_cmd *prev, *next;  /* conn->pending */
+    struct list link;            /* in conn->pending */
     enum step step;
     const char *what;            /* the owner's name for it, for logs */
     int timed;                   /* timer armed */
@@ -86,7 +87,7 @@ struct redis_conn {
     struct event *ev;            /* connect, handshake deadline, heartbeat */
     struct event *reap_ev;       /* frees doomed */
 
-    struct rc_cmd *pending;      /* commands in flight */
+    struct list pending;         /* commands in flight */
     size_t npending;
     struct rc_cmd *sub;          /* the SUBSCRIBE on ac (its privdata) */
     struct ratelog rl_sub;
@@ -219,13 +220,7 @@ static void conn_lost(struct redis_conn *c, redisAsyncContext *ac)
 
 static void cmd_unlink(struct redis_conn *c, struct rc_cmd *cmd)
 {
-    if (cmd->prev != NULL)
-        cmd->prev->next = cmd->next;
-    else
-        c->pending = cmd->next;
-    if (cmd->next != NULL)
-        cmd->next->prev = cmd->prev;
-    cmd->prev = cmd->next = NULL;
+    list_unlink(&cmd->link);
     assert(c->npending > 0);
     c->npending--;
     if (cmd->timed) {
@@ -266,10 +261,7 @@ static struct rc_cmd *cmd_send(struct redis_conn *c, redisAsyncContext *ac, enum
     }
     cmd->conn = c;
     cmd->ac = ac;
-    cmd->next = c->pending;
-    if (c->pending != NULL)
-        c->pending->prev = cmd;
-    c->pending = cmd;
+    list_push_back(&c->pending, &cmd->link);
     c->npending++;
     if (tv != NULL) {
         evtimer_assign(&cmd->timer, c->evb, on_cmd_timeout, cmd);
@@ -525,6 +517,7 @@ struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_ur
     *c = (struct redis_conn){.magic = CONN_MAGIC, .evb = base, .url = url, .cbs = cbs,
                              .arg = arg, .timeout_ms = timeout_ms, .state = RC_CONNECTING,
                              .backoff_ms = BACKOFF_MIN_MS};
+    list_init(&c->pending);
     ms_tv(timeout_ms, &c->timeout_tv);
     ms_tv(REDIS_CONN_HEARTBEAT_MS, &c->hb_tv);
     c->cmd_tv = event_base_init_common_timeout(base, &c->timeout_tv);
@@ -542,6 +535,7 @@ struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_ur
 void redis_conn_free(struct redis_conn *c)
 {
     struct rc_cmd *cmd;
+    struct list *l;
 
     conn_of(c);
     assert(!c->reporting && !c->closing);
@@ -550,7 +544,8 @@ void redis_conn_free(struct redis_conn *c)
         event_free(c->ev);
     if (c->reap_ev != NULL)
         event_free(c->reap_ev);
-    while ((cmd = c->pending) != NULL) {
+    while ((l = list_first(&c->pending)) != NULL) {
+        cmd = list_entry(l, struct rc_cmd, link);
         cmd_unlink(c, cmd);
         cmd->conn = NULL;        /* on_reply will only free it */
         if (cmd->cb != NULL)
