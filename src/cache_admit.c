@@ -143,7 +143,7 @@ static void on_key_admit(void *arg, const struct rl_result *r)
 
 static void key_budget(const char *keytag, char *key, size_t n)
 {
-    snprintf(key, n, CK_PREFIX "rl:k:%s", keytag);
+    snprintf(key, n, STORE_RL_KEY "%s", keytag);
 }
 
 static void on_project_admit(void *arg, const struct rl_result *r)
@@ -172,7 +172,7 @@ void cache_upstream_admit(struct cache *c, const struct admit_who *who, int back
     struct admit_ctx *a;
     char key[CK_LABEL_MAX + 16], kkey[64];
 
-    snprintf(key, sizeof(key), CK_PREFIX "rl:u:%s", who->label);
+    snprintf(key, sizeof(key), STORE_RL_UPSTREAM "%s", who->label);
     key_budget(who->keytag, kkey, sizeof(kkey));
     if (held > 0) {
         cb(arg, ADMIT_PROJECT, held);

@@ -313,7 +313,7 @@ static struct flight *flight_new(struct cache *c, enum fkind kind, const struct 
     f->cred = cache_pack(&at, q->cred, q->credlen);
     f->rid = cache_pack(&at, q->rid, rlen);
     f->project_id = q->project_id ? cache_pack(&at, q->project_id, plen) : NULL;
-    f->lock_name = cache_cat(LOCK_PREFIX, key);
+    f->lock_name = cache_cat(STORE_LOCK_PREFIX, key);
     if (f->lock_name == NULL) {
         flight_unref(f);
         return NULL;

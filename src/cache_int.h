@@ -16,6 +16,7 @@
 #include "htab.h"
 #include "list.h"
 #include "lru.h"
+#include "store_keys.h"
 
 #define CACHE_MAGIC 0x43414348u      /* "CACH" */
 #define FLIGHT_MAGIC 0x464c4954u     /* "FLIT" */
@@ -25,10 +26,7 @@
 #define NMARKS 4096              /* pending_marks: counters, not a table */
 #define PENDING_MAX 4096
 #define NHOLDBUCKETS 256
-#define GEN_PREFIX "lcg:1:gen:p:"   /* + a project label (cache_key.h) */
-#define LOCK_PREFIX "lcg:1:lock:"
 #define DONE_PREFIX "d "            /* store event: a fetch of key ended */
-#define BARRIER_KEY "lcg:1:barrier"
 #define BUMP_PREFIX "g "            /* store event: a generation moved: drop the L1 */
 
 enum fkind { FK_CLIENT, FK_REFRESH, FK_PREFETCH };

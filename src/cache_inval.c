@@ -28,7 +28,7 @@ char *gen_name_of(const char *project_id, const char *cred, size_t credlen)
     char label[CK_LABEL_MAX];
 
     ck_project_label(project_id, cred, credlen, label, sizeof(label));
-    return cache_cat(GEN_PREFIX, label);
+    return cache_cat(STORE_GEN_PROJECT, label);
 }
 
 /* How long a generation is kept: longer than any entry stamped with it
@@ -134,7 +134,7 @@ void cache_purge(struct cache *c, const char *project_id)
     }
     bump(c, STORE_GEN_ALL);
     if (!c->d.store->ops->shared)
-        c->d.store->ops->purge(c->d.store, CK_PREFIX);
+        c->d.store->ops->purge(c->d.store, STORE_KEY_PREFIX);
 }
 
 struct cache_barrier {
@@ -174,7 +174,7 @@ void cache_barrier(struct cache *c, struct cache_barrier **slot, cache_barrier_c
     b->slot = slot;
     *slot = b;
     /* Any read: its answer comes after the writes sent before it. */
-    store_get(c->d.store, BARRIER_KEY, strlen(BARRIER_KEY), NULL, on_barrier, b);
+    store_get(c->d.store, STORE_BARRIER, strlen(STORE_BARRIER), NULL, on_barrier, b);
 }
 
 void cache_barrier_cancel(struct cache_barrier *b)

@@ -10,9 +10,10 @@
 #include <stddef.h>
 
 #include "query_norm.h"
+#include "store_keys.h"
 
-/* Every key lcgate writes starts with this (purge-all matches it). */
-#define CK_PREFIX "lcg:1:"
+/* The keys ck_build makes start with it, as every key lcgate writes. */
+#define CK_PREFIX STORE_KEY_PREFIX
 #define CK_TAG_LEN 32
 
 /* Hex tag of a credential (CK_TAG_LEN chars + NUL); "anon" for none. */

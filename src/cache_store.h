@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cache_entry.h"
+#include "store_keys.h"
 
 struct event_base;
 struct conf;
@@ -29,7 +30,6 @@ struct gens {
     uint64_t proj;   /* of the list's project */
     uint64_t all;    /* global, STORE_GEN_ALL */
 };
-#define STORE_GEN_ALL "lcg:1:gen:all"
 
 /* res is HIT with the entry or MISS; on ERROR neither e nor g is valid.
  * On HIT and MISS, g holds the current generations. */
@@ -68,7 +68,7 @@ struct store_ops {
      * synchronously (memory): workers then serve hits from it. */
     int threadsafe;
     /* Look up key and read the generations STORE_GEN_ALL and gen_name
-     * (e.g. "lcg:1:gen:<project>") in one round trip. */
+     * (e.g. STORE_GEN_PROJECT "<label>") in one round trip. */
     void (*get)(struct store *s, const char *key, size_t klen, const char *gen_name,
                 store_get_cb cb, void *arg);
     /* Keep e (the store takes its own reference or copies it) for keep_ms;

@@ -47,14 +47,14 @@ static void budgets_of(struct greq *g, const struct conf *c, const struct conf_c
     ck_project_label(g->project, cred, cred ? strlen(cred) : 0, g->label, sizeof(g->label));
     g->rate = p && p->has_rate ? p->rate : c->rate;
     g->burst = p && p->has_burst ? p->burst : c->burst;
-    memcpy(g->rlkey, CK_PREFIX "rl:c:", sizeof(CK_PREFIX "rl:c:") - 1);
-    memcpy(g->rlkey + sizeof(CK_PREFIX "rl:c:") - 1, g->label, strlen(g->label) + 1);
+    memcpy(g->rlkey, STORE_RL_CLIENT, sizeof(STORE_RL_CLIENT) - 1);
+    memcpy(g->rlkey + sizeof(STORE_RL_CLIENT) - 1, g->label, strlen(g->label) + 1);
     clkey[0] = '\0';
     if (cl != NULL && cl->has_rate) {
         g->client_rate = cl->rate;
         g->client_burst = cl->burst;
         g->has_client_rl = 1;
-        snprintf(clkey, n, CK_PREFIX "rl:t:%s", cl->name);
+        snprintf(clkey, n, STORE_RL_TOKEN "%s", cl->name);
     }
 }
 

@@ -1,9 +1,14 @@
 #include "redis_ev.h"
 
+#include <assert.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdlib.h>
 
+#define REDIS_EV_MAGIC 0x52455645u   /* "REVE": ac->ev.data and our events' arg */
+
 struct redis_ev {
+    uint32_t magic;
     redisAsyncContext *ac;
     struct event *rev;           /* EV_READ | EV_PERSIST */
     struct event *wev;           /* EV_WRITE: only while the socket is full */
@@ -15,16 +20,51 @@ struct redis_ev {
  * inside redisAsyncHandleWrite, so this is not kept in struct redis_ev. */
 static __thread struct redis_ev *kicking;
 
+static struct redis_ev *ev_of(void *p)
+{
+    struct redis_ev *e = p;
+
+    assert(e->magic == REDIS_EV_MAGIC);
+    return e;
+}
+
+/* Add or remove the read (or the write) event, keeping its flag true to
+ * the loop. */
+static void toggle(struct redis_ev *e, int write, int want)
+{
+    struct event *ev = write ? e->wev : e->rev;
+    int *on = write ? &e->writing : &e->reading;
+
+    if (want && !*on && event_add(ev, NULL) == 0)
+        *on = 1;
+    else if (!want && *on) {
+        event_del(ev);
+        *on = 0;
+    }
+}
+
+static void free_events(struct redis_ev *e)
+{
+    struct event *evs[] = {e->rev, e->wev, e->kick};
+    size_t i;
+
+    for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i] != NULL)
+            event_free(evs[i]);
+    e->magic = 0;
+    free(e);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
-    struct redis_ev *e = arg;
+    struct redis_ev *e = ev_of(arg);
 
     redisAsyncHandleRead(e->ac);
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
-    struct redis_ev *e = arg;
+    struct redis_ev *e = ev_of(arg);
 
     e->writing = 0;              /* not persistent: it fired, it is gone */
     redisAsyncHandleWrite(e->ac);
@@ -32,7 +72,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
-    struct redis_ev *e = arg;
+    struct redis_ev *e = ev_of(arg);
 
     e->kicked = 0;
     kicking = e;
@@ -43,25 +83,17 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 static void add_read(void *data)
 {
-    struct redis_ev *e = data;
-
-    if (!e->reading && event_add(e->rev, NULL) == 0)
-        e->reading = 1;
+    toggle(ev_of(data), 0, 1);
 }
 
 static void del_read(void *data)
 {
-    struct redis_ev *e = data;
-
-    if (e->reading) {
-        event_del(e->rev);
-        e->reading = 0;
-    }
+    toggle(ev_of(data), 0, 0);
 }
 
 static void add_write(void *data)
 {
-    struct redis_ev *e = data;
+    struct redis_ev *e = ev_of(data);
 
     if (e->writing)
         return;
@@ -73,30 +105,21 @@ static void add_write(void *data)
         return;
     }
     /* Connecting, or the socket took only part: wait until it is writable. */
-    if (event_add(e->wev, NULL) == 0)
-        e->writing = 1;
+    toggle(e, 1, 1);
 }
 
 static void del_write(void *data)
 {
-    struct redis_ev *e = data;
-
-    if (e->writing) {
-        event_del(e->wev);
-        e->writing = 0;
-    }
+    toggle(ev_of(data), 1, 0);
 }
 
 static void cleanup(void *data)
 {
-    struct redis_ev *e = data;
+    struct redis_ev *e = ev_of(data);
 
     if (kicking == e)
         kicking = NULL;
-    event_free(e->rev);
-    event_free(e->wev);
-    event_free(e->kick);
-    free(e);
+    free_events(e);
 }
 
 int redis_ev_attach(redisAsyncContext *ac, struct event_base *base)
@@ -106,18 +129,13 @@ int redis_ev_attach(redisAsyncContext *ac, struct event_base *base)
 
     if (ac->ev.data != NULL || (e = calloc(1, sizeof(*e))) == NULL)
         return -1;
+    e->magic = REDIS_EV_MAGIC;
     e->ac = ac;
     e->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, e);
     e->wev = event_new(base, fd, EV_WRITE, on_write, e);
     e->kick = event_new(base, -1, 0, on_kick, e);
     if (e->rev == NULL || e->wev == NULL || e->kick == NULL) {
-        if (e->rev)
-            event_free(e->rev);
-        if (e->wev)
-            event_free(e->wev);
-        if (e->kick)
-            event_free(e->kick);
-        free(e);
+        free_events(e);
         return -1;
     }
     ac->ev.addRead = add_read;

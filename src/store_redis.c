@@ -1,15 +1,9 @@
-/* store_redis: the cache store on Redis, through hiredis's async API on the
- * gateway's libevent base.
- *
- * hiredis 0.14 has neither connect nor command timeouts, so the connection
- * carries a connect deadline and every command its own evtimer (as h2o's
- * lib/common/redis.c does). A command deadline that expires drops the whole
- * connection: a Redis that did not answer one command is not trusted with the
- * next, and while it is down every call answers at once, so a hung Redis
- * costs the requests in flight at most timeout_ms and then nothing. A timer
- * reconnects with exponential backoff. A connection is "ok" only once it has
- * answered AUTH, SELECT and a PING: a stopped Redis still completes TCP
- * handshakes from its listen backlog.
+/* store_redis: the cache store (cache_store.h) on Redis, on two
+ * connections (redis_conn.h) on the gateway's libevent base: one for
+ * commands, and one subscribed to the event channel once someone
+ * subscribes. The connections come up, meet their deadlines and reconnect
+ * by themselves; the store sends while its command connection is up,
+ * answers at once while it is not, and counts.
  *
  * Commands on the command connection:
  *   get     MGET <STORE_GEN_ALL> <gen_name> <key>: the entry and both
@@ -29,136 +23,64 @@
  *           not EVALSHA: the script is ~100 bytes, Redis caches its
  *           compilation by SHA anyway, and there is no NOSCRIPT retry (which
  *           would need the arguments kept past the send) to get wrong.
- *   publish PUBLISH lcg:1:events <msg>
- *   gcra    EVALSHA <sha1 of gcra_lua> 1 <key> <T us> <tau us>: one GCRA
- *           decision in one atomic script on Redis's clock (TIME), so that
- *           every instance spends one budget (see gcra_lua for the
- *           arithmetic). One per request, of a ~750-byte script: worth
- *           EVALSHA, unlike renew and release. The SHA-1 is computed here,
- *           once per store, from the script's text (Redis names cached
- *           scripts by it), so there is no SCRIPT LOAD and no handshake
- *           step. An EVALSHA answered NOSCRIPT (a restarted or failed-over
- *           server, SCRIPT FLUSH) is sent again once as EVAL of the full
- *           text, which also puts the script back in the server's cache;
- *           the command keeps a copy of the key and the numbers for that,
- *           and the EVAL inherits what is left of the EVALSHA's deadline,
- *           so the caller still hears within timeout_ms of the call. The
- *           key is written with SET PX (the time until the bucket is full
- *           again): an idle key vanishes exactly when it would read as a
- *           full bucket anyway.
- *   purge   SCAN MATCH <escaped prefix>* + UNLINK, one step in flight.
+ *   publish PUBLISH <STORE_EVENTS_CHANNEL> <msg>
+ *   gcra    EVALSHA of a GCRA script on Redis's clock (redis_gcra.h).
+ *   purge   SCAN MATCH <escaped prefix>* + UNLINK, one step in flight
+ *           (redis_purge.h).
  * Gets, leases and gcra decisions are answered (ERROR, -1, NULL) at once
- * when the connection is not ok or MAX_PENDING commands are in flight;
- * sets are then dropped. The fire-and-forget control commands (gen_set,
+ * when the command connection is not up or MAX_PENDING commands are in
+ * flight; sets are then dropped. The fire-and-forget control commands (gen_set,
  * renew, release, publish) are rare and matter more than a cache write, so
  * they are shed only past MAX_PENDING_CTL; a purge is never shed (it holds
  * at most two commands).
  *
- * The subscriber connection. subscribe() opens one more connection to the
- * same server (AUTH as above; no SELECT, channels are global) in subscriber
- * mode on lcg:1:events, with its own handshake deadline (timeout_ms from
- * connect to the SUBSCRIBE confirmation) and its own reconnect backoff: it
- * lives and dies independently of the command connection, and it is never
- * counted in MAX_PENDING or in state(). Whenever the subscription is lost
- * (a disconnect, a missed heartbeat) or a (re)connect attempt fails while it
- * is not established, the callback gets (NULL, 0) once for that outage; the
- * flag re-arms when the subscription is confirmed again. That call is made
- * from a zero-delay event, on a clean stack, so it may free the store or
- * (un)subscribe.
+ * Events. subscribe() opens the subscribed connection on
+ * STORE_EVENTS_CHANNEL; it lives and dies independently of the command
+ * connection, and it is never counted in MAX_PENDING or in state().
+ * Whenever the subscription is lost (a disconnect, a missed heartbeat) or a
+ * (re)connect fails while it is not established, the callback gets
+ * (NULL, 0) once for that outage. That call is made from a zero-delay
+ * event, on a clean stack, so it may free the store or (un)subscribe.
  *
- * A hung server on the subscriber connection (SIGSTOPped, CLIENT PAUSE, a
- * half-open TCP connection) is detected by a heartbeat: SUB_HEARTBEAT_MS
- * after the last confirmation the store sends SUBSCRIBE lcg:1:events again
- * on that connection and expects its confirmation within timeout_ms, else it
- * drops the connection (-> NULL event, reconnect). Re-subscribing to a
- * channel already subscribed is a no-op for Redis apart from the
- * ["subscribe", channel, 1] confirmation, it is allowed in RESP2 subscriber
- * mode on every Redis version, and hiredis 0.14 routes that confirmation to
- * the channel's callback like the first one. PING is not used: Redis < 6
- * refuses it in subscriber mode, and Redis >= 6 answers ["pong", ""], which
- * hiredis 0.14 looks up as a pattern subscription, finds none, and hands to
- * a stale copy of the last callback it ran (the channel's: it would look
- * like a message), while the PING's own callback stays queued until the
- * connection is freed, one more per heartbeat (tried with 0.14.1 and Redis
- * 7.0). TCP keepalive is enabled as well, but it only notices a dead peer,
- * not a live one that does not answer. Messages that arrive do not count
- * as the heartbeat's answer.
- *
- * Ownership of a command (struct cmd): hiredis owns it from the moment
- * redisAsyncCommandArgv accepts it until it calls on_reply, exactly once,
- * with the reply or with NULL when the context is freed; on_reply frees it.
- * Dropping a connection is therefore always redisAsyncFree: hiredis calls
- * every pending callback at once with NULL, and a late reply has nowhere to
- * arrive. The store keeps its pending commands on a list only to cancel
- * their timers and, on store free, to answer them and clear their back
- * pointer so that the later on_reply only frees. The SUBSCRIBE command is
- * the exception: hiredis calls on_sub_reply with every message and
- * confirmation on its channel and keeps the command (its privdata) until it
- * frees the context, when it calls it once with NULL; only that call frees
- * it. Heartbeats re-send SUBSCRIBE with the same command as privdata.
- *
- * redisAsyncFree must not run inside a context's connect or disconnect
- * callback (hiredis still uses the context when it returns), so a
- * connection that fails its handshake is parked in s->doomed (s->sub_doomed)
- * and freed from a zero-delay event. Inside a reply callback hiredis defers
- * the free until the callback returns; store free and subscribe(NULL) from a
- * get, lease, gcra or event callback rely on that. The caller's callbacks
- * run only from reply callbacks, from store free, from the operation itself
- * (an answer given at once), and from sub_note_ev. */
+ * The caller's callbacks run only from reply callbacks, from store free,
+ * from the operation itself (an answer given at once), and from note_ev; in
+ * each, freeing the store and subscribe(NULL) are safe. */
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "cache_store.h"
 #include "clock.h"
 #include "log.h"
-#include "redis_ev.h"
+#include "ratelog.h"
+#include "redis_conn.h"
+#include "redis_gcra.h"
+#include "redis_purge.h"
+#include "redis_url.h"
+#include "store_keys.h"
 #include "util.h"
 
+#define STORE_MAGIC 0x5253544fu  /* "RSTO" */
+#define CMD_MAGIC 0x52434d53u    /* "RCMS" */
 #define MAX_PENDING 10000        /* commands in flight before shedding */
 #define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define LOG_EVERY_MS 10000       /* rate limit of repeated warnings */
 #define MAX_KEEP_MS (UINT64_C(100) * 365 * 24 * 3600 * 1000)
-#define SCAN_COUNT "1000"
-#define EVENTS_CHANNEL "lcg:1:events"
-#define SUB_HEARTBEAT_MS 5000    /* idle time before a subscriber heartbeat */
 #define TOKEN_CAP 64
 
-enum rstate { RS_CONNECTING, RS_OK, RS_DOWN };
-
-/* The subscriber connection: off (no callback), connecting (handshake
- * deadline on sub_ev), live (heartbeat on sub_ev), down (reconnect). */
-enum sstate { SS_OFF, SS_CONNECTING, SS_LIVE, SS_DOWN };
-
-enum cmd_kind {
-    K_AUTH, K_SELECT, K_PING, K_GET, K_SET, K_SCAN, K_UNLINK,
-    K_GENSET, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH, K_GCRA, K_GCRA_EVAL,
-    K_SUB_AUTH, K_SUBSCRIBE,
-};
+enum cmd_kind { K_GET, K_SET, K_GENSET, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH };
 
 static const char *const kind_name[] = {
-    [K_AUTH] = "AUTH",       [K_SELECT] = "SELECT",   [K_PING] = "PING",
-    [K_GET] = "MGET",        [K_SET] = "SET",         [K_SCAN] = "SCAN",
-    [K_UNLINK] = "UNLINK",   [K_GENSET] = "SET (generation)",       [K_LEASE] = "SET NX",
-    [K_RENEW] = "lease renewal (EVAL)",
-    [K_RELEASE] = "lease release (EVAL)",
-    [K_PUBLISH] = "PUBLISH", [K_SUB_AUTH] = "AUTH",   [K_SUBSCRIBE] = "SUBSCRIBE",
-    [K_GCRA] = "rate-limit decision (EVALSHA)",
-    [K_GCRA_EVAL] = "rate-limit decision (EVAL)",
+    [K_GET] = "MGET",        [K_SET] = "SET",
+    [K_GENSET] = "SET (generation)",        [K_LEASE] = "SET NX",
+    [K_RENEW] = "lease renewal (EVAL)",     [K_RELEASE] = "lease release (EVAL)",
+    [K_PUBLISH] = "PUBLISH",
 };
 
 /* Only our token's lease is extended or dropped. KEYS[1] the lease,
@@ -172,179 +94,65 @@ static const char release_lua[] =
     "  return redis.call('DEL', KEYS[1])\n"
     "end\nreturn 0";
 
-/* One GCRA decision (ratelimit.h), atomically, on Redis's clock.
- *   KEYS[1]  the budget: its TAT, in microseconds of Redis's TIME, as a
- *            decimal integer string
- *   ARGV[1]  T, the period in us (1 .. GCRA_MAX_US)
- *   ARGV[2]  tau = T * (burst - 1) in us (0 .. GCRA_MAX_US)
- *   ARGV[3]  want: how many requests to spend at most (1 .. burst)
- * returns {allowed, remaining, retry_after_ms, reset_ms, granted}: allowed
- * iff TAT - now <= tau, and then granted = min(want, remaining + 1) and
- * TAT = max(TAT, now) + granted * T; remaining is how many more pass right
- * now (the k-th next passes iff ahead + k*T <= tau);
- * durations are rounded up to whole ms, so a client that waits
- * retry_after_ms is never early.
- * Lua numbers are doubles: every value here is an integer below 2^53 (now is
- * about 2^50.6 us in 2025, T and tau are at most 2^50; that holds until
- * about the year 2180), so + - * are exact and floor(a / b) is exact too
- * (a < 2^53: the rounding error of the quotient is below 1/b). A missing
- * key, or a value that is not a number, reads as a full bucket (TAT = now);
- * a TAT further ahead than any decision could have put it (now + tau + T:
- * Redis's clock stepped back, or the budget was made smaller) is cut back
- * to that, so a clock step costs at most one period beyond the burst.
- * The values written go out as "%.0f" strings, not Lua numbers (which
- * Redis versions format differently). TIME before a write needs effects
- * replication: the default since Redis 5, the only mode in 7; the
- * replicate_commands() call turns it on in 3.2 and 4 and is a no-op after. */
-static const char gcra_lua[] =
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "local T, tau, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local tat = tonumber(redis.call('GET', KEYS[1]))\n"
-    "if tat == nil or tat ~= tat or tat < now then tat = now end\n"
-    "tat = math.floor(tat)\n"
-    "if tat > now + tau + T then tat = now + tau + T end\n"
-    "local function ms(us) return math.floor((us + 999) / 1000) end\n"
-    "local ahead = tat - now\n"
-    "if ahead > tau then return {0, 0, ms(ahead - tau), ms(ahead), 0} end\n"
-    "local left = math.floor((tau - ahead) / T)\n"
-    "local g = math.min(want, left + 1)\n"
-    "ahead = ahead + g * T\n"
-    "redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX',\n"
-    "           string.format('%.0f', ms(ahead)))\n"
-    "return {1, left + 1 - g, 0, ms(ahead), g}\n";
-#define GCRA_MAX_US (UINT64_C(1) << 50)  /* some 35 years */
-#define SHA1_HEX 41
-
 /* Counters for a later /metrics (read on the loop thread). */
 struct redis_counters {
     uint64_t gets, hits, misses, get_errors, bad_gens;
     uint64_t sets, set_errors, sets_dropped;
-    uint64_t timeouts, bad_values, connects, disconnects;
-    uint64_t purges, purge_errors, purged_keys;
+    uint64_t bad_values, connects, disconnects;
     uint64_t bumps, leases, leases_got, leases_busy, lease_errors;
     uint64_t renews, renews_lost, releases;
     uint64_t publishes, ctl_errors, ctl_dropped;
-    uint64_t gcras, gcras_allowed, gcras_refused, gcra_errors, gcra_noscript;
+    uint64_t gcras;
     uint64_t events, sub_connects, sub_losses, sub_heartbeats;
-};
-
-/* A warning that may repeat on every request is logged at most once per
- * LOG_EVERY_MS, saying how many it stood for. */
-struct ratelog {
-    int64_t next_ms;
-    unsigned long suppressed;
-    char more[48];               /* " (N more not logged)" or "" */
-};
-
-struct purge {
-    char *pattern;               /* MATCH pattern: escaped prefix + '*' */
-    size_t plen;
-    char cursor[24];
-    uint64_t found;
-    unsigned steps;
 };
 
 struct rstore;
 
+/* One command of the store in flight: redis_conn answers it exactly once
+ * (on_reply), which frees it. */
 struct cmd {
-    struct rstore *s;            /* NULL once the store is freed */
-    redisAsyncContext *ac;       /* the connection it was sent on */
-    struct cmd *prev, *next;     /* s->pending */
+    uint32_t magic;
+    struct rstore *s;
     enum cmd_kind kind;
-    int sub;                     /* on the subscriber connection */
-    int timed;                   /* timer armed */
-    struct event timer;
     store_get_cb cb;             /* K_GET */
     store_lease_cb lcb;          /* K_LEASE */
-    store_gcra_cb gcb;           /* K_GCRA, K_GCRA_EVAL */
     void *arg;
     size_t nkeys;                /* K_GET: keys in the MGET */
-    char *gkey;                  /* K_GCRA*: the key, for a NOSCRIPT retry */
-    uint64_t t_us, tau_us;       /* ... and the script's arguments */
-    unsigned want;
-    int64_t end_us;              /* ... and the caller's deadline (mono) */
-    struct purge *job;           /* K_SCAN: owned by the step in flight */
 };
 
 struct rstore {
     struct store base;           /* first: callers hold a struct store * */
+    uint32_t magic;
     struct event_base *evb;
-
-    char *host;                  /* TCP, or ... */
-    int port;
-    char *path;                  /* ... unix socket */
-    char *user;                  /* NULL: AUTH <pass> */
-    char *pass;                  /* a secret: never logged */
-    long db;
-    char *where;                 /* the URL without credentials, for logs */
-    char token[TOKEN_CAP];       /* the value of our leases */
-    char gcra_sha[SHA1_HEX];     /* SHA-1 of gcra_lua, hex */
-
+    struct redis_url url;        /* where, and the credentials */
     unsigned timeout_ms;
-    struct timeval timeout_tv;
-    const struct timeval *cmd_tv; /* common timeout of timeout_ms */
-
-    redisAsyncContext *ac;       /* current connection, NULL while down */
-    redisAsyncContext *doomed;   /* dropped in a callback, freed by reap_ev */
-    enum rstate state;           /* RS_OK iff ac answered the handshake */
+    char token[TOKEN_CAP];       /* the value of our leases */
     int closing;
-    unsigned backoff_ms;
-    struct event *conn_ev;       /* connect deadline, or next reconnect */
-    struct event *reap_ev;       /* frees doomed and sub_doomed */
 
-    struct cmd *pending;         /* commands in flight on both connections */
-    size_t npending;             /* ... on the command connection */
-
-    /* the subscriber connection */
-    store_event_cb sub_cb;       /* NULL: not subscribed */
+    struct redis_conn *conn;     /* commands */
+    struct redis_conn *sub;      /* events: NULL while not subscribed */
+    store_event_cb sub_cb;
     void *sub_arg;
-    redisAsyncContext *sac;      /* current subscriber connection */
-    redisAsyncContext *sub_doomed;
-    struct cmd *sub_cmd;         /* the SUBSCRIBE on sac (its privdata) */
-    enum sstate sub_state;
-    int sub_hb_out;              /* a heartbeat awaits its confirmation */
-    int sub_noted;               /* the caller was told of this outage */
-    unsigned sub_backoff_ms;
-    struct event *sub_ev;        /* handshake deadline, heartbeat, retry */
-    struct event *sub_note_ev;   /* the (NULL, 0) call, on a clean stack */
-    struct timeval sub_hb_tv;
+    struct event *note_ev;       /* the (NULL, 0) call, on a clean stack */
 
     struct ratelog rl_value, rl_get, rl_set, rl_shed, rl_gen, rl_ctl,
-        rl_drop, rl_sub, rl_gcra;
+        rl_drop, rl_sub;
     struct redis_counters n;
+    struct redis_gcra gcra;      /* rate-limit decisions */
+    struct redis_purges purges;
 };
 
-static void connect_start(struct rstore *s);
-static void sub_connect(struct rstore *s);
-
-static int ratelog_take(struct ratelog *rl)
+static struct rstore *rstore_of(void *p)
 {
-    int64_t now = mono_ms();
+    struct rstore *s = p;
 
-    if (now < rl->next_ms) {
-        rl->suppressed++;
-        return 0;
-    }
-    rl->next_ms = now + LOG_EVERY_MS;
-    if (rl->suppressed > 0)
-        snprintf(rl->more, sizeof(rl->more), " (%lu more not logged)",
-                 rl->suppressed);
-    else
-        rl->more[0] = '\0';
-    rl->suppressed = 0;
-    return 1;
+    assert(s->magic == STORE_MAGIC);
+    return s;
 }
 
-/* A server error message, unless it happens to quote the password. */
 static const char *safe_msg(const struct rstore *s, const char *msg)
 {
-    if (msg == NULL || *msg == '\0')
-        return "no detail";
-    if (s->pass != NULL && strstr(msg, s->pass) != NULL)
-        return "(message withheld: it quotes the password)";
-    return msg;
+    return redis_url_safe_msg(&s->url, msg);
 }
 
 static const char *reply_msg(const struct rstore *s, const redisReply *r)
@@ -353,391 +161,116 @@ static const char *reply_msg(const struct rstore *s, const redisReply *r)
                                                     : "unexpected reply type");
 }
 
-static void backoff_tv(unsigned *backoff_ms, struct timeval *tv)
+static int conn_up(const struct rstore *s)
 {
-    tv->tv_sec = *backoff_ms / 1000;
-    tv->tv_usec = (*backoff_ms % 1000) * 1000;
-    *backoff_ms *= 2;
-    if (*backoff_ms > BACKOFF_MAX_MS)
-        *backoff_ms = BACKOFF_MAX_MS;
+    return !s->closing && redis_conn_state(s->conn) == RC_UP;
 }
 
-static void set_down(struct rstore *s, const char *why)
-{
-    struct timeval tv;
+/* ---- what the connections report ---- */
 
-    if (s->state != RS_DOWN) {
-        s->n.disconnects++;
-        log_warn("redis: down (%s: %s), retrying in the background; "
-                 "requests are served from upstream", s->where, why);
-    } else {
+static void conn_up_cb(void *arg, int again)
+{
+    struct rstore *s = rstore_of(arg);
+
+    s->n.connects++;
+    if (again)
+        log_info("redis: back up at %s; caching through Redis again", s->url.where);
+    else
+        log_info("redis: connected to %s", s->url.where);
+}
+
+static void conn_down_cb(void *arg, const struct redis_conn_down *d)
+{
+    struct rstore *s = rstore_of(arg);
+
+    if (!d->first) {
         log_debug("redis: reconnect to %s failed (%s), next try in %u ms",
-                  s->where, why, s->backoff_ms);
-    }
-    s->state = RS_DOWN;
-    backoff_tv(&s->backoff_ms, &tv);
-    evtimer_add(s->conn_ev, &tv);
-}
-
-/* Drop a connection from outside its callbacks (a timer): every pending
- * command's on_reply runs now with NULL. A callback it runs may free the
- * store, so the caller must not touch s afterwards. */
-static void drop_now(struct rstore *s, redisAsyncContext *ac, const char *why)
-{
-    if (ac == s->ac) {
-        s->ac = NULL;
-        set_down(s, why);
-    } else if (ac == s->doomed) {
-        s->doomed = NULL;
-    }
-    ac->data = NULL;
-    redisAsyncFree(ac);
-}
-
-/* Drop the current connection from inside one of its callbacks. */
-static void drop_later(struct rstore *s, const char *why)
-{
-    /* At most one: connect_start reaps before it makes a new connection,
-     * and only the current one is ever doomed. */
-    s->doomed = s->ac;
-    s->ac = NULL;
-    set_down(s, why);
-    event_active(s->reap_ev, EV_TIMEOUT, 1);
-}
-
-/* The subscriber connection is gone or failed to come up: tell the caller
- * once per outage (from sub_note_ev) and retry after a backoff. */
-static void sub_down(struct rstore *s, const char *why)
-{
-    struct timeval tv;
-
-    if (s->sub_state == SS_LIVE) {
-        s->n.sub_losses++;
-        log_warn("redis: event subscription lost (%s: %s); reconnecting, "
-                 "events may be missed meanwhile", s->where, why);
-    } else if (!s->sub_noted && ratelog_take(&s->rl_sub)) {
-        log_warn("redis: event subscription to %s failed (%s); retrying "
-                 "in the background%s", s->where, why, s->rl_sub.more);
-    } else {
-        log_debug("redis: event subscription to %s failed (%s), next try "
-                  "in %u ms", s->where, why, s->sub_backoff_ms);
-    }
-    s->sub_state = SS_DOWN;
-    s->sub_hb_out = 0;
-    backoff_tv(&s->sub_backoff_ms, &tv);
-    evtimer_add(s->sub_ev, &tv);
-    if (s->sub_cb != NULL && !s->sub_noted) {
-        s->sub_noted = 1;
-        event_active(s->sub_note_ev, EV_TIMEOUT, 1);
-    }
-}
-
-/* Drop the subscriber connection ac from outside its callbacks: no
- * callback of the caller runs, so s stays valid. */
-static void sub_drop_now(struct rstore *s, redisAsyncContext *ac,
-                         const char *why)
-{
-    if (ac == s->sac) {
-        s->sac = NULL;
-        s->sub_cmd = NULL;
-        sub_down(s, why);
-    } else if (ac == s->sub_doomed) {
-        s->sub_doomed = NULL;
-    }
-    ac->data = NULL;
-    redisAsyncFree(ac);
-}
-
-/* Drop the subscriber connection from inside one of its callbacks. */
-static void sub_drop_later(struct rstore *s, const char *why)
-{
-    s->sub_doomed = s->sac;
-    s->sac = NULL;
-    s->sub_cmd = NULL;
-    sub_down(s, why);
-    event_active(s->reap_ev, EV_TIMEOUT, 1);
-}
-
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct rstore *s = arg;
-
-    if (s->sub_doomed != NULL)
-        sub_drop_now(s, s->sub_doomed, "");
-    if (s->doomed != NULL)
-        drop_now(s, s->doomed, "");
-}
-
-/* hiredis is freeing ac (an I/O error, EOF, or a failed connect). */
-static void conn_lost(struct rstore *s, const redisAsyncContext *ac)
-{
-    if (ac == s->doomed) {
-        s->doomed = NULL;
-    } else if (ac == s->ac) {
-        s->ac = NULL;
-        set_down(s, ac->c.err ? ac->c.errstr : "connection closed");
-    }
-}
-
-static void sub_conn_lost(struct rstore *s, const redisAsyncContext *ac)
-{
-    if (ac == s->sub_doomed) {
-        s->sub_doomed = NULL;
-    } else if (ac == s->sac) {
-        s->sac = NULL;
-        s->sub_cmd = NULL;
-        sub_down(s, ac->c.err ? ac->c.errstr : "connection closed");
-    }
-}
-
-static void on_connect(const redisAsyncContext *ac, int status);
-static void on_disconnect(const redisAsyncContext *ac, int status);
-
-static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct rstore *s = arg;
-    char why[80];
-
-    if (s->ac == NULL) {
-        connect_start(s);
+                  s->url.where, d->why, d->retry_ms);
         return;
     }
-    snprintf(why, sizeof(why), "connect timed out after %u ms",
-             s->timeout_ms);
-    drop_now(s, s->ac, why);
+    s->n.disconnects++;
+    log_warn("redis: down (%s: %s), retrying in the background; "
+             "requests are served from upstream", s->url.where, d->why);
 }
 
-static void cmd_unlink(struct rstore *s, struct cmd *c)
+static void sub_up_cb(void *arg, int again)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        s->pending = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    if (!c->sub)
-        s->npending--;
-    if (c->timed) {
-        evtimer_del(&c->timer);
-        c->timed = 0;
+    struct rstore *s = rstore_of(arg);
+
+    s->n.sub_connects++;
+    log_info("redis: subscribed to %s events at %s", STORE_EVENTS_CHANNEL, s->url.where);
+}
+
+/* Tell the caller once per outage (from note_ev). */
+static void sub_down_cb(void *arg, const struct redis_conn_down *d)
+{
+    struct rstore *s = rstore_of(arg);
+
+    if (d->was_up) {
+        s->n.sub_losses++;
+        log_warn("redis: event subscription lost (%s: %s); reconnecting, "
+                 "events may be missed meanwhile", s->url.where, d->why);
+    } else if (d->first && ratelog_take(&s->rl_sub)) {
+        log_warn("redis: event subscription to %s failed (%s); retrying "
+                 "in the background%s", s->url.where, d->why, s->rl_sub.more);
+    } else {
+        log_debug("redis: event subscription to %s failed (%s), next try "
+                  "in %u ms", s->url.where, d->why, d->retry_ms);
     }
+    if (d->first && s->sub_cb != NULL)
+        event_active(s->note_ev, EV_TIMEOUT, 1);
 }
 
-static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+static void sub_message_cb(void *arg, const char *msg, size_t len)
 {
-    struct cmd *c = arg;
-    struct rstore *s = c->s;
-    char why[80];
+    struct rstore *s = rstore_of(arg);
 
-    c->timed = 0;
-    s->n.timeouts++;
-    snprintf(why, sizeof(why), "%s got no answer within %u ms",
-             kind_name[c->kind], s->timeout_ms);
-    drop_now(s, c->ac, why);     /* frees c through on_reply */
+    s->n.events++;
+    /* last use of s: the callback may free the store */
+    if (s->sub_cb != NULL)
+        s->sub_cb(s->sub_arg, msg, len);
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *priv);
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv);
+static void on_note(evutil_socket_t fd, short what, void *arg)
+{
+    struct rstore *s = rstore_of(arg);
 
-static struct cmd *cmd_new(enum cmd_kind kind)
+    /* last use of s: the callback may free the store */
+    if (s->sub_cb != NULL)
+        s->sub_cb(s->sub_arg, NULL, 0);
+}
+
+static const struct redis_conn_cbs conn_cbs = {conn_up_cb, conn_down_cb, NULL};
+static const struct redis_conn_cbs sub_cbs = {sub_up_cb, sub_down_cb, sub_message_cb};
+
+/* ---- commands ---- */
+
+static void on_reply(void *arg, const redisReply *reply);
+
+static struct cmd *cmd_new(struct rstore *s, enum cmd_kind kind)
 {
     struct cmd *c = calloc(1, sizeof(*c));
 
-    if (c != NULL)
+    if (c != NULL) {
+        c->magic = CMD_MAGIC;
+        c->s = s;
         c->kind = kind;
+    }
     return c;
 }
 
-static void cmd_link(struct rstore *s, struct cmd *c, redisAsyncContext *ac)
+static void cmd_free(struct cmd *c)
 {
-    c->s = s;
-    c->ac = ac;
-    c->next = s->pending;
-    if (s->pending != NULL)
-        s->pending->prev = c;
-    s->pending = c;
-    if (!c->sub)
-        s->npending++;
-}
-
-/* Hand c to hiredis on the current connection with the deadline tv (NULL:
- * none); 0, or -1 (c is still the caller's). */
-static int cmd_send_tv(struct rstore *s, struct cmd *c, int argc,
-                       const char **argv, const size_t *lens,
-                       const struct timeval *tv)
-{
-    if (redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, lens) !=
-        REDIS_OK)
-        return -1;
-    cmd_link(s, c, s->ac);
-    if (tv != NULL) {
-        evtimer_assign(&c->timer, s->evb, on_cmd_timeout, c);
-        evtimer_add(&c->timer, tv);
-        c->timed = 1;
-    }
-    return 0;
-}
-
-/* ... with the common deadline of timeout_ms, or none. */
-static int cmd_send(struct rstore *s, struct cmd *c, int argc,
-                    const char **argv, const size_t *lens, int timed)
-{
-    return cmd_send_tv(s, c, argc, argv, lens, timed ? s->cmd_tv : NULL);
-}
-
-static void connect_start(struct rstore *s)
-{
-    redisAsyncContext *ac;
-    char why[160];
-
-    /* a doomed connection never carries a get or a lease, so no callback
-     * of the caller runs here and s stays valid */
-    if (s->doomed != NULL)
-        drop_now(s, s->doomed, "");
-    if (s->path != NULL)
-        ac = redisAsyncConnectUnix(s->path);
-    else
-        ac = redisAsyncConnect(s->host, s->port);
-    if (ac == NULL) {
-        set_down(s, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        snprintf(why, sizeof(why), "%s", ac->c.errstr);
-        redisAsyncFree(ac);
-        set_down(s, why);
-        return;
-    }
-    ac->data = s;
-    s->ac = ac;
-    if (redis_ev_attach(ac, s->evb) != 0) {
-        s->ac = NULL;
-        redisAsyncFree(ac);
-        set_down(s, "out of memory");
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    evtimer_add(s->conn_ev, &s->timeout_tv);
-}
-
-/* AUTH [user] password, for either connection; 0 when there is no
- * password or it was sent. */
-static int send_auth(struct rstore *s, redisAsyncContext *ac, int sub)
-{
-    const char *argv[3];
-    size_t lens[3];
-    struct cmd *c;
-    int argc = 0, i;
-
-    if (s->pass == NULL)
-        return 0;
-    argv[argc++] = "AUTH";
-    if (s->user != NULL)
-        argv[argc++] = s->user;
-    argv[argc++] = s->pass;
-    for (i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    if ((c = cmd_new(sub ? K_SUB_AUTH : K_AUTH)) == NULL)
-        return -1;
-    c->sub = sub;
-    if (redisAsyncCommandArgv(ac, sub ? on_sub_reply : on_reply, c, argc,
-                              argv, lens) != REDIS_OK) {
-        free(c);
-        return -1;
-    }
-    cmd_link(s, c, ac);
-    return 0;
-}
-
-/* AUTH, SELECT and PING, pipelined; the connection is ok when the PING is
- * answered. No deadline per command: the connect deadline covers them. */
-static void handshake(struct rstore *s)
-{
-    struct cmd *c = NULL;
-    const char *argv[2];
-    size_t lens[2];
-    char db[24];
-
-    if (s->path == NULL)
-        redisEnableKeepAlive(&s->ac->c);
-    if (send_auth(s, s->ac, 0) != 0)
-        goto fail;
-    if (s->db != 0) {
-        snprintf(db, sizeof(db), "%ld", s->db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        lens[0] = 6;
-        lens[1] = strlen(db);
-        if ((c = cmd_new(K_SELECT)) == NULL ||
-            cmd_send(s, c, 2, argv, lens, 0) != 0)
-            goto fail;
-    }
-    argv[0] = "PING";
-    lens[0] = 4;
-    if ((c = cmd_new(K_PING)) == NULL || cmd_send(s, c, 1, argv, lens, 0) != 0)
-        goto fail;
-    return;
-
-fail:
+    c->magic = 0;
     free(c);
-    drop_later(s, "cannot send the handshake");
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+/* Send c on the command connection with the deadline of timeout_ms; 0, or
+ * -1 (c is still the caller's). */
+static int cmd_send(struct rstore *s, struct cmd *c, int argc, const char **argv,
+                    const size_t *lens)
 {
-    struct rstore *s = cac->data;
-
-    if (s == NULL || cac != s->ac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees ac when this returns */
-        s->ac->data = NULL;
-        conn_lost(s, cac);
-        return;
-    }
-    handshake(s);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct rstore *s = ac->data;
-
-    if (s != NULL)
-        conn_lost(s, ac);
-}
-
-static void hello_done(struct rstore *s, redisAsyncContext *ac,
-                       struct cmd *c, const redisReply *reply)
-{
-    char why[200];
-    int ok;
-
-    if (ac != s->ac || reply == NULL)
-        return;                  /* an old connection, or already lost */
-    ok = reply->type == REDIS_REPLY_STATUS &&
-         strcmp(reply->str, c->kind == K_PING ? "PONG" : "OK") == 0;
-    if (!ok) {
-        snprintf(why, sizeof(why), "%s failed: %s", kind_name[c->kind],
-                 safe_msg(s, reply->type == REDIS_REPLY_ERROR ||
-                                     reply->type == REDIS_REPLY_STATUS
-                                 ? reply->str
-                                 : "unexpected reply"));
-        drop_later(s, why);
-        return;
-    }
-    if (c->kind != K_PING)
-        return;
-    evtimer_del(s->conn_ev);
-    s->backoff_ms = BACKOFF_MIN_MS;
-    s->n.connects++;
-    if (s->state == RS_DOWN)
-        log_info("redis: back up at %s; caching through Redis again",
-                 s->where);
-    else
-        log_info("redis: connected to %s", s->where);
-    s->state = RS_OK;
+    return redis_conn_send(s->conn, kind_name[c->kind], argc, argv, lens, NULL, on_reply, c);
 }
 
 /* A generation counter as MGET returns it: nil reads 0; anything but a
@@ -771,10 +304,8 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
     struct gens g = {0, 0};
     const redisReply *val;
 
-    if (s == NULL)
-        return;                  /* answered by store free */
     if (reply == NULL) {
-        /* the connection went away; set_down logged why */
+        /* the connection went away (logged), or the store is closing */
     } else if (reply->type != REDIS_REPLY_ARRAY ||
                reply->elements != c->nkeys) {
         if (ratelog_take(&s->rl_get))
@@ -819,8 +350,6 @@ static void get_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 
 static void set_done(struct rstore *s, const redisReply *reply)
 {
-    if (s == NULL)
-        return;
     if (reply != NULL && reply->type == REDIS_REPLY_STATUS)
         return;
     s->n.set_errors++;
@@ -834,10 +363,8 @@ static void lease_done(struct rstore *s, struct cmd *c,
 {
     int got = -1;
 
-    if (s == NULL)
-        return;                  /* answered by store free */
     if (reply == NULL) {
-        /* the connection went away; set_down logged why */
+        /* the connection went away (logged), or the store is closing */
     } else if (reply->type == REDIS_REPLY_STATUS &&
                strcmp(reply->str, "OK") == 0) {
         got = 1;
@@ -860,8 +387,6 @@ static void lease_done(struct rstore *s, struct cmd *c,
 /* INCR, EVAL (renew, release), PUBLISH: each answers an integer. */
 static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
 {
-    if (s == NULL)
-        return;
     if (reply != NULL && c->kind == K_GENSET &&
         (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_NIL))
         return;                  /* set, or (NX) already set */
@@ -876,261 +401,28 @@ static void ctl_done(struct rstore *s, struct cmd *c, const redisReply *reply)
                  reply_msg(s, reply), s->rl_ctl.more);
 }
 
-/* EVALSHA (K_GCRA) or EVAL (K_GCRA_EVAL) of gcra_lua for c, with the
- * deadline tv; 0, or -1 (c is still the caller's). */
-static int gcra_send(struct rstore *s, struct cmd *c, const struct timeval *tv)
+/* Fire-and-forget commands abandoned by store free: nothing to count. */
+static int abandoned(const struct cmd *c, const redisReply *reply)
 {
-    const char *argv[7];
-    size_t lens[7];
-    char t[24], tau[24], want[16];
-
-    snprintf(t, sizeof(t), "%" PRIu64, c->t_us);
-    snprintf(tau, sizeof(tau), "%" PRIu64, c->tau_us);
-    snprintf(want, sizeof(want), "%u", c->want);
-    if (c->kind == K_GCRA) {
-        argv[0] = "EVALSHA", lens[0] = 7;
-        argv[1] = s->gcra_sha, lens[1] = SHA1_HEX - 1;
-    } else {
-        argv[0] = "EVAL", lens[0] = 4;
-        argv[1] = gcra_lua, lens[1] = sizeof(gcra_lua) - 1;
-    }
-    argv[2] = "1", lens[2] = 1;
-    argv[3] = c->gkey, lens[3] = strlen(c->gkey);
-    argv[4] = t, lens[4] = strlen(t);
-    argv[5] = tau, lens[5] = strlen(tau);
-    argv[6] = want, lens[6] = strlen(want);
-    return cmd_send_tv(s, c, 7, argv, lens, tv);
+    return reply == NULL && c->s->closing && c->kind != K_GET && c->kind != K_LEASE;
 }
 
-/* The EVALSHA of c was answered NOSCRIPT: send the script itself, once,
- * within what is left of c's deadline. 0 when sent (the new command now
- * owns the key and the callback), -1 when not (c unchanged; why says why). */
-static int gcra_retry(struct rstore *s, struct cmd *c, const char **why)
+static void on_reply(void *arg, const redisReply *reply)
 {
-    int64_t left = c->end_us - mono_us();
-    struct timeval tv;
-    struct cmd *e;
-
-    s->n.gcra_noscript++;
-    if (s->state != RS_OK || s->ac == NULL) {
-        *why = "NOSCRIPT, and the connection is gone";
-        return -1;
-    }
-    if (left <= 0) {
-        *why = "NOSCRIPT, and no time is left for EVAL";
-        return -1;
-    }
-    if ((e = cmd_new(K_GCRA_EVAL)) == NULL) {
-        *why = "NOSCRIPT, and out of memory";
-        return -1;
-    }
-    e->gkey = c->gkey;
-    e->t_us = c->t_us;
-    e->tau_us = c->tau_us;
-    e->want = c->want;
-    e->end_us = c->end_us;
-    e->gcb = c->gcb;
-    e->arg = c->arg;
-    tv.tv_sec = (time_t)(left / 1000000);
-    tv.tv_usec = (suseconds_t)(left % 1000000);
-    if (gcra_send(s, e, &tv) != 0) {
-        free(e);
-        *why = "NOSCRIPT, and cannot send EVAL";
-        return -1;
-    }
-    c->gkey = NULL;              /* e's now; on_reply frees c alone */
-    return 0;
-}
-
-/* The script's answer: four integers, consistent with each other. */
-static int gcra_parse(const redisReply *reply, struct store_gcra *out)
-{
-    size_t i;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5)
-        return -1;
-    for (i = 0; i < 5; i++)
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER ||
-            reply->element[i]->integer < 0)
-            return -1;
-    if (reply->element[0]->integer > 1)
-        return -1;
-    out->allowed = (int)reply->element[0]->integer;
-    out->remaining = reply->element[1]->integer;
-    out->retry_after_ms = reply->element[2]->integer;
-    out->reset_ms = reply->element[3]->integer;
-    out->granted = reply->element[4]->integer;
-    if (out->allowed ? out->retry_after_ms != 0 || out->granted < 1
-                     : out->retry_after_ms == 0 || out->remaining != 0 || out->granted != 0)
-        return -1;
-    return 0;
-}
-
-static void gcra_done(struct rstore *s, struct cmd *c, const redisReply *reply)
-{
-    struct store_gcra r = {0, 0, 0, 0, 0};
-    const char *why = NULL;
-    int ok = 0;
-
-    if (s == NULL)
-        return;                  /* answered by store free */
-    if (reply == NULL) {
-        /* the connection went away; set_down logged why */
-    } else if (c->kind == K_GCRA && reply->type == REDIS_REPLY_ERROR &&
-               strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        if (gcra_retry(s, c, &why) == 0)
-            return;
-    } else if (gcra_parse(reply, &r) == 0) {
-        ok = 1;
-    } else {
-        why = reply->type == REDIS_REPLY_ERROR ? reply_msg(s, reply)
-                                               : "unexpected reply";
-    }
-    if (why != NULL && ratelog_take(&s->rl_gcra))
-        log_warn("redis: %s failed: %s; answered as undecided%s",
-                 kind_name[c->kind], why, s->rl_gcra.more);
-    if (!ok)
-        s->n.gcra_errors++;
-    else if (r.allowed)
-        s->n.gcras_allowed++;
-    else
-        s->n.gcras_refused++;
-    /* last use of s: the callback may free the store */
-    c->gcb(c->arg, ok ? &r : NULL);
-}
-
-static void purge_free(struct purge *job)
-{
-    free(job->pattern);
-    free(job);
-}
-
-static int scan_step(struct rstore *s, struct purge *job);
-
-static void purge_fail(struct rstore *s, struct purge *job, const char *why)
-{
-    s->n.purge_errors++;
-    log_warn("redis: purge aborted after %u steps and %" PRIu64
-             " keys: %s", job->steps, job->found, why);
-    purge_free(job);
-}
-
-/* UNLINK the keys of one SCAN answer, fire and forget. */
-static int unlink_keys(struct rstore *s, const redisReply *keys)
-{
-    const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
-    size_t *lens = malloc((keys->elements + 1) * sizeof(*lens)), i;
-    struct cmd *u = cmd_new(K_UNLINK);
-    int rc = -1;
-
-    if (argv == NULL || lens == NULL || u == NULL)
-        goto out;
-    argv[0] = "UNLINK";
-    lens[0] = 6;
-    for (i = 0; i < keys->elements; i++) {
-        if (keys->element[i]->type != REDIS_REPLY_STRING)
-            goto out;
-        argv[i + 1] = keys->element[i]->str;
-        lens[i + 1] = keys->element[i]->len;
-    }
-    rc = cmd_send(s, u, (int)keys->elements + 1, argv, lens, 1);
-out:
-    if (rc != 0)
-        free(u);
-    free(argv);
-    free(lens);
-    return rc;
-}
-
-/* One SCAN answer: unlink what it found and go on from its cursor. The
- * UNLINK and the next SCAN are pipelined; one step in flight per purge. */
-static void scan_done(struct rstore *s, struct cmd *c, const redisReply *reply)
-{
-    struct purge *job = c->job;
-    const redisReply *cur, *keys;
-
-    if (s == NULL) {
-        purge_free(job);
-        return;
-    }
-    if (reply == NULL) {
-        purge_fail(s, job, "the connection was lost");
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        purge_fail(s, job, safe_msg(s, reply->str));
-        return;
-    }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[0]->len >= sizeof(job->cursor) ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        purge_fail(s, job, "unexpected SCAN reply");
-        return;
-    }
-    cur = reply->element[0];
-    keys = reply->element[1];
-    job->steps++;
-    if (keys->elements > 0 && unlink_keys(s, keys) != 0) {
-        purge_fail(s, job, "cannot send UNLINK");
-        return;
-    }
-    job->found += keys->elements;
-    if (strcmp(cur->str, "0") == 0) {
-        s->n.purges++;
-        log_info("redis: purge done: %" PRIu64 " keys in %u steps",
-                 job->found, job->steps);
-        purge_free(job);
-        return;
-    }
-    memcpy(job->cursor, cur->str, cur->len + 1);
-    if (scan_step(s, job) != 0)
-        purge_fail(s, job, "cannot send SCAN");
-}
-
-static void unlink_done(struct rstore *s, const redisReply *reply)
-{
-    if (s == NULL)
-        return;
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        s->n.purged_keys += (uint64_t)reply->integer;
-        return;
-    }
-    s->n.purge_errors++;
-    if (reply != NULL && ratelog_take(&s->rl_set))
-        log_warn("redis: UNLINK failed: %s%s", reply_msg(s, reply),
-                 s->rl_set.more);
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    struct cmd *c = priv;
+    struct cmd *c = arg;
     struct rstore *s = c->s;
-    const redisReply *reply = r;
 
-    if (s != NULL) {
-        cmd_unlink(s, c);
-        if (reply == NULL)
-            conn_lost(s, ac);
+    assert(c->magic == CMD_MAGIC);
+    if (abandoned(c, reply)) {
+        cmd_free(c);
+        return;
     }
     switch (c->kind) {
-    case K_AUTH:
-    case K_SELECT:
-    case K_PING:
-        if (s != NULL)
-            hello_done(s, ac, c, reply);
-        break;
     case K_GET:
         get_done(s, c, reply);
         break;
     case K_SET:
         set_done(s, reply);
-        break;
-    case K_SCAN:
-        scan_done(s, c, reply);
-        break;
-    case K_UNLINK:
-        unlink_done(s, reply);
         break;
     case K_LEASE:
         lease_done(s, c, reply);
@@ -1141,267 +433,32 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     case K_PUBLISH:
         ctl_done(s, c, reply);
         break;
-    case K_GCRA:
-    case K_GCRA_EVAL:
-        gcra_done(s, c, reply);
-        break;
-    case K_SUB_AUTH:
-    case K_SUBSCRIBE:
-        break;                   /* on_sub_reply's */
     }
-    free(c->gkey);
-    free(c);
+    cmd_free(c);
 }
 
-/* ---- the subscriber connection ---- */
+/* ---- subscribe ---- */
 
-/* SUBSCRIBE lcg:1:events on sac with s->sub_cmd as privdata: the first
- * one, and every heartbeat. */
-static int sub_send_subscribe(struct rstore *s)
-{
-    const char *argv[2] = {"SUBSCRIBE", EVENTS_CHANNEL};
-    const size_t lens[2] = {9, sizeof(EVENTS_CHANNEL) - 1};
-    struct cmd *c = s->sub_cmd;
-    int first = c == NULL;
-
-    if (first) {
-        if ((c = cmd_new(K_SUBSCRIBE)) == NULL)
-            return -1;
-        c->sub = 1;
-    }
-    if (redisAsyncCommandArgv(s->sac, on_sub_reply, c, 2, argv, lens) !=
-        REDIS_OK) {
-        if (first)
-            free(c);
-        return -1;
-    }
-    if (first) {
-        cmd_link(s, c, s->sac);
-        s->sub_cmd = c;
-    }
-    return 0;
-}
-
-static void on_sub_connect(const redisAsyncContext *cac, int status)
-{
-    struct rstore *s = cac->data;
-
-    if (s == NULL || cac != s->sac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees ac when this returns */
-        s->sac->data = NULL;
-        sub_conn_lost(s, cac);
-        return;
-    }
-    if (s->path == NULL)
-        redisEnableKeepAlive(&s->sac->c);
-    if (send_auth(s, s->sac, 1) != 0 || sub_send_subscribe(s) != 0)
-        sub_drop_later(s, "cannot send AUTH and SUBSCRIBE");
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct rstore *s = ac->data;
-
-    if (s != NULL)
-        sub_conn_lost(s, ac);
-}
-
-static void sub_connect(struct rstore *s)
-{
-    redisAsyncContext *ac;
-    char why[160];
-
-    if (s->sub_doomed != NULL)
-        sub_drop_now(s, s->sub_doomed, "");
-    if (s->path != NULL)
-        ac = redisAsyncConnectUnix(s->path);
-    else
-        ac = redisAsyncConnect(s->host, s->port);
-    if (ac == NULL) {
-        sub_down(s, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        snprintf(why, sizeof(why), "%s", ac->c.errstr);
-        redisAsyncFree(ac);
-        sub_down(s, why);
-        return;
-    }
-    ac->data = s;
-    s->sac = ac;
-    s->sub_state = SS_CONNECTING;
-    s->sub_hb_out = 0;
-    if (redis_ev_attach(ac, s->evb) != 0) {
-        s->sac = NULL;
-        redisAsyncFree(ac);
-        sub_down(s, "out of memory");
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    evtimer_add(s->sub_ev, &s->timeout_tv);
-}
-
-/* sub_ev: the handshake deadline, the heartbeat and its deadline, or the
- * reconnect, by state. */
-static void on_sub_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct rstore *s = arg;
-    char why[96];
-
-    switch (s->sub_state) {
-    case SS_OFF:
-        break;
-    case SS_DOWN:
-        sub_connect(s);
-        break;
-    case SS_CONNECTING:
-        snprintf(why, sizeof(why), "no subscription within %u ms of "
-                 "connecting", s->timeout_ms);
-        sub_drop_now(s, s->sac, why);
-        break;
-    case SS_LIVE:
-        if (s->sub_hb_out) {
-            snprintf(why, sizeof(why), "heartbeat got no answer within "
-                     "%u ms", s->timeout_ms);
-            sub_drop_now(s, s->sac, why);
-        } else if (sub_send_subscribe(s) != 0) {
-            sub_drop_now(s, s->sac, "cannot send the heartbeat");
-        } else {
-            s->n.sub_heartbeats++;
-            s->sub_hb_out = 1;
-            evtimer_add(s->sub_ev, &s->timeout_tv);
-        }
-        break;
-    }
-}
-
-static void on_sub_note(evutil_socket_t fd, short what, void *arg)
-{
-    struct rstore *s = arg;
-
-    /* last use of s: the callback may free the store */
-    if (s->sub_cb != NULL)
-        s->sub_cb(s->sub_arg, NULL, 0);
-}
-
-static void sub_auth_done(struct rstore *s, redisAsyncContext *ac,
-                          const redisReply *reply)
-{
-    char why[200];
-
-    if (ac != s->sac)
-        return;
-    if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0)
-        return;
-    snprintf(why, sizeof(why), "AUTH failed: %s",
-             safe_msg(s, reply->type == REDIS_REPLY_ERROR ||
-                                 reply->type == REDIS_REPLY_STATUS
-                             ? reply->str
-                             : "unexpected reply"));
-    sub_drop_later(s, why);
-}
-
-/* A reply on the channel: a message, or the confirmation of the first
- * SUBSCRIBE or of a heartbeat. */
-static void sub_event(struct rstore *s, const redisReply *reply)
-{
-    const redisReply *kind, *payload;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        (kind = reply->element[0])->type != REDIS_REPLY_STRING) {
-        if (ratelog_take(&s->rl_sub))
-            log_warn("redis: unexpected reply on the event subscription: "
-                     "%s%s", reply_msg(s, reply), s->rl_sub.more);
-        return;
-    }
-    if (strcasecmp(kind->str, "subscribe") == 0) {
-        s->sub_hb_out = 0;
-        if (s->sub_state != SS_LIVE) {
-            s->sub_state = SS_LIVE;
-            s->sub_backoff_ms = BACKOFF_MIN_MS;
-            s->sub_noted = 0;
-            s->n.sub_connects++;
-            log_info("redis: subscribed to %s events at %s", EVENTS_CHANNEL,
-                     s->where);
-        }
-        evtimer_add(s->sub_ev, &s->sub_hb_tv);
-        return;
-    }
-    payload = reply->element[2];
-    if (strcasecmp(kind->str, "message") != 0 ||
-        payload->type != REDIS_REPLY_STRING)
-        return;
-    s->n.events++;
-    /* last use of s: the callback may free the store */
-    if (s->sub_cb != NULL)
-        s->sub_cb(s->sub_arg, payload->str, payload->len);
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    struct cmd *c = priv;
-    struct rstore *s = c->s;
-    const redisReply *reply = r;
-
-    if (reply == NULL) {
-        /* hiredis is freeing ac: the last call with c */
-        if (s != NULL) {
-            cmd_unlink(s, c);
-            if (c == s->sub_cmd)
-                s->sub_cmd = NULL;
-            sub_conn_lost(s, ac);
-        }
-        free(c);
-        return;
-    }
-    if (c->kind == K_SUB_AUTH) {
-        if (s != NULL) {
-            cmd_unlink(s, c);
-            sub_auth_done(s, ac, reply);
-        }
-        free(c);
-        return;
-    }
-    /* K_SUBSCRIBE: kept until the NULL call */
-    if (s != NULL && ac == s->sac)
-        sub_event(s, reply);
-}
-
-/* Close the subscriber connection; no callback of the caller runs. */
+/* Close the subscribed connection; no callback of the caller runs. */
 static void sub_stop(struct rstore *s)
 {
-    redisAsyncContext *ac;
-
     s->sub_cb = NULL;
     s->sub_arg = NULL;
-    s->sub_state = SS_OFF;
-    s->sub_hb_out = 0;
-    s->sub_noted = 0;
-    evtimer_del(s->sub_ev);
-    event_del(s->sub_note_ev);
-    if ((ac = s->sac) != NULL) {
-        s->sac = NULL;
-        s->sub_cmd = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);      /* deferred by hiredis inside its callback */
-    }
-    if ((ac = s->sub_doomed) != NULL) {
-        s->sub_doomed = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
+    event_del(s->note_ev);
+    if (s->sub != NULL) {
+        s->n.sub_heartbeats += redis_conn_stats(s->sub)->heartbeats;
+        redis_conn_free(s->sub);
+        s->sub = NULL;
     }
 }
 
 static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
 
     if (cb == NULL) {
-        if (s->sub_state != SS_OFF)
-            log_info("redis: unsubscribed from %s events", EVENTS_CHANNEL);
+        if (s->sub != NULL)
+            log_info("redis: unsubscribed from %s events", STORE_EVENTS_CHANNEL);
         sub_stop(s);
         return;
     }
@@ -1409,11 +466,13 @@ static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
         return;
     s->sub_cb = cb;
     s->sub_arg = arg;
-    if (s->sub_state != SS_OFF)
+    if (s->sub != NULL)
         return;                  /* the same connection, a new callback */
-    s->sub_noted = 0;
-    s->sub_backoff_ms = BACKOFF_MIN_MS;
-    sub_connect(s);
+    s->sub = redis_conn_new(s->evb, &s->url, s->timeout_ms, STORE_EVENTS_CHANNEL, &sub_cbs, s);
+    if (s->sub == NULL) {
+        log_warn("redis: event subscription to %s failed (out of memory)", s->url.where);
+        event_active(s->note_ev, EV_TIMEOUT, 1);
+    }
 }
 
 /* ---- the operations ---- */
@@ -1422,7 +481,7 @@ static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
  * 1, or 0 with a rate-limited warning. */
 static int room_for(struct rstore *s, const char *what)
 {
-    if (s->npending < MAX_PENDING)
+    if (redis_conn_pending(s->conn) < MAX_PENDING)
         return 1;
     if (ratelog_take(&s->rl_shed))
         log_warn("redis: %d commands in flight; %s%s", MAX_PENDING, what,
@@ -1433,18 +492,18 @@ static int room_for(struct rstore *s, const char *what)
 static void rs_get(struct store *st, const char *key, size_t klen,
                    const char *gen_name, store_get_cb cb, void *arg)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[4];
     size_t lens[4];
     int argc = 0;
     struct cmd *c;
 
     s->n.gets++;
-    if (s->state != RS_OK || s->closing)
+    if (!conn_up(s))
         goto error;
     if (!room_for(s, "answering more reads as errors"))
         goto error;
-    if ((c = cmd_new(K_GET)) == NULL)
+    if ((c = cmd_new(s, K_GET)) == NULL)
         goto error;
     argv[argc] = "MGET", lens[argc++] = 4;
     argv[argc] = STORE_GEN_ALL, lens[argc++] = sizeof(STORE_GEN_ALL) - 1;
@@ -1454,8 +513,8 @@ static void rs_get(struct store *st, const char *key, size_t klen,
     c->nkeys = (size_t)argc - 1;
     c->cb = cb;
     c->arg = arg;
-    if (cmd_send(s, c, argc, argv, lens, 1) != 0) {
-        free(c);
+    if (cmd_send(s, c, argc, argv, lens) != 0) {
+        cmd_free(c);
         goto error;
     }
     return;
@@ -1468,7 +527,7 @@ error:
 static void rs_set(struct store *st, const char *key, size_t klen,
                    struct centry *e, uint64_t keep_ms)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[5];
     size_t lens[5], len;
     char px[24];
@@ -1478,7 +537,7 @@ static void rs_set(struct store *st, const char *key, size_t klen,
     if (keep_ms == 0)
         return;
     s->n.sets++;
-    if (s->state != RS_OK || s->closing) {
+    if (!conn_up(s)) {
         s->n.sets_dropped++;
         return;
     }
@@ -1498,9 +557,10 @@ static void rs_set(struct store *st, const char *key, size_t klen,
     argv[2] = buf, lens[2] = len;
     argv[3] = "PX", lens[3] = 2;
     argv[4] = px, lens[4] = strlen(px);
-    if ((c = cmd_new(K_SET)) == NULL ||
-        cmd_send(s, c, 5, argv, lens, 1) != 0) {
-        free(c);
+    if ((c = cmd_new(s, K_SET)) == NULL ||
+        cmd_send(s, c, 5, argv, lens) != 0) {
+        if (c != NULL)
+            cmd_free(c);
         s->n.set_errors++;
     }
     free(buf);
@@ -1516,14 +576,14 @@ static int ctl_send(struct rstore *s, enum cmd_kind kind, int argc,
 
     if (s->closing)
         return -1;
-    if (s->state != RS_OK)
+    if (!conn_up(s))
         why = "Redis is not connected";
-    else if (s->npending >= MAX_PENDING_CTL)
+    else if (redis_conn_pending(s->conn) >= MAX_PENDING_CTL)
         why = "too many commands in flight";
-    else if ((c = cmd_new(kind)) == NULL)
+    else if ((c = cmd_new(s, kind)) == NULL)
         why = "out of memory";
-    else if (cmd_send(s, c, argc, argv, lens, 1) != 0) {
-        free(c);
+    else if (cmd_send(s, c, argc, argv, lens) != 0) {
+        cmd_free(c);
         why = "cannot send";
     } else
         return 0;
@@ -1539,7 +599,7 @@ static uint64_t clamp_ms(uint64_t ms);
 static void rs_gen_set(struct store *st, const char *gen_name, uint64_t value, int if_absent,
                        uint64_t ttl_ms)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[6];
     size_t lens[6];
     char v[24], px[24];
@@ -1570,18 +630,18 @@ static uint64_t clamp_ms(uint64_t ms)
 static void rs_lease(struct store *st, const char *name, uint64_t ttl_ms,
                      store_lease_cb cb, void *arg)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[6];
     size_t lens[6];
     char px[24];
     struct cmd *c;
 
     s->n.leases++;
-    if (name == NULL || s->state != RS_OK || s->closing)
+    if (name == NULL || !conn_up(s))
         goto error;
     if (!room_for(s, "answering more leases as errors"))
         goto error;
-    if ((c = cmd_new(K_LEASE)) == NULL)
+    if ((c = cmd_new(s, K_LEASE)) == NULL)
         goto error;
     snprintf(px, sizeof(px), "%" PRIu64, clamp_ms(ttl_ms));
     argv[0] = "SET", lens[0] = 3;
@@ -1592,8 +652,8 @@ static void rs_lease(struct store *st, const char *name, uint64_t ttl_ms,
     argv[5] = px, lens[5] = strlen(px);
     c->lcb = cb;
     c->arg = arg;
-    if (cmd_send(s, c, 6, argv, lens, 1) != 0) {
-        free(c);
+    if (cmd_send(s, c, 6, argv, lens) != 0) {
+        cmd_free(c);
         goto error;
     }
     return;
@@ -1603,48 +663,26 @@ error:
     cb(arg, -1);
 }
 
-/* One GCRA decision in Redis; NULL at once when Redis cannot take it. T
- * and tau are clamped to GCRA_MAX_US (the script's arithmetic is in
- * doubles): only budgets of decades are affected. */
+/* One GCRA decision in Redis; NULL at once when Redis cannot take it. */
 static void rs_gcra(struct store *st, const char *key, uint64_t period_us,
                     unsigned burst, unsigned want, store_gcra_cb cb, void *arg)
 {
-    struct rstore *s = (struct rstore *)st;
-    uint64_t t, b1;
-    struct cmd *c = NULL;
+    struct rstore *s = rstore_of(st);
 
     s->n.gcras++;
-    if (key == NULL || s->state != RS_OK || s->closing)
-        goto error;
-    if (!room_for(s, "answering more rate-limit decisions as undecided"))
-        goto error;
-    if ((c = cmd_new(K_GCRA)) == NULL || (c->gkey = strdup(key)) == NULL)
-        goto error;
-    t = period_us < 1 ? 1 : period_us > GCRA_MAX_US ? GCRA_MAX_US : period_us;
-    b1 = burst > 1 ? burst - 1 : 0;
-    c->t_us = t;
-    c->tau_us = b1 > GCRA_MAX_US / t ? GCRA_MAX_US : t * b1;
-    c->want = want < 1 ? 1 : want > burst ? (burst ? burst : 1) : want;
-    c->end_us = mono_us() + (int64_t)s->timeout_ms * 1000;
-    c->gcb = cb;
-    c->arg = arg;
-    if (gcra_send(s, c, s->cmd_tv) != 0)
-        goto error;
-    return;
-
-error:
-    if (c != NULL) {
-        free(c->gkey);
-        free(c);
+    if (key == NULL || !conn_up(s) ||
+        !room_for(s, "answering more rate-limit decisions as undecided") ||
+        redis_gcra_decide(&s->gcra, s->conn, key, period_us, burst, want, s->timeout_ms, cb,
+                          arg) != 0) {
+        s->gcra.errors++;
+        cb(arg, NULL);
     }
-    s->n.gcra_errors++;
-    cb(arg, NULL);
 }
 
 static void rs_lease_renew(struct store *st, const char *name,
                            uint64_t ttl_ms)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[6];
     size_t lens[6];
     char px[24];
@@ -1664,7 +702,7 @@ static void rs_lease_renew(struct store *st, const char *name,
 
 static void rs_lease_release(struct store *st, const char *name)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const char *argv[5];
     size_t lens[5];
 
@@ -1682,120 +720,57 @@ static void rs_lease_release(struct store *st, const char *name)
 
 static void rs_publish(struct store *st, const char *msg, size_t len)
 {
-    struct rstore *s = (struct rstore *)st;
-    const char *argv[3] = {"PUBLISH", EVENTS_CHANNEL, msg != NULL ? msg : ""};
-    size_t lens[3] = {7, sizeof(EVENTS_CHANNEL) - 1, msg != NULL ? len : 0};
+    struct rstore *s = rstore_of(st);
+    const char *argv[3] = {"PUBLISH", STORE_EVENTS_CHANNEL, msg != NULL ? msg : ""};
+    size_t lens[3] = {7, sizeof(STORE_EVENTS_CHANNEL) - 1, msg != NULL ? len : 0};
 
     s->n.publishes++;
     ctl_send(s, K_PUBLISH, 3, argv, lens,
              "; other instances rely on polling for it");
 }
 
-static int scan_step(struct rstore *s, struct purge *job)
-{
-    const char *argv[6] = {"SCAN", job->cursor, "MATCH", job->pattern,
-                           "COUNT", SCAN_COUNT};
-    size_t lens[6] = {4, strlen(job->cursor), 5, job->plen, 5,
-                      sizeof(SCAN_COUNT) - 1};
-    struct cmd *c = cmd_new(K_SCAN);
-
-    if (c == NULL)
-        return -1;
-    c->job = job;
-    if (cmd_send(s, c, 6, argv, lens, 1) != 0) {
-        free(c);
-        return -1;
-    }
-    return 0;
-}
-
-/* SCAN ... MATCH takes a glob: escape its special characters. */
-static char *glob_prefix(const char *prefix, size_t *len)
-{
-    size_t n = strlen(prefix), i, j = 0;
-    char *p = malloc(2 * n + 2);
-
-    if (p == NULL)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (strchr("*?[]\\", prefix[i]) != NULL)
-            p[j++] = '\\';
-        p[j++] = prefix[i];
-    }
-    p[j++] = '*';
-    p[j] = '\0';
-    *len = j;
-    return p;
-}
-
 static uint64_t rs_events_epoch(struct store *st)
 {
-    struct rstore *s = (struct rstore *)st;
-    char byte;
-    ssize_t n;
+    struct rstore *s = rstore_of(st);
 
     /* Events already on the socket are read first: an instance answers a
      * write only once Redis has passed its event on, so that a client who
      * saw the write can never read a list it invalidated from here. A
      * closed connection is noticed the same way. */
-    if (s->sac != NULL && s->sub_state == SS_LIVE) {
-        n = recv(s->sac->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            redisAsyncHandleRead(s->sac);
-    }
-    return s->state == RS_OK && s->sub_state == SS_LIVE ? s->n.sub_connects : 0;
+    if (s->sub != NULL)
+        redis_conn_poll(s->sub);
+    return conn_up(s) && s->sub != NULL && redis_conn_state(s->sub) == RC_UP
+               ? s->n.sub_connects
+               : 0;
 }
 
 static const char *rs_state(struct store *st)
 {
     static const char *const names[] = {
-        [RS_CONNECTING] = "connecting", [RS_OK] = "ok", [RS_DOWN] = "down"};
+        [RC_CONNECTING] = "connecting", [RC_UP] = "ok", [RC_DOWN] = "down"};
 
-    return names[((struct rstore *)st)->state];
+    return names[redis_conn_state(rstore_of(st)->conn)];
 }
 
 static void rs_purge(struct store *st, const char *prefix)
 {
-    struct rstore *s = (struct rstore *)st;
-    struct purge *job;
+    struct rstore *s = rstore_of(st);
 
-    if (s->state != RS_OK || s->closing) {
-        s->n.purge_errors++;
+    if (!conn_up(s)) {
+        s->purges.errors++;
         log_warn("redis: purge not done: Redis is not connected (%s)",
                  s->closing ? "closing" : rs_state(st));
         return;
     }
-    /* A purge is not shed under load: it holds at most two commands. */
-    if ((job = calloc(1, sizeof(*job))) == NULL ||
-        (job->pattern = glob_prefix(prefix, &job->plen)) == NULL) {
-        free(job);
-        s->n.purge_errors++;
-        log_warn("redis: purge not done: out of memory");
-        return;
-    }
-    strcpy(job->cursor, "0");
-    if (scan_step(s, job) != 0)
-        purge_fail(s, job, "cannot send SCAN");
+    redis_purge(&s->purges, s->conn, prefix);
 }
 
 static void rstore_release(struct rstore *s)
 {
-    if (s->conn_ev != NULL)
-        event_free(s->conn_ev);
-    if (s->reap_ev != NULL)
-        event_free(s->reap_ev);
-    if (s->sub_ev != NULL)
-        event_free(s->sub_ev);
-    if (s->sub_note_ev != NULL)
-        event_free(s->sub_note_ev);
-    free(s->host);
-    free(s->path);
-    free(s->user);
-    if (s->pass != NULL) {
-        memset(s->pass, 0, strlen(s->pass));
-        free(s->pass);
-    }
-    free(s->where);
+    if (s->note_ev != NULL)
+        event_free(s->note_ev);
+    redis_url_clear(&s->url);
+    s->magic = 0;
     free(s);
 }
 
@@ -1806,38 +781,15 @@ static void rstore_release(struct rstore *s)
  * call. It may be called from any callback of the store. */
 static void rs_free(struct store *st)
 {
-    struct rstore *s = (struct rstore *)st;
+    struct rstore *s = rstore_of(st);
     const struct redis_counters *n = &s->n;
-    struct cmd *c;
 
+    assert(!s->closing);
+    /* the callbacks that run now may call the store: closing answers them
+     * at once and subscribe() no longer opens anything */
     s->closing = 1;
-    evtimer_del(s->conn_ev);
-    event_del(s->reap_ev);
-    /* the callbacks below may call the store: closing answers them at once
-     * and subscribe() no longer opens anything */
-    while ((c = s->pending) != NULL) {
-        cmd_unlink(s, c);
-        c->s = NULL;             /* on_reply will only free it */
-        if (c->kind == K_GET) {
-            s->n.get_errors++;
-            c->cb(c->arg, STORE_ERROR, NULL, NULL);
-        } else if (c->kind == K_LEASE) {
-            s->n.lease_errors++;
-            c->lcb(c->arg, -1);
-        } else if (c->kind == K_GCRA || c->kind == K_GCRA_EVAL) {
-            s->n.gcra_errors++;
-            c->gcb(c->arg, NULL);
-        }
-    }
+    s->purges.abandon = 1;
     sub_stop(s);
-    if (s->doomed != NULL) {
-        s->doomed->data = NULL;
-        redisAsyncFree(s->doomed);
-    }
-    if (s->ac != NULL) {
-        s->ac->data = NULL;
-        redisAsyncFree(s->ac);
-    }
     log_debug("redis: closed; gets %" PRIu64 " (hits %" PRIu64
               ", misses %" PRIu64 ", errors %" PRIu64 ", bad generations %"
               PRIu64 "), sets %" PRIu64 " (errors %" PRIu64 ", dropped %"
@@ -1845,9 +797,9 @@ static void rs_free(struct store *st)
               ", connects %" PRIu64 ", disconnects %" PRIu64 ", purges %"
               PRIu64 " (errors %" PRIu64 ", keys %" PRIu64 ")",
               n->gets, n->hits, n->misses, n->get_errors, n->bad_gens,
-              n->sets, n->set_errors, n->sets_dropped, n->timeouts,
-              n->bad_values, n->connects, n->disconnects, n->purges,
-              n->purge_errors, n->purged_keys);
+              n->sets, n->set_errors, n->sets_dropped, redis_conn_stats(s->conn)->timeouts,
+              n->bad_values, n->connects, n->disconnects, s->purges.done,
+              s->purges.errors, s->purges.keys);
     log_debug("redis: bumps %" PRIu64 ", leases %" PRIu64 " (got %" PRIu64
               ", busy %" PRIu64 ", errors %" PRIu64 "), renewals %" PRIu64
               " (lost %" PRIu64 "), releases %" PRIu64 ", publishes %"
@@ -1860,99 +812,23 @@ static void rs_free(struct store *st)
               n->sub_connects, n->sub_losses, n->sub_heartbeats);
     log_debug("redis: rate-limit decisions %" PRIu64 " (allowed %" PRIu64
               ", refused %" PRIu64 ", undecided %" PRIu64 ", NOSCRIPT %"
-              PRIu64 ")", n->gcras, n->gcras_allowed, n->gcras_refused,
-              n->gcra_errors, n->gcra_noscript);
+              PRIu64 ")", n->gcras, s->gcra.allowed, s->gcra.refused,
+              s->gcra.errors, s->gcra.noscript);
+    redis_conn_free(s->conn);    /* answers what is pending */
     rstore_release(s);
 }
 
 static const struct store_ops redis_ops = {
-    .name = "redis",
-    .shared = 1,
-    .get = rs_get,
-    .set = rs_set,
-    .gen_set = rs_gen_set,
-    .lease = rs_lease,
-    .lease_renew = rs_lease_renew,
-    .lease_release = rs_lease_release,
-    .publish = rs_publish,
-    .subscribe = rs_subscribe,
+    .name = "redis", .shared = 1, .state = rs_state, .free = rs_free,
+    /* entries and their generations */
+    .get = rs_get, .set = rs_set, .gen_set = rs_gen_set, .purge = rs_purge,
+    /* one fetch for every instance */
+    .lease = rs_lease, .lease_renew = rs_lease_renew, .lease_release = rs_lease_release,
+    /* events between instances */
+    .publish = rs_publish, .subscribe = rs_subscribe, .events_epoch = rs_events_epoch,
+    /* one rate-limit budget for every instance */
     .gcra = rs_gcra,
-    .purge = rs_purge,
-    .events_epoch = rs_events_epoch,
-    .state = rs_state,
-    .free = rs_free,
 };
-
-/* SHA-1 (FIPS 180-4), only to name gcra_lua for EVALSHA: Redis keys its
- * script cache by the lowercase hex SHA-1 of the script's text. */
-static uint32_t rol32(uint32_t x, unsigned n)
-{
-    return x << n | x >> (32 - n);
-}
-
-static void sha1_block(uint32_t h[5], const unsigned char *p)
-{
-    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
-    int i;
-
-    for (i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    for (i = 0; i < 80; i++) {
-        if (i < 20)
-            f = (b & c) | (~b & d), k = 0x5a827999;
-        else if (i < 40)
-            f = b ^ c ^ d, k = 0x6ed9eba1;
-        else if (i < 60)
-            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
-        else
-            f = b ^ c ^ d, k = 0xca62c1d6;
-        t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void sha1_hex(const void *data, size_t len, char out[SHA1_HEX])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476,
-                     0xc3d2e1f0};
-    const unsigned char *p = data;
-    unsigned char last[128];
-    uint64_t bits = (uint64_t)len * 8;
-    size_t i, rest, n;
-    unsigned v;
-
-    for (i = 0; len - i >= 64; i += 64)
-        sha1_block(h, p + i);
-    rest = len - i;
-    memset(last, 0, sizeof(last));
-    memcpy(last, p + i, rest);
-    last[rest] = 0x80;
-    n = rest < 56 ? 64 : 128;
-    for (i = 0; i < 8; i++)
-        last[n - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, last);
-    if (n == 128)
-        sha1_block(h, last + 64);
-    for (i = 0; i < 20; i++) {
-        v = (h[i / 4] >> (24 - 8 * (i % 4))) & 0xff;
-        out[2 * i] = hex[v >> 4];
-        out[2 * i + 1] = hex[v & 15];
-    }
-    out[40] = '\0';
-}
 
 /* This store's lease token: 16 random bytes in hex, the pid, and a
  * sequence number that keeps two stores of one process apart. A token that
@@ -1972,191 +848,6 @@ static int make_token(char *tok, size_t cap)
     return 0;
 }
 
-/* Percent-decode p[0..n) into a new string; NULL when malformed or when it
- * would hold a NUL. */
-static char *pct_decode(const char *p, size_t n)
-{
-    char *out = malloc(n + 1), *o = out;
-    size_t i;
-    int hi, lo;
-
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (p[i] != '%') {
-            *o++ = p[i];
-            continue;
-        }
-        if (i + 2 >= n)
-            goto bad;
-        hi = util_hexval((unsigned char)p[i + 1]);
-        lo = util_hexval((unsigned char)p[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            goto bad;
-        *o++ = (char)(hi << 4 | lo);
-        i += 2;
-    }
-    *o = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
-}
-
-/* A decimal number in [min, max] spanning exactly p[0..n). */
-static int parse_num(const char *p, size_t n, long min, long max, long *out)
-{
-    long v = 0;
-    size_t i;
-
-    if (n == 0 || n > 9)
-        return -1;
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* "[user:]password" in p[0..n): without a ':', all of it is the password,
- * as redis-cli reads it. An empty password sends no AUTH. */
-static const char *parse_userinfo(struct rstore *s, const char *p, size_t n)
-{
-    const char *colon = memchr(p, ':', n);
-    size_t ulen = colon != NULL ? (size_t)(colon - p) : 0;
-    const char *pw = colon != NULL ? colon + 1 : p;
-    size_t pwlen = n - (size_t)(pw - p);
-
-    if (pwlen == 0)
-        return ulen ? "a user without a password" : NULL;
-    if (ulen > 0 && (s->user = pct_decode(p, ulen)) == NULL)
-        return "bad percent-encoding in the user name";
-    if ((s->pass = pct_decode(pw, pwlen)) == NULL)
-        return "bad percent-encoding in the password";
-    return NULL;
-}
-
-static int host_char(int ch, int bracketed)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-        (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')
-        return 1;
-    return bracketed ? ch == ':' || ch == '%' : ch == '_';
-}
-
-/* redis://[[user]:password@]host[:port][/db] */
-static const char *parse_tcp(struct rstore *s, const char *p)
-{
-    const char *at = strrchr(p, '@'), *h, *e, *err;
-    long v;
-    size_t n;
-    int br;
-
-    if (at != NULL) {
-        if ((err = parse_userinfo(s, p, (size_t)(at - p))) != NULL)
-            return err;
-        p = at + 1;
-    }
-    br = *p == '[';
-    h = p + br;
-    for (e = h; *e != '\0' && host_char((unsigned char)*e, br); e++)
-        ;
-    if (e == h)
-        return "missing host";
-    if (br) {
-        if (*e != ']')
-            return "bad IPv6 address (expected [addr])";
-        p = e + 1;
-    } else {
-        p = e;
-    }
-    if ((s->host = strndup(h, (size_t)(e - h))) == NULL)
-        return "out of memory";
-    s->port = 6379;
-    if (*p == ':') {
-        n = strcspn(++p, "/");
-        if (parse_num(p, n, 1, 65535, &v) != 0)
-            return "the port must be a number from 1 to 65535";
-        s->port = (int)v;
-        p += n;
-    }
-    if (*p == '/') {
-        p++;
-        if (*p != '\0' && parse_num(p, strlen(p), 0, 1000000, &s->db) != 0)
-            return "the database (after '/') must be a number";
-        p += strlen(p);
-    }
-    if (*p != '\0')
-        return "unexpected characters after the host";
-    return NULL;
-}
-
-/* unix://[[user]:password@]/path[?db=N] */
-static const char *parse_unix(struct rstore *s, const char *p)
-{
-    const char *at, *q, *err;
-    size_t n;
-
-    if (*p != '/') {
-        if ((at = strstr(p, "@/")) == NULL)
-            return "the socket path must be absolute (unix:///path)";
-        if ((err = parse_userinfo(s, p, (size_t)(at - p))) != NULL)
-            return err;
-        p = at + 1;
-    }
-    n = strcspn(p, "?");
-    if (n >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
-        return "the socket path is too long";
-    if (n < 2)
-        return "missing socket path";
-    if ((s->path = strndup(p, n)) == NULL)
-        return "out of memory";
-    q = p + n;
-    if (*q == '?') {
-        q++;
-        if (strncmp(q, "db=", 3) != 0)
-            return "the only parameter is db=N";
-        q += 3;
-        if (parse_num(q, strlen(q), 0, 1000000, &s->db) != 0)
-            return "db must be a number";
-    }
-    return NULL;
-}
-
-static const char *parse_url(struct rstore *s, const char *url)
-{
-    const char *err;
-    size_t n;
-
-    if (strncmp(url, "redis://", 8) == 0)
-        err = parse_tcp(s, url + 8);
-    else if (strncmp(url, "unix://", 7) == 0)
-        err = parse_unix(s, url + 7);
-    else if (strncmp(url, "rediss://", 9) == 0)
-        return "rediss:// (TLS) is not supported";
-    else
-        return "expected redis://[[user]:password@]host[:port][/db] or "
-               "unix:///path[?db=N]";
-    if (err != NULL)
-        return err;
-    n = (s->host ? strlen(s->host) : strlen(s->path)) + 64;
-    if ((s->where = malloc(n)) == NULL)
-        return "out of memory";
-    if (s->host != NULL)
-        snprintf(s->where, n, strchr(s->host, ':') ? "redis://[%s]:%d/%ld"
-                                                    : "redis://%s:%d/%ld",
-                 s->host, s->port, s->db);
-    else if (s->db != 0)
-        snprintf(s->where, n, "unix://%s?db=%ld", s->path, s->db);
-    else
-        snprintf(s->where, n, "unix://%s", s->path);
-    return NULL;
-}
-
 struct store *store_redis_new(struct event_base *base, const char *url,
                               unsigned timeout_ms, char *err, size_t errlen)
 {
@@ -2168,35 +859,16 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         return NULL;
     }
     s->base.ops = &redis_ops;
+    s->magic = STORE_MAGIC;
     s->evb = base;
-    s->state = RS_CONNECTING;
-    s->backoff_ms = BACKOFF_MIN_MS;
-    s->sub_state = SS_OFF;
-    s->sub_backoff_ms = BACKOFF_MIN_MS;
-    if (url == NULL || (why = parse_url(s, url)) != NULL) {
-        snprintf(err, errlen, "redis_url: %s",
-                 url == NULL ? "missing" : why);
+    s->timeout_ms = timeout_ms;
+    if (url == NULL || redis_url_parse(url, &s->url, &why) != 0) {
+        snprintf(err, errlen, "redis_url: %s", url == NULL ? "missing" : why);
         rstore_release(s);
         return NULL;
     }
     if (timeout_ms == 0) {
         snprintf(err, errlen, "redis timeout: must be more than 0 ms");
-        rstore_release(s);
-        return NULL;
-    }
-    s->timeout_ms = timeout_ms;
-    s->timeout_tv.tv_sec = timeout_ms / 1000;
-    s->timeout_tv.tv_usec = (timeout_ms % 1000) * 1000;
-    s->cmd_tv = event_base_init_common_timeout(base, &s->timeout_tv);
-    s->sub_hb_tv.tv_sec = SUB_HEARTBEAT_MS / 1000;
-    s->sub_hb_tv.tv_usec = (SUB_HEARTBEAT_MS % 1000) * 1000;
-    s->conn_ev = evtimer_new(base, on_conn_timer, s);
-    s->reap_ev = event_new(base, -1, 0, on_reap, s);
-    s->sub_ev = evtimer_new(base, on_sub_timer, s);
-    s->sub_note_ev = event_new(base, -1, 0, on_sub_note, s);
-    if (s->cmd_tv == NULL || s->conn_ev == NULL || s->reap_ev == NULL ||
-        s->sub_ev == NULL || s->sub_note_ev == NULL) {
-        snprintf(err, errlen, "redis: out of memory");
         rstore_release(s);
         return NULL;
     }
@@ -2206,7 +878,14 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
-    sha1_hex(gcra_lua, sizeof(gcra_lua) - 1, s->gcra_sha);
-    connect_start(s);
+    redis_gcra_init(&s->gcra, &s->url);
+    s->purges.url = &s->url;
+    s->note_ev = event_new(base, -1, 0, on_note, s);
+    if (s->note_ev == NULL ||
+        (s->conn = redis_conn_new(base, &s->url, timeout_ms, NULL, &conn_cbs, s)) == NULL) {
+        snprintf(err, errlen, "redis: out of memory");
+        rstore_release(s);
+        return NULL;
+    }
     return &s->base;
 }

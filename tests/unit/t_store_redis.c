@@ -4,9 +4,9 @@
  *   t_store_redis URL MODE [TIMEOUT_MS]
  *
  * MODE is one of
- *   normal  Redis is up and its database is the test's to clear: URL
- *           parsing, round trips, misses, expiry, undecodable values,
- *           generations (MGET in one round trip, bump, bad counters),
+ *   normal  Redis is up and its database is the test's to clear: a URL
+ *           refused or accepted, round trips, misses, expiry, undecodable
+ *           values, generations (MGET in one round trip, bump, bad counters),
  *           leases (NX, expiry, renew and release only of our own token,
  *           two stores as two instances), GCRA decisions (burst, remaining,
  *           retry after, refill, one budget for two stores, independent
@@ -59,7 +59,7 @@ static unsigned timeout_ms = 200;
 
 #define GEN_T "lcg:1:gen:rsc"       /* the generation the plain gets read */
 #define CHANNEL "lcg:1:events"
-#define HEARTBEAT_MS 5000           /* SUB_HEARTBEAT_MS of the store */
+#define HEARTBEAT_MS 5000           /* REDIS_CONN_HEARTBEAT_MS */
 #define PERIOD_10 100000            /* us: 10 requests per second */
 
 /* Run the loop until done(arg) or ms elapse; returns done(arg). */
@@ -645,34 +645,17 @@ static int subs_live(redisContext *side, struct rec **r, int n, int ms)
     return probe_until(side, n, cnt, ms);
 }
 
+/* The forms of the URL are t_redis_url's; here, that the store passes a
+ * refusal on and starts (not ok yet) on any accepted one. */
 static void check_bad_urls(void)
 {
     static const char *const bad[] = {
-        "http://127.0.0.1:6379",
-        "redis://",
-        "redis://:s3cret@",
-        "redis://:s3cret@127.0.0.1:0",
-        "redis://:s3cret@127.0.0.1:65536",
-        "redis://:s3cret@127.0.0.1:63a9",
-        "redis://:s3cret@127.0.0.1/abc",
-        "redis://:s3cret@127.0.0.1/1/2",
-        "redis://:s3cret@127.0.0.1?db=1",
         "redis://:s3cret%zz@127.0.0.1",
-        "redis://:s3cret@[::1",
         "rediss://:s3cret@127.0.0.1",
-        "unix://relative.sock",
         "unix://:s3cret@/",
-        "unix:///tmp/r.sock?db=x",
-        "unix:///tmp/r.sock?password=s3cret",
-        ("unix:///tmp/0123456789012345678901234567890123456789012345678901"
-         "234567890123456789012345678901234567890123456789.sock"),
     };
     static const char *const good[] = {
-        "redis://127.0.0.1:1",
         "redis://:s3cret@127.0.0.1:1/3",
-        "redis://user:s3cr%40t@localhost:1/",
-        "redis://[::1]:1/2",
-        "unix:///nonexistent/r.sock?db=3",
         "unix://:s3cret@/nonexistent/r.sock",
     };
     char err[256];
@@ -682,7 +665,8 @@ static void check_bad_urls(void)
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         strcpy(err, "");
         s = store_redis_new(base, bad[i], timeout_ms, err, sizeof(err));
-        tap_ok(s == NULL && err[0] != '\0' && strstr(err, "s3cret") == NULL,
+        tap_ok(s == NULL && strncmp(err, "redis_url: ", 11) == 0 &&
+                   strstr(err, "s3cret") == NULL,
                "invalid url %zu is refused with a message that does not "
                "quote the password (%s)", i, err);
         if (s != NULL)

@@ -1,0 +1,121 @@
+/* redis_conn: one connection to a Redis server, kept up by itself, through
+ * hiredis's async API on a libevent base (redis_ev.h). The store opens two:
+ * one for commands and one subscribed to its event channel.
+ *
+ * Coming up. A connection connects, sends AUTH (when the URL has a
+ * password) and then, for commands, SELECT (when the database is not 0) and
+ * PING, or, subscribed, SUBSCRIBE <channel> (no SELECT: channels are
+ * global). It is up only once the PING or the SUBSCRIBE is answered (a
+ * stopped Redis still completes TCP handshakes from its listen backlog),
+ * within timeout_ms of the connect; else it is dropped. A connection that
+ * is down retries after a backoff that doubles from BACKOFF_MIN_MS to
+ * BACKOFF_MAX_MS and starts again from the minimum once it is up. TCP
+ * keepalive is on, but it only notices a dead peer, not a live one that
+ * does not answer: that is what the deadlines are for.
+ *
+ * Deadlines. hiredis 0.14 has neither connect nor command timeouts, so every
+ * command carries its own evtimer (as h2o's lib/common/redis.c does). A
+ * command that gets no answer in time drops the whole connection: a Redis
+ * that did not answer one command is not trusted with the next, and while
+ * the connection is down nothing can be sent, so a hung Redis costs the
+ * commands in flight at most their deadline and then nothing.
+ *
+ * Subscribed, a hung server (SIGSTOPped, CLIENT PAUSE, a half-open TCP
+ * connection) is noticed by a heartbeat: REDIS_CONN_HEARTBEAT_MS after the
+ * last confirmation the connection sends SUBSCRIBE <channel> again and
+ * expects its confirmation within timeout_ms, else it is dropped. Redis
+ * answers a SUBSCRIBE to a channel already subscribed with one more
+ * ["subscribe", channel, 1] and nothing else, on every version, in RESP2
+ * subscriber mode, and hiredis 0.14 hands it to the channel's callback like
+ * the first. PING is not used: Redis < 6 refuses it in subscriber mode,
+ * and hiredis 0.14 routes Redis 6's ["pong", ""] to a stale copy of the
+ * last callback it ran (it would look like a message) while the PING's own
+ * callback stays queued until the context is freed, one more per heartbeat.
+ * Messages do not count as the heartbeat's answer.
+ *
+ * The transport (how the bytes get to the server) is this module's alone:
+ * today TCP or a unix socket, as the URL says. TLS or Sentinel would go in
+ * here (and in redis_url), never in the store.
+ *
+ * Callbacks. Each command sent answers exactly once: with the reply, or with
+ * NULL when the connection is lost, dropped (its deadline, another's) or
+ * freed. Inside a reply callback (and a message) the owner may do anything,
+ * free the connection included. up and down only report: they must not free
+ * the connection (they may run inside hiredis's connect and disconnect
+ * callbacks, where the context cannot be freed). */
+#ifndef LCGATE_REDIS_CONN_H
+#define LCGATE_REDIS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+struct event_base;
+struct redis_url;
+struct redis_conn;
+
+#define REDIS_CONN_HEARTBEAT_MS 5000
+
+/* CONNECTING until it is up or fails the first time; then UP or DOWN
+ * (retrying, with the backoff). */
+enum redis_conn_state { RC_CONNECTING, RC_UP, RC_DOWN };
+
+struct redis_conn_down {
+    const char *why;             /* never quotes the password */
+    int was_up;                  /* it was up until now */
+    int first;                   /* the first failure since start or up */
+    unsigned retry_ms;           /* when it tries again */
+};
+
+struct redis_conn_cbs {
+    /* It answered its handshake (subscribed: the SUBSCRIBE); again: it was
+     * DOWN before, not CONNECTING. */
+    void (*up)(void *arg, int again);
+    void (*down)(void *arg, const struct redis_conn_down *d);
+    /* Subscribed: a message on the channel. */
+    void (*message)(void *arg, const char *msg, size_t len);
+};
+
+/* reply is NULL when the command was not answered (see Callbacks). */
+typedef void (*redis_conn_reply_cb)(void *arg, const redisReply *reply);
+
+/* A connection to url (borrowed: it must outlive the connection) on base.
+ * channel NULL: for commands; else subscribed to channel (copied). The
+ * first connect is made on the loop's next turn, so no callback runs
+ * before this returns. NULL when out of memory. */
+struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_url *url,
+                                  unsigned timeout_ms, const char *channel,
+                                  const struct redis_conn_cbs *cbs, void *arg);
+
+/* Every command in flight answers NULL, before this returns. */
+void redis_conn_free(struct redis_conn *c);
+
+enum redis_conn_state redis_conn_state(const struct redis_conn *c);
+
+/* Commands in flight, for the owner's shedding. */
+size_t redis_conn_pending(const struct redis_conn *c);
+
+/* Send a command (not on a subscribed connection) while the connection is
+ * up, with the deadline tv (NULL: timeout_ms); what names it in the log
+ * line of a missed deadline. 0: cb will fire exactly once, never before
+ * this returns; -1: not sent (not up, freeing, out of memory), cb never
+ * fires. */
+int redis_conn_send(struct redis_conn *c, const char *what, int argc, const char **argv,
+                    const size_t *lens, const struct timeval *tv, redis_conn_reply_cb cb,
+                    void *arg);
+
+/* Read what already waits on the socket now (messages are delivered, a
+ * closed connection is noticed), without blocking. The message callback
+ * may free c; nothing else in it must. */
+void redis_conn_poll(struct redis_conn *c);
+
+/* For the owner's debug counters. */
+struct redis_conn_stats {
+    uint64_t timeouts;           /* commands dropped at their deadline */
+    uint64_t heartbeats;
+};
+const struct redis_conn_stats *redis_conn_stats(const struct redis_conn *c);
+
+#endif
