@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "hs_int.h"
+#include "util.h"
 #include "http_parse.h"
 #include "log.h"
 
@@ -225,31 +226,6 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
     hs_arm(c, s->lim.write_timeout_ms);
 }
 
-/* {"detail":"<why>"}, escaped: the reasons are fixed strings, but a JSON
- * body must stay JSON whatever they become. */
-static size_t detail_json(char *buf, size_t cap, const char *why)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-
-    n += LIT(buf, "{\"detail\":\"");
-    for (; *why && n + 8 < cap; why++) {
-        unsigned char ch = (unsigned char)*why;
-        if (ch == '"' || ch == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            n += LIT(buf + n, "\\u00");
-            buf[n++] = hex[ch >> 4];
-            buf[n++] = hex[ch & 15];
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    n += LIT(buf + n, "\"}");
-    return n;
-}
-
 static void copy_trunc(char *dst, size_t cap, const char *src, size_t n)
 {
     if (n >= cap)
@@ -304,7 +280,7 @@ void hs_reject_as(struct hs_conn *c, int status, const char *why, const char *m,
     c->out_date = 0;
     c->close_after = 1;
     c->ka10 = 0;
-    n = detail_json(body, sizeof(body), why);
+    n = util_json_detail(body, sizeof(body), why);
     memcpy(c->out, "Content-Type: application/json\r\n", 32);
     c->out_len = 32;
     hs_queue_answer(c, status, NULL, body, n, 0, NULL);

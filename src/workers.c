@@ -1,6 +1,7 @@
 #define _GNU_SOURCE             /* pthread_setname_np */
 #include "workers.h"
 
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -16,6 +17,7 @@
 
 #include "alog.h"
 #include "log.h"
+#include "util.h"
 
 /* What the threads tell each other. A request's M_REQ becomes its M_SEND:
  * one allocation carries it there and back. */
@@ -470,7 +472,8 @@ unsigned workers_queued(const struct workers *ws)
  * frees. */
 static void refuse_queued(struct workers *ws, int threads_stopped)
 {
-    static const char detail[] = "{\"detail\":\"Shutting down\"}";
+    char detail[64];
+    size_t dlen = util_json_detail(detail, sizeof(detail), "Shutting down");
     struct msg *m = ws->in.ev ? inbox_take(&ws->in) : NULL, *next;
     struct evbuffer *body;
 
@@ -487,7 +490,7 @@ static void refuse_queued(struct workers *ws, int threads_stopped)
         }
         hs_add_header(m->req, "Content-Type", "application/json");
         if ((body = evbuffer_new()) != NULL)
-            evbuffer_add(body, detail, sizeof(detail) - 1);
+            evbuffer_add(body, detail, dlen);
         workers_send(ws, m->req, 503, body);
         if (body)
             evbuffer_free(body);
