@@ -85,9 +85,15 @@ void hs_conn_close(struct hs_conn *c)
 {
     struct hs_server *s = c->s;
 
-    if (c->bev) {
-        bufferevent_free(c->bev);
+    if (c->bev || c->peek) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            close(event_get_fd(c->peek));
+        if (c->peek)
+            event_free(c->peek);
         c->bev = NULL;
+        c->peek = NULL;
         event_free(c->timer);
         c->timer = NULL;
         list_unlink(&c->link);
@@ -268,6 +274,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct hs_conn *c = hs_conn_arg(arg);
 
+    if (what & BEV_EVENT_CONNECTED)
+        return;                  /* a TLS handshake done: requests may come */
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->peer_eof = 1;
         /* A half-closed client may still read its answer. */
@@ -338,37 +346,9 @@ static void format_peer(char *buf, size_t cap, const struct sockaddr *sa)
     }
 }
 
-void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                  void *arg)
+void hs_conn_start(struct hs_conn *c, struct bufferevent *bev)
 {
-    struct hs_server *s = hs_server_arg(arg);
-    struct hs_conn *c = calloc(1, sizeof(*c));
-    int one = 1;
-
-    if (c == NULL || (c->body = evbuffer_new()) == NULL ||
-        (c->out = malloc(c->out_cap = 512)) == NULL ||
-        (c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
-        (c->timer = evtimer_new(s->base, on_timer, c)) == NULL) {
-        log_warn("hs: out of memory accepting a connection");
-        if (c && c->bev)
-            bufferevent_free(c->bev);
-        else
-            close(fd);
-        if (c) {
-            if (c->body)
-                evbuffer_free(c->body);
-            free(c->out);
-            free(c);
-        }
-        return;
-    }
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->magic = HS_CONN_MAGIC;
-    c->s = s;
-    format_peer(c->peer, sizeof(c->peer), sa);
-    hs_reset_request(c);
-    c->state = CS_IDLE;
+    c->bev = bev;
     set_watermark(c);
     /* libevent writes 16 KiB per loop turn by default: a 1 MiB answer
      * would take 64 turns (and as many writev calls). */
@@ -379,6 +359,56 @@ void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
      * the socket (queue_answer). */
     bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_enable(c->bev, EV_READ);
+}
+
+/* A plain connection's bufferevent now; a TLS one's after its first byte. */
+static int start_io(struct hs_conn *c, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+
+    if (c->s->new_ssl)
+        return hs_tls_wait(c, fd);
+    if ((bev = bufferevent_socket_new(c->s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+        return -1;
+    hs_conn_start(c, bev);
+    return 0;
+}
+
+void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                  void *arg)
+{
+    struct hs_server *s = hs_server_arg(arg);
+    struct hs_conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL || (c->body = evbuffer_new()) == NULL ||
+        (c->out = malloc(c->out_cap = 512)) == NULL ||
+        (c->timer = evtimer_new(s->base, on_timer, c)) == NULL) {
+        log_warn("hs: out of memory accepting a connection");
+        close(fd);
+        if (c) {
+            if (c->body)
+                evbuffer_free(c->body);
+            free(c->out);
+            free(c);
+        }
+        return;
+    }
+    c->magic = HS_CONN_MAGIC;
+    c->s = s;
+    if (start_io(c, fd) != 0) {
+        log_warn("hs: out of memory accepting a connection");
+        close(fd);
+        event_free(c->timer);
+        c->timer = NULL;
+        hs_conn_release(c);
+        return;
+    }
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    format_peer(c->peer, sizeof(c->peer), sa);
+    hs_reset_request(c);
+    c->state = CS_IDLE;
     hs_arm(c, s->lim.header_timeout_ms);
     list_push_front(&s->conns, &c->link);
     __atomic_add_fetch(&s->nconns, 1, __ATOMIC_RELAXED);
@@ -405,6 +435,11 @@ struct hs_server *hs_new(struct event_base *base, const struct hs_limits *lim, h
     s->arg = arg;
     s->accepting = 1;
     return s;
+}
+
+void hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl)
+{
+    s->new_ssl = new_ssl;
 }
 
 void hs_set_limits(struct hs_server *s, const struct hs_limits *lim)

@@ -215,8 +215,9 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
     c->out_date = 0;
     c->state = CS_WRITE;
     c->last_write_ms = mono_ms();
-    /* A closing answer goes the bufferevent's way: linger() follows it. */
-    if (now && !c->close_after && !s->closed &&
+    /* A closing answer goes the bufferevent's way: linger() follows it.
+     * So does TLS: only the bufferevent may call SSL_write. */
+    if (now && !c->close_after && !s->closed && !c->tls &&
         !(bufferevent_get_enabled(c->bev) & EV_WRITE) && write_now(c)) {
         hs_written_at_once(c);
         return;

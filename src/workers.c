@@ -16,6 +16,7 @@
 
 #include "alog.h"
 #include "log.h"
+#include "tls.h"
 
 /* What the threads tell each other. A request's M_REQ becomes its M_SEND:
  * one allocation carries it there and back. */
@@ -256,6 +257,14 @@ static void share_limits(const struct hs_limits *lim, unsigned n, struct hs_limi
         out->max_connections = (out->max_connections + n - 1) / n;
 }
 
+/* With tls_cert set, every worker's connections take the current context
+ * (tls.h) when accepted. */
+static void use_tls(struct hs_server *hs)
+{
+    if (tls_listener_on())
+        hs_set_tls(hs, tls_listener_ssl);
+}
+
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
                             hs_handler h, workers_fast_fn fast, hs_reject_cb rej, void *arg)
 {
@@ -273,6 +282,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
     if (n <= 1) {
         if ((ws->hs = hs_new(main, lim, h, rej, arg)) == NULL)
             goto fail;
+        use_tls(ws->hs);
         return ws;
     }
     if (inbox_init(&ws->in, main, on_main_inbox, ws) != 0 ||
@@ -289,6 +299,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
             (w->hs = hs_new(w->base, &share, on_worker_request, on_worker_reject, w)) == NULL ||
             (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
             goto fail;
+        use_tls(w->hs);
         w->stop->kind = M_STOP;
     }
     return ws;
