@@ -85,15 +85,16 @@ void hs_conn_close(struct hs_conn *c)
 {
     struct hs_server *s = c->s;
 
+    assert(c->bev == NULL || c->peek == NULL);
     if (c->bev || c->peek) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        else
+        if (c->peek) {           /* TLS, before its first byte: the bare socket */
             close(event_get_fd(c->peek));
-        if (c->peek)
             event_free(c->peek);
-        c->bev = NULL;
-        c->peek = NULL;
+            c->peek = NULL;
+        } else {
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+        }
         event_free(c->timer);
         c->timer = NULL;
         list_unlink(&c->link);
