@@ -63,6 +63,8 @@ void hs_server_release(struct hs_server *s)
 {
     assert(s->busy == 0 && list_empty(&s->conns));
     s->magic = 0;
+    if (s->tls_out)
+        evbuffer_free(s->tls_out);
     free(s);
 }
 
@@ -438,9 +440,12 @@ struct hs_server *hs_new(struct event_base *base, const struct hs_limits *lim, h
     return s;
 }
 
-void hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl)
+int hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl)
 {
+    if (s->tls_out == NULL && (s->tls_out = evbuffer_new()) == NULL)
+        return -1;
     s->new_ssl = new_ssl;
+    return 0;
 }
 
 void hs_set_limits(struct hs_server *s, const struct hs_limits *lim)

@@ -98,8 +98,8 @@ struct hs_server *hs_new(struct event_base *base, const struct hs_limits *lim, h
  * connection is closed. May be called from any server's thread. */
 typedef struct ssl_st *(*hs_tls_fn)(void);
 /* Every connection accepted afterwards speaks TLS (server side), each with
- * an SSL from new_ssl. Before hs_listen. */
-void hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl);
+ * an SSL from new_ssl. Before hs_listen. 0, or -1 when out of memory. */
+int hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl);
 /* A config reload: applies to requests and connections begun afterwards
  * (max_connections at once). */
 void hs_set_limits(struct hs_server *s, const struct hs_limits *lim);

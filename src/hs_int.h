@@ -108,6 +108,9 @@ struct hs_server {
     hs_reject_cb reject;
     void *arg;
     hs_tls_fn new_ssl;            /* NULL: plain HTTP */
+    struct evbuffer *tls_out;     /* TLS: an answer is built here, then
+                                     written whole (hs_tls_write); empty
+                                     between answers */
     struct hs_listener *listeners;
     struct event *pause;          /* after an accept error */
     int accepting, paused, closed, freed;
@@ -162,6 +165,11 @@ void hs_on_pause_end(evutil_socket_t fd, short what, void *arg);
 /* Wait for the first byte on fd (the connection's until closed); 0, or -1
  * when out of memory (fd left to the caller). */
 int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd);
+/* Write answer (all of it, a handler's answer that may go at once) with
+ * one SSL_write: 1 if it went (answer drained); 0 if not (too long for one
+ * record, or the socket would block or failed): answer is left as it was,
+ * for the bufferevent, which must retry with those very bytes. */
+int hs_tls_write(struct hs_conn *c, struct evbuffer *answer);
 
 /* hs_request.c */
 void hs_reset_request(struct hs_conn *c);

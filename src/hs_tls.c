@@ -5,9 +5,11 @@
  * "The plain HTTP request was sent to HTTPS port". Either way the
  * connection then runs as any other (hs.c). */
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
@@ -15,6 +17,7 @@
 #include "log.h"
 
 #define TLS_HANDSHAKE_RECORD 0x16
+#define TLS_RECORD_MAX 16384     /* plaintext bytes in one record */
 #define PLAIN_TO_TLS "The plain HTTP request was sent to the TLS port: use https://"
 
 static struct bufferevent *tls_bufferevent(struct hs_conn *c, evutil_socket_t fd)
@@ -63,6 +66,29 @@ static void on_first_byte(evutil_socket_t fd, short what, void *arg)
     hs_conn_start(c, bev);
     if (first != TLS_HANDSHAKE_RECORD)
         hs_reject(c, 400, PLAIN_TO_TLS);
+}
+
+/* One SSL_write of the whole answer, made contiguous: one record, one
+ * write(2), no write event. SSL_write (no partial writes) sends all or
+ * says it would block; then OpenSSL holds part of a record, and the
+ * bufferevent's own SSL_write must pass the same bytes: answer is moved,
+ * not copied, to its output (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, tls.c). */
+int hs_tls_write(struct hs_conn *c, struct evbuffer *answer)
+{
+    size_t len = evbuffer_get_length(answer);
+    unsigned char *p;
+    int n;
+
+    if (len == 0 || len > TLS_RECORD_MAX || (p = evbuffer_pullup(answer, -1)) == NULL)
+        return 0;
+    n = SSL_write(bufferevent_openssl_get_ssl(c->bev), p, (int)len);
+    if (n <= 0) {
+        ERR_clear_error();       /* the bufferevent meets any error again */
+        return 0;
+    }
+    assert((size_t)n == len);
+    evbuffer_drain(answer, len);
+    return 1;
 }
 
 int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd)

@@ -58,6 +58,9 @@ static int configure(SSL_CTX *ctx)
                                  SSL_OP_NO_COMPRESSION);
     /* An idle keep-alive connection keeps no 34 KiB read and write buffers. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* A write that would block is retried by the bufferevent from its own
+     * output, where hs moved the bytes (hs_tls_write). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);

@@ -259,10 +259,9 @@ static void share_limits(const struct hs_limits *lim, unsigned n, struct hs_limi
 
 /* With tls_cert set, every worker's connections take the current context
  * (tls.h) when accepted. */
-static void use_tls(struct hs_server *hs)
+static int use_tls(struct hs_server *hs)
 {
-    if (tls_listener_on())
-        hs_set_tls(hs, tls_listener_ssl);
+    return tls_listener_on() ? hs_set_tls(hs, tls_listener_ssl) : 0;
 }
 
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
@@ -280,9 +279,8 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
     ws->arg = arg;
     ws->in.efd = -1;
     if (n <= 1) {
-        if ((ws->hs = hs_new(main, lim, h, rej, arg)) == NULL)
+        if ((ws->hs = hs_new(main, lim, h, rej, arg)) == NULL || use_tls(ws->hs) != 0)
             goto fail;
-        use_tls(ws->hs);
         return ws;
     }
     if (inbox_init(&ws->in, main, on_main_inbox, ws) != 0 ||
@@ -297,9 +295,8 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
         if ((w->base = event_base_new()) == NULL ||
             inbox_init(&w->in, w->base, on_worker_inbox, w) != 0 ||
             (w->hs = hs_new(w->base, &share, on_worker_request, on_worker_reject, w)) == NULL ||
-            (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
+            use_tls(w->hs) != 0 || (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
             goto fail;
-        use_tls(w->hs);
         w->stop->kind = M_STOP;
     }
     return ws;

@@ -2,6 +2,12 @@
 workers = 1 and workers = 2:
 
 - curl --cacert gets a miss then a hit over one kept-alive TLS connection;
+- answers larger than a TLS record (80 KB) arrive whole; 300 pipelined
+  requests from a client that reads slowly (a 4 KiB receive buffer) get
+  their 300 answers whole; 1000 pipelined requests for a 12 KB answer
+  (12 MB, more than the socket buffers hold) from a client that reads
+  only after a pause: 1000 whole answers (the writes that would block are
+  finished by the bufferevent);
 - TLS 1.1 is refused, 1.2 and 1.3 are spoken (openssl s_client); ALPN
   selects http/1.1, and a client that offers only h2 is refused;
 - a session resumes: TLS 1.2 (s_client -reconnect) and TLS 1.3 (a ticket);
@@ -135,6 +141,52 @@ def check_curl(g, w):
            "connection (HTTP/1.1)" % w, (p.returncode, p.stdout, p.stderr[-500:]))
 
 
+def parse_answers(data):
+    """[(status, body)] of a stream of HTTP/1.1 answers with Content-Length."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a truncated head: %r" % data[:200])
+        m = re.search(rb"\r\nContent-Length: (\d+)", head)
+        n = int(m.group(1)) if m else 0
+        out.append((int(head.split(b" ", 2)[1]), rest[:n]))
+        if len(rest) < n:
+            raise ValueError("a truncated body")
+        data = rest[n:]
+    return out
+
+
+def check_large(g, w):
+    conn = http.client.HTTPSConnection("localhost", g.port, context=client_ctx(), timeout=10)
+    conn.sock = tls_conn(g.port)
+    big = c.V1 + "?limit=1000"
+    first, again = https_get(conn, big), https_get(conn, big)
+    conn.close()
+    tap.ok(first[0] == 200 and len(first[1]) > 65536 and again == first,
+           "workers=%d: an 80 KB answer (many TLS records) arrives whole, miss and hit, on one "
+           "connection" % w, (first[0], len(first[1]), again[0], len(again[1])))
+    for n, path in ((300, PATH), (1000, c.V1 + "?limit=20")):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", g.port))
+        s = client_ctx().wrap_socket(raw, server_hostname="localhost")
+        one = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode()
+        s.sendall(one * (n - 1) + one.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        time.sleep(0.5)                   # the server's writes meet a full window
+        got = read_all(s, timeout=30)
+        s.close()
+        try:
+            answers = parse_answers(got or b"")
+        except ValueError as e:
+            answers = [("unparsable", str(e))]
+        tap.ok(len(answers) == n and all(a == (200, answers[0][1]) for a in answers),
+               "workers=%d: %d pipelined requests (%d-byte answers) from a slow reader: %d "
+               "whole answers" % (w, n, len(answers[0][1]) if answers else 0, n),
+               (len(answers), answers[-1:]))
+
+
 def check_protocols(g, w):
     rc, out = s_client(g.port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
     tap.ok(rc != 0 and "protocol version" in out,
@@ -243,7 +295,7 @@ def run(workers):
     g = c.start_gate(tap, env, conf, name="lcgate-w%d" % workers)
     if g is None:
         return
-    for check in (check_curl, check_protocols, check_resumption, check_plain, check_silent,
+    for check in (check_curl, check_large, check_protocols, check_resumption, check_plain, check_silent,
                   check_reload):
         try:
             check(g, workers)
