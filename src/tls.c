@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SESSION_CACHE_SIZE 20480
 #define SESSION_TIMEOUT_S 300
@@ -71,21 +73,34 @@ static int configure(SSL_CTX *ctx)
            SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) == 1;
 }
 
+/* A file OpenSSL can read, else errno's words in err: for a missing or
+ * unreadable file (or a directory) OpenSSL would say "system lib" or "no
+ * start line". */
+static int readable(const char *key, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    const char *why = NULL;
+
+    if (f == NULL || fstat(fileno(f), &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    if (f)
+        fclose(f);
+    if (why == NULL)
+        return 0;
+    snprintf(err, errlen, "%s %s: cannot read: %s", key, path, why);
+    return -1;
+}
+
 static SSL_CTX *build(const char *cert, const char *key, char *err, size_t errlen)
 {
     SSL_CTX *ctx;
-    FILE *f;
 
     ERR_clear_error();
-    /* Named by the file, with errno's words: OpenSSL would say only "system lib". */
-    if ((f = fopen(cert, "r")) == NULL || fclose(f) != 0) {
-        snprintf(err, errlen, "tls_cert %s: cannot read: %s", cert, strerror(errno));
+    if (readable("tls_cert", cert, err, errlen) != 0 || readable("tls_key", key, err, errlen) != 0)
         return NULL;
-    }
-    if ((f = fopen(key, "r")) == NULL || fclose(f) != 0) {
-        snprintf(err, errlen, "tls_key %s: cannot read: %s", key, strerror(errno));
-        return NULL;
-    }
     if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL || !configure(ctx)) {
         fail(err, errlen, "tls_cert", cert, "cannot make a TLS context");
         SSL_CTX_free(ctx);
@@ -94,7 +109,9 @@ static SSL_CTX *build(const char *cert, const char *key, char *err, size_t errle
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
         fail(err, errlen, "tls_cert", cert, "not a PEM certificate (chain)");
     else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        fail(err, errlen, "tls_key", key, "not a PEM private key matching tls_cert");
+        fail(err, errlen, "tls_key", key,
+             ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH
+                 ? "does not match tls_cert" : "not a PEM private key (or encrypted)");
     else if (SSL_CTX_check_private_key(ctx) != 1)
         fail(err, errlen, "tls_key", key, "does not match tls_cert");
     else

@@ -331,8 +331,12 @@ check_refused("tls_cert = %s\ntls_key = %s\n" % (env.path("nowhere.pem"), cert_a
 check_refused("tls_cert = %s\ntls_key = %s\n" % (cert_a.key, cert_a.key),
               r"tls_cert \S+gate-a\.key: not a PEM certificate \(chain\): no start line",
               "a certificate file that holds no certificate")
+check_refused("tls_cert = %s\ntls_key = %s\n" % (env.path("pki"), cert_a.key),
+              r"tls_cert \S+pki: cannot read: not a regular file", "a directory for a certificate")
+check_refused("tls_cert = %s\ntls_key = %s\n" % (cert_a.chain, cert_a.cert),
+              r"tls_key \S+gate-a\.pem: not a PEM private key", "a key file that holds no key")
 bad = check_refused("tls_cert = %s\ntls_key = %s\n" % (cert_a.chain, mismatched.key),
-                    r"tls_key \S+stranger\.key: .*key values mismatch",
+                    r"tls_key \S+stranger\.key: does not match tls_cert: key values mismatch",
                     "a key that does not match the certificate")
 p = env.spawn([t.LCGATE, "-c", bad], "lcgate-bad")
 rc = p.wait(30)
