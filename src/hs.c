@@ -145,6 +145,13 @@ static void linger(struct hs_conn *c)
     hs_arm(c, LINGER_MS);
 }
 
+/* Input to go on with: in the input buffer, or (TLS) still inside OpenSSL
+ * (hs_tls_pull). */
+static int have_input(struct hs_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || (c->tls && hs_tls_pull(c));
+}
+
 static void after_write(struct hs_conn *c)
 {
     bufferevent_disable(c->bev, EV_WRITE);
@@ -154,7 +161,7 @@ static void after_write(struct hs_conn *c)
     }
     hs_reset_request(c);
     c->state = CS_IDLE;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !c->peer_eof) {
+    if (!c->peer_eof && !have_input(c)) {
         hs_arm(c, c->s->lim.idle_timeout_ms);
         return;
     }
@@ -168,7 +175,7 @@ void hs_written_at_once(struct hs_conn *c)
 {
     hs_reset_request(c);
     c->state = CS_IDLE;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !c->peer_eof) {
+    if (!c->peer_eof && !have_input(c)) {
         hs_arm(c, c->s->lim.idle_timeout_ms);
         return;
     }
@@ -186,21 +193,27 @@ static void dispatch(struct hs_conn *c)
     s->handler(&c->req, s->arg);
 }
 
+/* The input is used up: 1 to go on with more that OpenSSL held (TLS);
+ * else 0, and a client that has closed is closed. */
+static int input_used_up(struct hs_conn *c)
+{
+    if (c->tls && hs_tls_pull(c))
+        return 1;
+    if (c->peer_eof)
+        hs_conn_close(c);
+    return 0;
+}
+
 /* Run the connection as far as its input allows. */
 static void advance(struct hs_conn *c)
 {
-    struct evbuffer *in;
     enum step st;
 
     for (;;) {
         switch (c->state) {
         case CS_IDLE:
-            in = bufferevent_get_input(c->bev);
-            if (evbuffer_get_length(in) == 0) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
+            if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !input_used_up(c))
                 return;
-            }
             /* The first request's head is timed from accept. */
             if (c->started)
                 hs_arm(c, c->s->lim.header_timeout_ms);
@@ -210,23 +223,15 @@ static void advance(struct hs_conn *c)
             break;
         case CS_HEAD:
             st = hs_read_head(c);
-            if (st == ST_DONE)
+            if (st == ST_DONE || (st == ST_WAIT && !input_used_up(c)))
                 return;
-            if (st == ST_WAIT) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
-                return;
-            }
             break;
         case CS_BODY:
             st = hs_read_body(c);
-            if (st == ST_DONE)
+            if (st == ST_DONE || (st == ST_WAIT && !input_used_up(c)))
                 return;
-            if (st == ST_WAIT) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
-                return;
-            }
+            if (st == ST_WAIT)
+                break;           /* more of the body came out of OpenSSL */
             dispatch(c);
             return;
         default:

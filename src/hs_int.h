@@ -170,6 +170,11 @@ int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd);
  * record, or the socket would block or failed): answer is left as it was,
  * for the bufferevent, which must retry with those very bytes. */
 int hs_tls_write(struct hs_conn *c, struct evbuffer *answer);
+/* Move to the input what OpenSSL decrypted and holds: 1 if there was some.
+ * bufferevent_openssl stops reading mid-record at the read watermark, and
+ * no socket event comes for bytes already read: a pipelined request would
+ * wait there until its header timeout. */
+int hs_tls_pull(struct hs_conn *c);
 
 /* hs_request.c */
 void hs_reset_request(struct hs_conn *c);

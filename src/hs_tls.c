@@ -91,6 +91,27 @@ int hs_tls_write(struct hs_conn *c, struct evbuffer *answer)
     return 1;
 }
 
+int hs_tls_pull(struct hs_conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    int n, got = 0;
+
+    /* SSL_pending: bytes of a record already read and decrypted, which
+     * SSL_read returns without touching the socket. */
+    while (SSL_pending(ssl) > 0 && evbuffer_reserve_space(in, SSL_pending(ssl), &v, 1) == 1) {
+        if ((n = SSL_read(ssl, v.iov_base, (int)v.iov_len)) <= 0) {
+            ERR_clear_error();
+            break;
+        }
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+        got = 1;
+    }
+    return got;
+}
+
 int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd)
 {
     if ((c->peek = event_new(c->s->base, fd, EV_READ, on_first_byte, c)) == NULL)
