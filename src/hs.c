@@ -282,8 +282,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct hs_conn *c = hs_conn_arg(arg);
 
-    if (what & BEV_EVENT_CONNECTED)
-        return;                  /* a TLS handshake done: requests may come */
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaken = 1;       /* TLS: requests may come */
+        return;
+    }
+    if (c->tls && !c->handshaken)
+        hs_tls_failed(c);
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->peer_eof = 1;
         /* A half-closed client may still read its answer. */

@@ -63,6 +63,7 @@ struct hs_conn {
     struct event *peek;           /* TLS: waiting for the first byte, before
                                      bev is made (the socket is its fd) */
     int tls;                      /* bev is a bufferevent_openssl */
+    int handshaken;               /* TLS: the handshake is done */
     struct event *timer;
     enum cstate state;
     int started;                  /* a request was begun here */
@@ -175,6 +176,8 @@ int hs_tls_write(struct hs_conn *c, struct evbuffer *answer);
  * no socket event comes for bytes already read: a pipelined request would
  * wait there until its header timeout. */
 int hs_tls_pull(struct hs_conn *c);
+/* The connection failed: if in its handshake, say why (debug). */
+void hs_tls_failed(struct hs_conn *c);
 
 /* hs_request.c */
 void hs_reset_request(struct hs_conn *c);

@@ -112,6 +112,17 @@ int hs_tls_pull(struct hs_conn *c)
     return got;
 }
 
+/* Debug only: a client that does not trust the certificate, or speaks only
+ * TLS 1.1, fails here by design. */
+void hs_tls_failed(struct hs_conn *c)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+    log_debug("hs: TLS handshake with %s failed: %s", c->peer,
+              why ? why : "the client closed the connection");
+}
+
 int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd)
 {
     if ((c->peek = event_new(c->s->base, fd, EV_READ, on_first_byte, c)) == NULL)
