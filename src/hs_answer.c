@@ -144,14 +144,27 @@ static int write_now(struct hs_conn *c)
     return evbuffer_get_length(out) == 0;
 }
 
+/* Where an answer is built. A TLS answer that may be written at once goes
+ * apart first: bufferevent_openssl would arm its write event as soon as a
+ * byte reached its output (two epoll_ctl calls and a loop turn per answer),
+ * and write each chunk as a TLS record of its own. */
+static struct evbuffer *answer_buffer(struct hs_conn *c, int now)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->tls && now && !c->close_after && !c->s->closed && evbuffer_get_length(out) == 0)
+        return c->s->tls_out;
+    return out;
+}
+
 /* The head is built in one piece straight in the output buffer, then the
  * body moved behind it; an answer of the handler's may be written at once
- * (see write_now). */
+ * (see write_now, and answer_buffer for TLS). */
 void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const char *text,
                      size_t tlen, int now, const uint64_t *head_len)
 {
     struct hs_server *s = c->s;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out;
     const char *why = reason_phrase(status);
     size_t blen = body ? evbuffer_get_length(body) : tlen, wlen = strlen(why), total, n = 0;
     uint64_t clen = head_len && c->head_method ? *head_len : blen;
@@ -161,6 +174,7 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
 
     if (status < 200)
         c->close_after = 1;
+    out = answer_buffer(c, now);
     update_date(s);
     total = 9 + 3 + 1 + wlen + 2 + c->out_len + 2;
     if (!c->out_date)
@@ -216,9 +230,15 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
     c->out_date = 0;
     c->state = CS_WRITE;
     c->last_write_ms = mono_ms();
-    /* A closing answer goes the bufferevent's way: linger() follows it. */
-    if (now && !c->close_after && !s->closed &&
-        !(bufferevent_get_enabled(c->bev) & EV_WRITE) && write_now(c)) {
+    if (out == s->tls_out) {
+        if (hs_tls_write(c, out)) {
+            hs_written_at_once(c);
+            return;
+        }
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    } else if (now && !c->close_after && !s->closed && !c->tls &&
+               !(bufferevent_get_enabled(c->bev) & EV_WRITE) && write_now(c)) {
+        /* (A closing answer goes the bufferevent's way: linger() follows it.) */
         hs_written_at_once(c);
         return;
     }
