@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define FLUSH_AT (64 * 1024)         /* a thread's buffer is written at this */
+#define BATCH_MS 200                 /* a file's lines wait at most this */
 #define PENDING_MAX (1024 * 1024)    /* held back by a full pipe, at most */
 #define RETRY_MS 200                 /* a full pipe is tried again after */
 #define CLOSE_WAIT_MS 1000           /* at exit, for a full pipe */
@@ -42,6 +43,7 @@ static struct {
     size_t plen;
     int failing;                 /* lines are being lost (logged once) */
     int on;                      /* atomic: d.fd >= 0 */
+    int batch;                   /* atomic: d is a regular file (batched) */
 } out = {.mu = PTHREAD_MUTEX_INITIALIZER, .d = {.fd = -1}};
 
 static const struct dest nowhere = {.fd = -1};
@@ -53,8 +55,9 @@ struct tbuf {
     struct event_base *base;     /* its loop: the time of the turn, cached */
     char *buf;
     size_t len, cap;
-    struct event *flush;         /* active: the end of this loop turn */
-    int due;                     /* flush is active */
+    struct event *flush;         /* active (the end of this loop turn) or
+                                    pending (a file: BATCH_MS later) */
+    int due;                     /* flush is active or pending */
     struct event *retry;         /* a full pipe, RETRY_MS later */
 };
 
@@ -343,8 +346,12 @@ void alog_line(const struct accesslog_entry *e)
     if (t->len >= FLUSH_AT) {
         flush_tbuf(t);
     } else if (!t->due) {
+        static const struct timeval batch = {0, BATCH_MS * 1000};
         t->due = 1;
-        event_active(t->flush, 0, 0);
+        if (__atomic_load_n(&out.batch, __ATOMIC_RELAXED))
+            event_add(t->flush, &batch);
+        else
+            event_active(t->flush, 0, 0);
     }
 }
 
@@ -425,6 +432,7 @@ static struct dest swap_dest(struct dest *d)
     out.d = *d;
     out.failing = 0;             /* a new destination: its own first error is news */
     __atomic_store_n(&out.on, out.d.fd >= 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&out.batch, out.d.fd >= 0 && !out.d.stream, __ATOMIC_RELAXED);
     return old;
 }
 

@@ -15,11 +15,13 @@
 
 char *cache_cat(const char *prefix, const char *s)
 {
-    size_t n = strlen(prefix) + strlen(s) + 1;
-    char *out = malloc(n);
+    size_t p = strlen(prefix), n = strlen(s);
+    char *out = malloc(p + n + 1);
 
-    if (out)
-        snprintf(out, n, "%s%s", prefix, s);
+    if (out) {                   /* on every lookup: no printf */
+        memcpy(out, prefix, p);
+        memcpy(out + p, s, n + 1);
+    }
     return out;
 }
 

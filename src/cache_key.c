@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "util.h"
 
 /* Not a secret: it separates this use of the hash from any other, so a tag
  * cannot be matched against a plain SHA-256 of a leaked key list. */
@@ -46,8 +47,17 @@ char *ck_build(enum qn_route r, const char *cred, size_t credlen,
 
     if (key == NULL)
         return NULL;
+    struct sbuf sb;
+
     ck_cred_tag(cred, credlen, tag);
-    snprintf(key, n, CK_PREFIX "%s:%s:%s", route, tag, canonical);
+    sb = sb_init(key, n);            /* on every request: no printf */
+    sb_put(&sb, CK_PREFIX, sizeof(CK_PREFIX) - 1);
+    sb_str(&sb, route);
+    sb_put(&sb, ":", 1);
+    sb_str(&sb, tag);
+    sb_put(&sb, ":", 1);
+    sb_str(&sb, canonical);
+    sb_len(&sb);
     return key;
 }
 
@@ -83,8 +93,11 @@ void ck_project_label(const char *project_id, const char *cred, size_t credlen, 
     uint8_t digest[SHA256_LEN];
 
     if (project_id == NULL) {
+        struct sbuf sb = sb_init(out, len);  /* on every request: no printf */
         ck_cred_tag(cred, credlen, tag);
-        snprintf(out, len, "default:%.16s", tag);
+        sb_put(&sb, "default:", 8);
+        sb_put(&sb, tag, strnlen(tag, 16));
+        sb_len(&sb);
     } else if (len > 36 && strlen(project_id) == 36 && plain_uuid(project_id)) {
         memcpy(out, project_id, 37);     /* on every request: no printf */
     } else if (plain_id(project_id)) {

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util.h"
+
 const char *cs_xcache(const struct answer *a)
 {
     static const char *const names[] = {"HIT", "MISS", "STALE", "BYPASS"};
@@ -28,24 +30,32 @@ void cs_format(const struct answer *a, char *buf, size_t n)
 {
     static const char *const fwd[] = {"", "uri-miss", "request", "bypass", "stale"};
     const char *detail = cs_detail(a);
-    size_t len;
+    struct sbuf b = sb_init(buf, n);     /* on every answer: no printf */
 
     if (a->fwd == FWD_NONE) {
-        snprintf(buf, n, "lcgate; hit; ttl=%s%lld", a->xcache == CX_STALE ? "-" : "", ttl_s(a));
+        sb_str(&b, a->xcache == CX_STALE ? "lcgate; hit; ttl=-" : "lcgate; hit; ttl=");
+        sb_i64(&b, ttl_s(a));
     } else {
-        len = (size_t)snprintf(buf, n, "lcgate; fwd=%s", fwd[a->fwd]);
-        if (a->fwd_status && len < n)
-            len += (size_t)snprintf(buf + len, n - len, "; fwd-status=%d", a->fwd_status);
-        if (a->wrote && len < n)
-            len += (size_t)snprintf(buf + len, n - len, "; stored");
-        if (a->fwd == FWD_STALE && len < n)
-            len += (size_t)snprintf(buf + len, n - len, "; ttl=-%lld", ttl_s(a));
-        if (a->collapsed && len < n)
-            snprintf(buf + len, n - len, "; collapsed");
+        sb_str(&b, "lcgate; fwd=");
+        sb_str(&b, fwd[a->fwd]);
+        if (a->fwd_status) {
+            sb_str(&b, "; fwd-status=");
+            sb_i64(&b, a->fwd_status);
+        }
+        if (a->wrote)
+            sb_str(&b, "; stored");
+        if (a->fwd == FWD_STALE) {
+            sb_str(&b, "; ttl=-");
+            sb_i64(&b, ttl_s(a));
+        }
+        if (a->collapsed)
+            sb_str(&b, "; collapsed");
     }
-    len = strlen(buf);
-    if (detail && len < n)
-        snprintf(buf + len, n - len, "; detail=%s", detail);
+    if (detail) {
+        sb_str(&b, "; detail=");
+        sb_str(&b, detail);
+    }
+    sb_len(&b);
 }
 
 int cs_error(const struct answer *a, char *detail, size_t n, int *retry)

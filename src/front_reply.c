@@ -56,43 +56,57 @@ void greq_free(struct greq *g)
 
 /* IETF httpapi ratelimit-headers draft: a policy states the burst over the
  * time the bucket takes to fill, so that "remaining" never exceeds it. */
-static void policy_item(char *out, size_t n, const char *name, const struct rate *rate,
+static void policy_item(struct sbuf *b, const char *name, const struct rate *rate,
                         unsigned burst)
 {
     double per_s = rate->count / (double)(rate->window_s ? rate->window_s : 1);
     double w = per_s > 0 ? ceil((double)burst / per_s) : 1;
     unsigned long long ws = w < 1 ? 1 : w > 1e12 ? 1000000000000ULL : (unsigned long long)w;
 
-    snprintf(out, n, "\"%s\";q=%u;w=%llu", name, burst, ws);
+    sb_put(b, "\"", 1);
+    sb_str(b, name);
+    sb_put(b, "\";q=", 4);
+    sb_u64(b, burst);
+    sb_put(b, ";w=", 3);
+    sb_u64(b, ws);
+}
+
+/* What is left of a budget, and in how many seconds it is full again. */
+static void limit_item(struct sbuf *b, const char *name, const struct rl_result *r)
+{
+    sb_put(b, "\"", 1);
+    sb_str(b, name);
+    sb_put(b, "\";r=", 4);
+    sb_i64(b, r->remaining);
+    sb_put(b, ";t=", 3);
+    sb_i64(b, (r->reset_ms + 999) / 1000);
 }
 
 static void add_common_headers(struct greq *g)
 {
-    char p[96], c[96], pr[64], cr[64], v[200];
+    char pol[200], lim[200];
+    struct sbuf p = sb_init(pol, sizeof(pol)), l = sb_init(lim, sizeof(lim));
     int client = g->client_taken;
 
     hs_add_header(g->req, "X-Request-Id", g->rid);
     if (!g->has_rl && !client)
         return;
     if (g->has_rl) {
-        policy_item(p, sizeof(p), "project", &g->rate, g->burst);
-        snprintf(pr, sizeof(pr), "\"project\";r=%lld;t=%lld", (long long)g->rl.remaining,
-                 (long long)((g->rl.reset_ms + 999) / 1000));
+        policy_item(&p, "project", &g->rate, g->burst);
+        limit_item(&l, "project", &g->rl);
     }
     if (client) {
-        policy_item(c, sizeof(c), "client", &g->client_rate, g->client_burst);
-        snprintf(cr, sizeof(cr), "\"client\";r=%lld;t=%lld", (long long)g->client_rl.remaining,
-                 (long long)((g->client_rl.reset_ms + 999) / 1000));
+        if (g->has_rl) {
+            sb_put(&p, ", ", 2);
+            sb_put(&l, ", ", 2);
+        }
+        policy_item(&p, "client", &g->client_rate, g->client_burst);
+        limit_item(&l, "client", &g->client_rl);
     }
-    if (g->has_rl && client) {
-        snprintf(v, sizeof(v), "%s, %s", p, c);
-        hs_add_header(g->req, "RateLimit-Policy", v);
-        snprintf(v, sizeof(v), "%s, %s", pr, cr);
-        hs_add_header(g->req, "RateLimit", v);
-    } else {
-        hs_add_header(g->req, "RateLimit-Policy", g->has_rl ? p : c);
-        hs_add_header(g->req, "RateLimit", g->has_rl ? pr : cr);
-    }
+    sb_len(&p);
+    sb_len(&l);
+    hs_add_header(g->req, "RateLimit-Policy", pol);
+    hs_add_header(g->req, "RateLimit", lim);
 }
 
 /* The access log line and the request metrics, for every answer (on any
@@ -233,6 +247,7 @@ void greq_fail_upstream(struct greq *g, const struct up_resp *r)
 
 void greq_set_rid(struct greq *g)
 {
+    struct sbuf sb;
     const char *in = hs_header(g->req, "X-Request-Id");
     size_t i, n = in ? strlen(in) : 0;
 
@@ -246,8 +261,10 @@ void greq_set_rid(struct greq *g)
             return;
         }
     }
-    snprintf(g->rid, sizeof(g->rid), "%016llx%08llx", (unsigned long long)rid_seed,
-             (unsigned long long)__atomic_add_fetch(&rid_counter, 1, __ATOMIC_RELAXED));
+    sb = sb_init(g->rid, sizeof(g->rid));
+    sb_hex(&sb, rid_seed, 16);
+    sb_hex(&sb, __atomic_add_fetch(&rid_counter, 1, __ATOMIC_RELAXED), 8);
+    sb_len(&sb);
 }
 
 /* Answer a request its reading refused. */
@@ -388,7 +405,9 @@ void greq_answer(void *arg, const struct answer *a)
         }
     }
     if (a->stored) {
-        snprintf(agebuf, sizeof(agebuf), "%lld", (long long)(age < 0 ? 0 : age));
+        struct sbuf sb = sb_init(agebuf, sizeof(agebuf));
+        sb_i64(&sb, age < 0 ? 0 : age);
+        sb_len(&sb);
         hs_add_header(g->req, "Age", agebuf);
         hs_add_header(g->req, "ETag", e->etag);
     }

@@ -180,3 +180,38 @@ size_t util_json_detail(char *buf, size_t cap, const char *text)
     buf[n++] = '}';
     return n;
 }
+
+void sb_u64(struct sbuf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = sizeof(tmp);
+
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    sb_put(b, tmp + n, sizeof(tmp) - n);
+}
+
+void sb_i64(struct sbuf *b, int64_t v)
+{
+    if (v < 0) {
+        sb_put(b, "-", 1);
+        sb_u64(b, 0 - (uint64_t)v);
+    } else {
+        sb_u64(b, (uint64_t)v);
+    }
+}
+
+void sb_hex(struct sbuf *b, uint64_t v, int min)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = sizeof(tmp);
+
+    do {
+        tmp[--n] = hex[v & 15];
+        v >>= 4;
+    } while ((v != 0 || (int)(sizeof(tmp) - n) < min) && n > 0);
+    sb_put(b, tmp + n, sizeof(tmp) - n);
+}

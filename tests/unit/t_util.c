@@ -107,6 +107,43 @@ static void json_detail(void)
     free(cut);
 }
 
+/* The sbuf appenders against snprintf: numbers at their edges, hex padding,
+ * and truncation where the buffer ends (NUL-terminated, as snprintf). */
+static void sbuf_like_printf(void)
+{
+    static const int64_t v[] = {0, 1, 9, 10, 99, 100, 999, 1000, -1, -10, 4294967295LL,
+                                4294967296LL, INT64_MAX, INT64_MIN, -999999};
+    char a[64], b[64];
+    struct sbuf sb;
+    size_t i;
+    int bad = 0;
+
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        sb = sb_init(a, sizeof(a));
+        sb_str(&sb, "x=");
+        sb_i64(&sb, v[i]);
+        sb_put(&sb, ";", 1);
+        sb_u64(&sb, (uint64_t)v[i]);
+        sb_put(&sb, ";", 1);
+        sb_hex(&sb, (uint64_t)v[i], 8);
+        sb_len(&sb);
+        snprintf(b, sizeof(b), "x=%lld;%llu;%08llx", (long long)v[i], (unsigned long long)v[i],
+                 (unsigned long long)v[i]);
+        if (strcmp(a, b) != 0 && bad++ == 0)
+            printf("#   %s against %s\n", a, b);
+    }
+    tap_ok(bad == 0, "sb_i64, sb_u64 and sb_hex write what printf writes");
+    sb = sb_init(a, 8);
+    sb_str(&sb, "0123456789");
+    sb_u64(&sb, 42);
+    tap_ok(sb_len(&sb) == 7 && strcmp(a, "0123456") == 0,
+           "what does not fit is dropped, and the string ends in a NUL");
+    sb = sb_init(a, sizeof(a));
+    sb_hex(&sb, 0x1234, 16);
+    sb_len(&sb);
+    tap_ok(strcmp(a, "0000000000001234") == 0, "sb_hex pads to 16 digits");
+}
+
 int main(void)
 {
     unsigned char key[16], msg[64], buf[65536], zero[sizeof(buf)];
@@ -205,5 +242,6 @@ int main(void)
         tap_ok(ok, "util_random64 in two other threads: draws of their own");
     }
     json_detail();
+    sbuf_like_printf();
     return tap_done();
 }
