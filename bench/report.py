@@ -132,6 +132,25 @@ for m in alog:
               "access_log = off %s req/s: ratio %.3f (target >= 0.95)%s; the file got %s lines for "
               "the %s requests wrk counted (and those still in flight at its end)." % (
                   rnd, on[0][4], off[0][4], num(on[0][4]) / num(off[0][4]), cpu, lines, nreq))
+# Over every round: the ratio of the mean rates, and of the mean CPU per
+# request (each round swaps which goes first; a noisy round weighs no more
+# than a quiet one).
+pairs = []
+for m in alog:
+    rnd = (m + ["?"])[1]
+    off = [r for r in res if r[0] == rnd and r[2] == "lcgate" and "access log" in r[1]]
+    on = [r for r in res if r[0] == rnd and r[2] == "lcgate-alog"]
+    if off and on and num(off[0][4]) and num(on[0][4]):
+        pairs.append((num(on[0][4]), num(off[0][4]), num(on[0][7]), num(off[0][7])))
+if len(pairs) > 1:
+    n = len(pairs)
+    mon, moff = sum(p[0] for p in pairs) / n, sum(p[1] for p in pairs) / n
+    cpu = ""
+    if all(p[2] and p[3] for p in pairs):
+        con, coff = sum(p[2] for p in pairs) / n, sum(p[3] for p in pairs) / n
+        cpu = "; mean CPU per request %.2f µs against %.2f µs, per core %.3f" % (con, coff, coff / con)
+    print("Access log (%d rounds): mean %.0f req/s with the file against %.0f off: ratio %.3f "
+          "(target >= 0.95)%s." % (n, mon, moff, mon / moff, cpu))
 if paging:
     print("Paging loop: one python client (keep-alive connection) follows next_page_token from page 1 to the "
           "last, sleeping the think time between pages; a new list (project_id) per run, so no run can hit "
