@@ -71,6 +71,7 @@ struct redis_conn {
                                     replaced (the rest borrowed) */
     int parked;                  /* retargeted to nowhere: no connects */
     int require_master;          /* ROLE is a handshake step */
+    int retargeting;             /* the next down is redis_conn_retarget's */
     char *channel;               /* NULL: commands */
     const struct redis_conn_cbs *cbs;
     void *arg;
@@ -137,9 +138,11 @@ static void answer(struct rc_cmd *cmd, const redisReply *reply)
 
 static void report_down(struct redis_conn *c, const char *why)
 {
-    struct redis_conn_down d = {why, c->state == RC_UP, !c->outage, c->backoff_ms};
+    struct redis_conn_down d = {why, c->state == RC_UP, !c->outage, c->backoff_ms,
+                                c->retargeting};
     struct timeval tv;
 
+    c->retargeting = 0;
     c->state = RC_DOWN;
     c->outage = 1;
     c->hb_out = 0;
@@ -621,6 +624,7 @@ int redis_conn_retarget(struct redis_conn *c, const char *host, int port)
     c->parked = h == NULL;
     c->backoff_ms = BACKOFF_MIN_MS;
     if (c->ac != NULL) {
+        c->retargeting = 1;
         drop_now(c, c->ac, "moving to another server"); /* may free c */
         return 0;
     }

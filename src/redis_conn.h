@@ -73,6 +73,7 @@ struct redis_conn_down {
     int was_up;                  /* it was up until now */
     int first;                   /* the first failure since start or up */
     unsigned retry_ms;           /* when it tries again */
+    int retargeted;              /* dropped by redis_conn_retarget */
 };
 
 struct redis_conn_cbs {

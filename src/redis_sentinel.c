@@ -2,9 +2,9 @@
  * (inflight). A round (asking) tries the sentinels in turn from the current
  * one, each at most once (tried), and ends at the first address or when
  * all failed; the next poll starts another. Moving a connection to another
- * sentinel is a redis_conn_retarget, which reports down synchronously: the
- * moving flag tells our down callbacks that this one is ours, and q_fresh
- * that q has not yet had its chance on the sentinel it was moved to.
+ * sentinel is a redis_conn_retarget, whose own down report says so
+ * (retargeted) and is not a failure; q_fresh says that q has not yet had
+ * its chance on the sentinel it was moved to.
  *
  * redis_conn's up and down callbacks must not retarget (they may run
  * inside hiredis's connect and disconnect callbacks), so they only set
@@ -52,7 +52,6 @@ struct redis_sentinel {
     int inflight;                /* a question awaits its answer */
     int q_failed;                /* the current sentinel failed: skip it */
     int q_fresh;                 /* moved, and not yet up or down there */
-    int moving;                  /* inside a retarget: its down is ours */
 
     struct redis_conn *sub;      /* +switch-master, on addrs[si] */
     size_t si;
@@ -93,14 +92,11 @@ static void set_current(struct redis_sentinel *s)
              a->host, a->port);
 }
 
-/* Move c to addrs[i]: its own down report is not a failure. */
 static void move_conn(struct redis_sentinel *s, struct redis_conn *c, size_t i)
 {
-    s->moving = 1;
     if (redis_conn_retarget(c, s->addrs[i].host, s->addrs[i].port) != 0)
         log_warn("redis: cannot move to sentinel %s:%d (out of memory)", s->addrs[i].host,
                  s->addrs[i].port);
-    s->moving = 0;
 }
 
 /* Skip the current sentinel for the next, unless all had their turn. */
@@ -204,7 +200,7 @@ static void q_down(void *arg, const struct redis_conn_down *d)
 {
     struct redis_sentinel *s = sentinel_of(arg);
 
-    if (s->moving)
+    if (d->retargeted)
         return;
     log_debug("redis: sentinel %s: %s", s->current, d->why);
     s->q_fresh = 0;
@@ -226,7 +222,7 @@ static void sub_down(void *arg, const struct redis_conn_down *d)
 {
     struct redis_sentinel *s = sentinel_of(arg);
 
-    if (s->moving)
+    if (d->retargeted)
         return;
     log_debug("redis: %s subscription at sentinel %s:%d: %s", SWITCH_CHANNEL,
               s->addrs[s->si].host, s->addrs[s->si].port, d->why);
