@@ -1,5 +1,6 @@
 #include "sentinel_parse.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* In brackets an IPv6 address, with a zone after '%' ("fe80::1%eth0"). */
@@ -14,17 +15,15 @@ static int host_char(int ch, int bracketed)
 /* A decimal port from 1 to 65535 spanning exactly p[0..n). */
 static int parse_port(const char *p, size_t n, int *port)
 {
-    long v = 0;
-    size_t i;
+    char buf[6], *end;
+    long v;
 
-    if (n == 0 || n > 5)
+    if (n == 0 || n >= sizeof(buf) || p[0] < '0' || p[0] > '9')
         return -1;
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (v < 1 || v > 65535)
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    v = strtol(buf, &end, 10);
+    if (*end != '\0' || v < 1 || v > 65535)
         return -1;
     *port = (int)v;
     return 0;
