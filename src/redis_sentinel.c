@@ -202,7 +202,11 @@ static void q_down(void *arg, const struct redis_conn_down *d)
 
     if (d->retargeted)
         return;
-    log_debug("redis: sentinel %s: %s", s->current, d->why);
+    if (s->asking && ratelog_take(&s->rl_ask))
+        log_warn("redis: sentinel %s did not answer (%s); asking the next%s", s->current,
+                 d->why, s->rl_ask.more);
+    else
+        log_debug("redis: sentinel %s: %s", s->current, d->why);
     s->q_fresh = 0;
     if (s->asking)
         s->q_failed = 1;

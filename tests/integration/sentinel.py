@@ -8,7 +8,8 @@ load.
   sentinel_password.
 - Both instances come up on the primary the sentinels name (redis_url's
   host and port are a dead address: they are not used), /readyz names it,
-  and the log says so.
+  and the log says so. The second instance's first sentinel accepts
+  connections and never answers: it is skipped.
 - The primary is SIGKILLed while client threads make list requests on both
   instances (hits, misses, a write now and then): 0 client 5xx or
   failures, and each instance's /readyz names the new primary (and is ok)
@@ -17,9 +18,8 @@ load.
   other's list, a miss on one is a hit on the other. Each log has the one
   info line of the change.
 """
-import json
 import os
-import re
+import socket
 import subprocess
 import sys
 import threading
@@ -83,11 +83,17 @@ ha = sn.Cluster(env, master=MASTER)
 first = ha.primary()
 tap.diag("primary %s:%d, sentinels %s" % (first + (", ".join(ha.sentinels),)))
 dead = t.free_port()   # redis_url's host and port: nothing listens there
-cache = {"store": "redis", "redis_url": "redis://127.0.0.1:%d/0" % dead,
-         "sentinels": ", ".join(ha.sentinels), "sentinel_master": MASTER,
-         "redis_timeout": "200ms"}
-gates = [c.start_gate(tap, env, c.gate_conf(mock, cache=cache), name="lcgate-%s" % n)
-         for n in "ab"]
+# A sentinel that accepts connections (the kernel's backlog) and never answers.
+silent = socket.socket()
+silent.bind(("127.0.0.1", 0))
+silent.listen(16)
+silent_addr = "127.0.0.1:%d" % silent.getsockname()[1]
+gates = []
+for n, sentinels in (("a", ha.sentinels), ("b", [silent_addr] + ha.sentinels)):
+    cache = {"store": "redis", "redis_url": "redis://127.0.0.1:%d/0" % dead,
+             "sentinels": ", ".join(sentinels), "sentinel_master": MASTER,
+             "redis_timeout": "200ms"}
+    gates.append(c.start_gate(tap, env, c.gate_conf(mock, cache=cache), name="lcgate-" + n))
 if None in gates:
     tap.done(env)
 a, b = gates
@@ -112,6 +118,9 @@ tap.ok(ok, "both instances are up on the primary the sentinels name, and /readyz
 line = "redis: primary %s is now 127.0.0.1:%d (was none)" % (MASTER, first[1])
 tap.ok(all(line in g.log() for g in gates), "each log says: " + line,
        [g.log()[-1500:] for g in gates])
+tap.ok("redis: sentinel %s did not answer (" % silent_addr in b.log(),
+       "a sentinel that does not answer is skipped for the next, and the log says so",
+       b.log()[-1500:])
 r1 = c.get(a.port, V1 + "?limit=31")
 r2 = c.get(b.port, V1 + "?limit=31")
 tap.ok(c.xc(r1) == "MISS" and c.xc(r2) == "HIT",
