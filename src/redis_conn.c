@@ -292,8 +292,8 @@ static int send_subscribe(struct redis_conn *c)
 }
 
 /* AUTH [user] password when there is a password, ROLE when a master is
- * required, then SELECT and PING, or SUBSCRIBE, pipelined. No deadline per step: the connect deadline covers
- * them all. */
+ * required, then SELECT and PING, or SUBSCRIBE, pipelined. No deadline per
+ * step: the connect deadline covers them all. */
 static int send_handshake(struct redis_conn *c)
 {
     const struct redis_url *u = c->url;
