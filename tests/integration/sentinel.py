@@ -17,9 +17,14 @@ load.
 - After it, the instances share again: a write through one invalidates the
   other's list, a miss on one is a hit on the other. Each log has the one
   info line of the change.
+- Against a fake sentinel that never publishes +switch-master (a lost
+  message): the poll alone moves an instance within 2 s, the sentinel
+  password is sent, and a primary the sentinel names that is a replica is
+  never used (ROLE).
 """
 import os
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -77,8 +82,109 @@ tap.ok(p.returncode == 0 and "s3cret" not in p.stdout + p.stderr and
        "-T prints the sentinels and the master, and never the sentinel password",
        p.stdout + p.stderr)
 
-# --- two instances through the sentinels --------------------------------------------
+def readyz(g):
+    return t.request(g.admin, "GET", "/readyz", timeout=2).json()
+
+
+def names(g, port):
+    r = readyz(g)
+    return r.get("redis_primary") == "127.0.0.1:%d" % port and r.get("store_state") == "ok"
+
+
+# --- a fake sentinel: answers, never publishes ---------------------------------------
+class FakeSentinel(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.primary = None          # (host, port) it names
+        self.auths = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def bulk(x):
+    x = str(x).encode()
+    return b"$%d\r\n%s\r\n" % (len(x), x)
+
+
+class FakeHandler(socketserver.StreamRequestHandler):
+    def command(self):
+        head = self.rfile.readline()
+        if not head.startswith(b"*"):
+            return None
+        args = []
+        for _ in range(int(head[1:])):
+            n = int(self.rfile.readline()[1:])
+            args.append(self.rfile.read(n + 2)[:-2].decode())
+        return args
+
+    def handle(self):
+        while True:
+            args = self.command()
+            if not args:
+                return
+            verb = args[0].upper()
+            if verb == "AUTH":
+                self.server.auths.append(args[-1])
+                out = b"+OK\r\n"
+            elif verb == "PING":
+                out = b"+PONG\r\n"
+            elif verb == "SUBSCRIBE":
+                out = b"*3\r\n" + bulk("subscribe") + bulk(args[1]) + b":1\r\n"
+            elif verb == "SENTINEL" and args[2] == MASTER and self.server.primary:
+                out = b"*2\r\n" + bulk(self.server.primary[0]) + bulk(self.server.primary[1])
+            elif verb == "SENTINEL":
+                out = b"*-1\r\n"
+            else:
+                out = b"-ERR unknown command\r\n"
+            self.wfile.write(out)
+
+
 mock = env.mock()
+fake = FakeSentinel()
+r1 = env.redis()
+r2 = env.redis()
+replica = env.redis(["--replicaof", "127.0.0.1", str(r1.port)])
+fake.primary = ("127.0.0.1", replica.port)
+cache = {"store": "redis", "redis_url": "redis://127.0.0.1:%d/0" % t.free_port(),
+         "sentinels": "127.0.0.1:%d" % fake.server_address[1], "sentinel_master": MASTER,
+         "sentinel_password": "s3cret-sentinel", "redis_timeout": "200ms"}
+g = env.lcgate(c.gate_conf(mock, cache=cache), env={"LLAMA_CLOUD_API_KEY": t.KEY_A},
+               name="lcgate-fake", wait=False)
+try:
+    t.wait_for(lambda: "ROLE says slave, not master" in g.log(), 10, "the ROLE refusal")
+    ok = True
+except TimeoutError:
+    ok = False
+ready = readyz(g)
+tap.ok(ok and ready.get("store_state") != "ok" and
+       ready.get("redis_primary") == "127.0.0.1:%d" % replica.port,
+       "a replica named as the primary is never used: ROLE says slave", [ready, g.log()[-1500:]])
+tap.ok(fake.auths and set(fake.auths) == {"s3cret-sentinel"},
+       "the sentinel password is sent to the sentinel (AUTH)", fake.auths)
+tap.ok("s3cret-sentinel" not in g.log(), "and never logged")
+for target in (r1, r2):
+    fake.primary = ("127.0.0.1", target.port)
+    t0 = time.monotonic()
+    try:
+        t.wait_for(lambda: names(g, target.port), 5, "the move")
+        took = time.monotonic() - t0
+    except TimeoutError:
+        took = None
+    tap.ok(took is not None and took < 2.0,
+           "no +switch-master: the poll alone moves it to 127.0.0.1:%d (%s s)"
+           % (target.port, "%.2f" % took if took is not None else "never"), g.log()[-1500:])
+r = c.get(g.port, V1 + "?limit=35")
+r = c.get(g.port, V1 + "?limit=35")
+tap.ok(c.xc(r) == "HIT" and int(sn.value(r2.port, "DBSIZE")) > 0,
+       "and it caches on the primary it moved to", r)
+g.stop()
+for p in (r1, r2, replica):
+    env.stop(p)
+fake.shutdown()
+
+# --- two instances through the sentinels --------------------------------------------
 ha = sn.Cluster(env, master=MASTER)
 first = ha.primary()
 tap.diag("primary %s:%d, sentinels %s" % (first + (", ".join(ha.sentinels),)))
@@ -97,15 +203,6 @@ for n, sentinels in (("a", ha.sentinels), ("b", [silent_addr] + ha.sentinels)):
 if None in gates:
     tap.done(env)
 a, b = gates
-
-
-def readyz(g):
-    return t.request(g.admin, "GET", "/readyz", timeout=2).json()
-
-
-def names(g, port):
-    r = readyz(g)
-    return r.get("redis_primary") == "127.0.0.1:%d" % port and r.get("store_state") == "ok"
 
 
 try:
