@@ -405,11 +405,27 @@ static int admin_refuse(struct gw *gw, struct hs_req *req)
     return 0;
 }
 
+/* /readyz's "redis_primary" member, when the store has a server to name:
+ * ',"redis_primary":"host:port"' (null while there is none), else "". */
+static void primary_member(struct store *st, char *buf, size_t len)
+{
+    const char *p = st->ops->primary ? st->ops->primary(st) : NULL;
+    size_t i;
+
+    buf[0] = '\0';
+    if (st->ops->primary == NULL)
+        return;
+    for (i = 0; p != NULL && p[i] != '\0'; i++)
+        if (p[i] == '"' || p[i] == '\\' || (unsigned char)p[i] < 0x20)
+            p = NULL;            /* a socket path JSON would need escaped */
+    snprintf(buf, len, p ? ",\"redis_primary\":\"%s\"" : ",\"redis_primary\":null", p);
+}
+
 static void on_admin(struct hs_req *req, void *arg)
 {
     struct gw *gw = arg;
     const char *path = req->path;
-    char body[512];
+    char body[768];
 
     if (admin_refuse(gw, req))
         return;
@@ -417,19 +433,20 @@ static void on_admin(struct hs_req *req, void *arg)
         reply(req, 200, "{\"status\":\"ok\"}");
     } else if (path && strcmp(path, "/readyz") == 0) {
         const char *st = gw->store->ops->state(gw->store);
-        char up[64];
+        char up[64], primary[320];
         if (gw->last_upstream_status == 0)
             snprintf(up, sizeof(up), "null");
         else if (gw->last_upstream_status < 0)
             snprintf(up, sizeof(up), "\"%s\"", gw->last_upstream_status == -2 ? "timeout" : "error");
         else
             snprintf(up, sizeof(up), "%ld", gw->last_upstream_status);
+        primary_member(gw->store, primary, sizeof(primary));
         snprintf(body, sizeof(body),
-                 "{\"status\":\"%s\",\"store\":\"%s\",\"store_state\":\"%s\","
+                 "{\"status\":\"%s\",\"store\":\"%s\",\"store_state\":\"%s\"%s,"
                  "\"upstream_last_status\":%s,\"upstream_last_age_s\":%lld,"
                  "\"requests_in_flight\":%zu}",
                  gw->draining ? "draining" : strcmp(st, "ok") ? "degraded" : "ready",
-                 gw->store->ops->name, st, up,
+                 gw->store->ops->name, st, primary, up,
                  gw->last_upstream_ms ? (long long)((wall_ms() - gw->last_upstream_ms) / 1000) : -1LL,
                  gw->ninflight);
         reply(req, gw->draining ? 503 : 200, body);

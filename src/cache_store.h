@@ -110,6 +110,9 @@ struct store_ops {
     void (*usage)(struct store *s, size_t *entries, size_t *bytes);
     /* Short state for logs and /readyz: "ok", "connecting", "down". */
     const char *(*state)(struct store *s);
+    /* The server in use ("host:port", a socket's path), for /readyz; NULL
+     * while there is none (Sentinel has named none yet). NULL: no server. */
+    const char *(*primary)(struct store *s);
     /* Pending get callbacks fire once with STORE_ERROR, synchronously,
      * and pending lease callbacks with -1, before free returns. */
     void (*free)(struct store *s);
@@ -148,5 +151,13 @@ size_t store_memory_gens(struct store *s);
  * an unreachable server is not an error (it reconnects with backoff). */
 struct store *store_redis_new(struct event_base *base, const char *url,
                               unsigned timeout_ms, char *err, size_t errlen);
+/* The same, the primary found and followed through Redis Sentinel
+ * (redis_sentinel.h): url's host and port are not used, its password and
+ * database are. */
+struct redis_sentinel_conf;
+struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
+                                       unsigned timeout_ms,
+                                       const struct redis_sentinel_conf *sc, char *err,
+                                       size_t errlen);
 
 #endif

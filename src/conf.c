@@ -366,6 +366,24 @@ static int check_clients(struct loader *l)
     return 0;
 }
 
+/* sentinels and sentinel_master go together (sentinel_password with
+ * them), and take the password and database of a redis:// redis_url. */
+static int check_sentinels(struct loader *l)
+{
+    int sl = line_of(l, "cache", "sentinels"), ml = line_of(l, "cache", "sentinel_master");
+    int pl = line_of(l, "cache", "sentinel_password");
+
+    if (sl != 0 && ml == 0)
+        return fail_at(l, sl, "sentinels needs sentinel_master (the name they monitor)");
+    if (sl == 0 && (ml != 0 || pl != 0))
+        return fail_at(l, ml ? ml : pl, "%s needs sentinels",
+                       ml ? "sentinel_master" : "sentinel_password");
+    if (sl != 0 && strncmp(l->c->redis_url, "unix:", 5) == 0)
+        return fail_at(l, sl, "sentinels needs a redis:// redis_url (its password and "
+                       "database are used, its host and port are not)");
+    return 0;
+}
+
 /* The checks across keys, and what follows from which keys were set. */
 static int check_across(struct loader *l)
 {
@@ -387,6 +405,8 @@ static int check_across(struct loader *l)
     if (c->max_inflight_bytes < c->max_body)
         return fail_at(l, line_of(l, "server", "max_inflight_bytes"),
                        "max_inflight_bytes must be at least max_body");
+    if (check_sentinels(l) != 0)
+        return -1;
     return check_clients(l);
 }
 

@@ -77,6 +77,9 @@ struct conf {
     enum store_kind store;
     char *redis_url;
     uint64_t redis_timeout_ms;
+    struct strlist sentinels;    /* host:port each; none: redis_url's host */
+    char *sentinel_master;       /* the name the sentinels monitor */
+    char *sentinel_password;     /* the sentinels' AUTH; a secret */
     uint64_t ttl_ms;
     uint64_t stale_while_revalidate_ms;
     uint64_t stale_if_error_ms;

@@ -75,8 +75,12 @@ static void dump_key(FILE *out, const struct conf *c, const struct conf_key *k)
     if (getenv(var))
         fprintf(out, "; from %s\n", var);
     switch (k->type) {
-    case CT_PATH: case CT_ADDR: case CT_URL: case CT_LEVEL: case CT_PROXY:
+    case CT_PATH: case CT_ADDR: case CT_URL: case CT_LEVEL: case CT_PROXY: case CT_STRING:
         s = *(char *const *)p;
+        if (k->off == offsetof(struct conf, sentinel_password)) {
+            fprintf(out, "; %s = (%s)\n", k->name, s ? "set, not shown" : "unset");
+            return;
+        }
         if (s == NULL) {
             fprintf(out, "; %s = (unset)\n", k->name);
             return;

@@ -7,6 +7,7 @@
 
 #include "conf.h"
 #include "request_read.h"
+#include "sentinel_parse.h"
 
 /* A row of conf_keys: section, name, type, default (NULL: unset), the
  * struct conf field, RELOAD or RESTART; then min, max (0: none), the
@@ -24,6 +25,28 @@
 #define UPSTREAM_ZERO "upstream timeouts must be more than 0"
 #define L1_BOUND "l1_ttl must be at most 1m (it bounds how long another instance's write " \
                  "may go unseen if its event is lost)"
+
+/* sentinels: a list whose every name is a host:port. */
+static int parse_sentinels(void *obj, const char *v)
+{
+    struct conf *c = obj;
+    struct strlist list = {NULL, 0};
+    char host[SENTINEL_HOST_MAX + 1];
+    size_t i;
+    int port;
+
+    if (conf_parse_list(v, &list) != 0)
+        return -1;
+    for (i = 0; i < list.n; i++) {
+        if (sentinel_parse_addr(list.v[i], strlen(list.v[i]), host, &port) != 0) {
+            conf_value_free(CT_LIST, &list);
+            return -1;
+        }
+    }
+    conf_value_free(CT_LIST, &c->sentinels);
+    c->sentinels = list;
+    return 0;
+}
 
 const struct conf_key conf_keys[] = {
     KEY("server", "listen", CT_ADDR, "127.0.0.1:8080", listen, RESTART,
@@ -84,6 +107,14 @@ const struct conf_key conf_keys[] = {
         0, 0, NULL, "the Redis server of store = redis"),
     KEY("cache", "redis_timeout", CT_DURATION, "250ms", redis_timeout_ms, RESTART,
         1, 0, NULL, "the deadline of every Redis command"),
+    {.section = "cache", .name = "sentinels", .type = CT_LIST, .flags = RESTART,
+     .off = offsetof(struct conf, sentinels), .parse = parse_sentinels,
+     .bad_msg = "sentinels must be host:port addresses separated by commas",
+     .doc = "Redis Sentinel addresses: the primary is found and followed through failovers"},
+    KEY("cache", "sentinel_master", CT_STRING, NULL, sentinel_master, RESTART,
+        0, 0, NULL, "the master name the sentinels monitor; with sentinels, and needed by them"),
+    KEY("cache", "sentinel_password", CT_STRING, NULL, sentinel_password, RESTART,
+        0, 0, NULL, "the sentinels' own password (AUTH), when they require one"),
     KEY("cache", "ttl", CT_DURATION, "30s", ttl_ms, RELOAD,
         1, 0, NULL, "how long a stored list answer is fresh"),
     KEY("cache", "stale_while_revalidate", CT_DURATION, "30s", stale_while_revalidate_ms, RELOAD,
@@ -282,7 +313,7 @@ static void check_rows(const struct conf_key *rows, size_t n, int repeating)
         assert(k->section && k->name && k->doc);
         assert(numeric || (k->min == 0 && k->max == 0));
         assert(k->max == 0 || k->min <= k->max);
-        assert(repeating || (k->has_off == 0 && k->parse == NULL));
+        assert(repeating || k->has_off == 0);
         assert(!repeating || (k->def == NULL && k->flags == 0));
         for (j = 0; j < i; j++)
             assert(strcmp(rows[j].section, k->section) != 0 ||

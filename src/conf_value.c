@@ -330,6 +330,7 @@ static const struct ctype {
     {CT_RATE, "rate", "a rate such as 20/s, 600/min or 1000/h", NULL, parse_rate, 0},
     {CT_COUNT, "count", "a whole number from 1 to 1000000000", NULL, parse_count, 0},
     {CT_BOOL, "boolean", "on or off", NULL, parse_bool, 0},
+    {CT_STRING, "string", "a value", valid_path, NULL, 1},
 };
 
 static const struct ctype *ctype(enum conf_type t)

@@ -41,6 +41,7 @@ enum conf_type {
     CT_RATE,        /* struct rate */
     CT_COUNT,       /* unsigned, 1 to 1000000000 */
     CT_BOOL,        /* int, 0 or 1 */
+    CT_STRING,      /* char *: any non-empty string (a name, a password) */
 };
 
 /* Parse v into the field at p: 0, or -1 on a malformed value (p is then

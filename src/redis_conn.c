@@ -43,11 +43,11 @@
 #define BACKOFF_MAX_MS 5000
 
 /* The handshake's steps; STEP_NONE is the owner's command. */
-enum step { STEP_NONE, STEP_AUTH, STEP_SELECT, STEP_PING, STEP_SUBSCRIBE };
+enum step { STEP_NONE, STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_PING, STEP_SUBSCRIBE };
 
 static const char *const step_name[] = {
     [STEP_NONE] = "", [STEP_AUTH] = "AUTH", [STEP_SELECT] = "SELECT",
-    [STEP_PING] = "PING", [STEP_SUBSCRIBE] = "SUBSCRIBE",
+    [STEP_ROLE] = "ROLE", [STEP_PING] = "PING", [STEP_SUBSCRIBE] = "SUBSCRIBE",
 };
 
 struct rc_cmd {
@@ -66,7 +66,12 @@ struct rc_cmd {
 struct redis_conn {
     uint32_t magic;
     struct event_base *evb;
-    const struct redis_url *url;
+    const struct redis_url *url; /* the owner's, or &moved */
+    struct redis_url moved;      /* retargeted: the owner's with host and port
+                                    replaced (the rest borrowed) */
+    int parked;                  /* retargeted to nowhere: no connects */
+    int require_master;          /* ROLE is a handshake step */
+    int retargeting;             /* the next down is redis_conn_retarget's */
     char *channel;               /* NULL: commands */
     const struct redis_conn_cbs *cbs;
     void *arg;
@@ -133,9 +138,11 @@ static void answer(struct rc_cmd *cmd, const redisReply *reply)
 
 static void report_down(struct redis_conn *c, const char *why)
 {
-    struct redis_conn_down d = {why, c->state == RC_UP, !c->outage, c->backoff_ms};
+    struct redis_conn_down d = {why, c->state == RC_UP, !c->outage, c->backoff_ms,
+                                c->retargeting};
     struct timeval tv;
 
+    c->retargeting = 0;
     c->state = RC_DOWN;
     c->outage = 1;
     c->hb_out = 0;
@@ -284,9 +291,9 @@ static int send_subscribe(struct redis_conn *c)
                                                                                         : -1;
 }
 
-/* AUTH [user] password when there is a password, then SELECT and PING, or
- * SUBSCRIBE, pipelined. No deadline per step: the connect deadline covers
- * them all. */
+/* AUTH [user] password when there is a password, ROLE when a master is
+ * required, then SELECT and PING, or SUBSCRIBE, pipelined. No deadline per
+ * step: the connect deadline covers them all. */
 static int send_handshake(struct redis_conn *c)
 {
     const struct redis_url *u = c->url;
@@ -303,6 +310,11 @@ static int send_handshake(struct redis_conn *c)
         for (i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
         if (cmd_send(c, c->ac, STEP_AUTH, argc, argv, lens, NULL) == NULL)
+            return -1;
+    }
+    if (c->require_master) {
+        argv[0] = "ROLE", lens[0] = 4;
+        if (cmd_send(c, c->ac, STEP_ROLE, 1, argv, lens, NULL) == NULL)
             return -1;
     }
     if (c->channel != NULL)
@@ -385,14 +397,34 @@ static void connect_start(struct redis_conn *c)
     evtimer_add(c->ev, &c->timeout_tv);
 }
 
+/* ROLE's answer: NULL when the server is a master, else what it is. */
+static const char *role_wrong(const redisReply *reply)
+{
+    const redisReply *role;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
+        (role = reply->element[0])->type != REDIS_REPLY_STRING)
+        return reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+    return strcmp(role->str, "master") == 0 ? NULL : role->str;
+}
+
 /* A handshake step's answer: +OK, or +PONG for the PING. */
 static void step_done(struct redis_conn *c, redisAsyncContext *ac, enum step step,
                       const redisReply *reply)
 {
+    const char *role;
     char why[200];
 
     if (ac != c->ac || reply == NULL)
         return;                  /* an old context, or already lost */
+    if (step == STEP_ROLE) {
+        if ((role = role_wrong(reply)) == NULL)
+            return;
+        snprintf(why, sizeof(why), "ROLE says %s, not master",
+                 redis_url_safe_msg(c->url, role));
+        drop_later(c, why);
+        return;
+    }
     if (reply->type == REDIS_REPLY_STATUS &&
         strcmp(reply->str, step == STEP_PING ? "PONG" : "OK") == 0) {
         if (step == STEP_PING)
@@ -480,7 +512,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     char why[96];
 
     if (c->ac == NULL) {
-        connect_start(c);
+        if (!c->parked)
+            connect_start(c);
     } else if (c->state != RC_UP) {
         snprintf(why, sizeof(why),
                  c->channel ? "no subscription within %u ms of connecting"
@@ -560,8 +593,45 @@ void redis_conn_free(struct redis_conn *c)
         redisAsyncFree(c->ac);   /* deferred by hiredis inside its callback */
     }
     free(c->channel);
+    free(c->moved.host);
     c->magic = 0;
     free(c);
+}
+
+void redis_conn_require_master(struct redis_conn *c)
+{
+    conn_of(c)->require_master = 1;
+}
+
+int redis_conn_retarget(struct redis_conn *c, const char *host, int port)
+{
+    struct timeval now = {0, 0};
+    char *h = NULL;
+
+    conn_of(c);
+    assert(!c->reporting && !c->closing);
+    if (host != NULL && (h = strdup(host)) == NULL)
+        return -1;
+    if (c->url != &c->moved) {
+        c->moved = *c->url;      /* borrows all but the host */
+        c->moved.host = NULL;
+        c->url = &c->moved;
+    }
+    free(c->moved.host);
+    c->moved.host = h;
+    c->moved.port = port;
+    c->moved.path = NULL;
+    c->parked = h == NULL;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    if (c->ac != NULL) {
+        c->retargeting = 1;
+        drop_now(c, c->ac, "moving to another server"); /* may free c */
+        return 0;
+    }
+    evtimer_del(c->ev);
+    if (!c->parked)
+        evtimer_add(c->ev, &now);
+    return 0;
 }
 
 enum redis_conn_state redis_conn_state(const struct redis_conn *c)

@@ -34,8 +34,14 @@
  * Messages do not count as the heartbeat's answer.
  *
  * The transport (how the bytes get to the server) is this module's alone:
- * today TCP or a unix socket, as the URL says. TLS or Sentinel would go in
- * here (and in redis_url), never in the store.
+ * today TCP or a unix socket, as the URL says. TLS would go in here (and in
+ * redis_url), never in the store.
+ *
+ * Sentinel (redis_sentinel.h) needs two things of a connection: to be moved
+ * to another server (retarget: the URL's host and port replaced, its
+ * credentials and database kept), and, on the primary it was told of, a
+ * ROLE step in the handshake, so that a server that is no longer the
+ * master (a stale answer, a demoted primary) never counts as up.
  *
  * Callbacks. Each command sent answers exactly once: with the reply, or with
  * NULL when the connection is lost, dropped (its deadline, another's) or
@@ -67,6 +73,7 @@ struct redis_conn_down {
     int was_up;                  /* it was up until now */
     int first;                   /* the first failure since start or up */
     unsigned retry_ms;           /* when it tries again */
+    int retargeted;              /* dropped by redis_conn_retarget */
 };
 
 struct redis_conn_cbs {
@@ -88,6 +95,19 @@ typedef void (*redis_conn_reply_cb)(void *arg, const redisReply *reply);
 struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_url *url,
                                   unsigned timeout_ms, const char *channel,
                                   const struct redis_conn_cbs *cbs, void *arg);
+
+/* ROLE must say master before the connection is up (a step between AUTH
+ * and SELECT, or SUBSCRIBE). Call it before the loop runs. */
+void redis_conn_require_master(struct redis_conn *c);
+
+/* Connect to host:port from now on (NULL: nowhere, until retargeted again)
+ * instead of the URL's host and port, or the last retarget's. The current
+ * connection, if any, is dropped: down is reported and every command in
+ * flight answers NULL before this returns (an answer may free c: do not
+ * touch c after). The next connect is made within the backoff's minimum,
+ * whatever the backoff had reached. Not from inside up or down. 0, or -1
+ * when out of memory (nothing changed). */
+int redis_conn_retarget(struct redis_conn *c, const char *host, int port);
 
 /* Every command in flight answers NULL, before this returns. */
 void redis_conn_free(struct redis_conn *c);

@@ -42,6 +42,15 @@
  * (NULL, 0) once for that outage. That call is made from a zero-delay
  * event, on a clean stack, so it may free the store or (un)subscribe.
  *
+ * Sentinel (store_redis_sentinel_new). The two connections start with no
+ * address; redis_sentinel.h names the primary, and each names after a
+ * failover: both connections are moved there (redis_conn_retarget), and
+ * each must find ROLE master before it is up. Meanwhile, and while they
+ * move, the store is down as above: requests are answered as misses. The
+ * subscription's move is a loss like any other (the (NULL, 0) call, a new
+ * events_epoch), so the L1 is dropped. When the command connection goes
+ * down the sentinels are asked at once, not at their next poll.
+ *
  * The caller's callbacks run only from reply callbacks, from store free,
  * from the operation itself (an answer given at once), and from note_ev; in
  * each, freeing the store and subscribe(NULL) are safe. */
@@ -63,7 +72,9 @@
 #include "redis_conn.h"
 #include "redis_gcra.h"
 #include "redis_purge.h"
+#include "redis_sentinel.h"
 #include "redis_url.h"
+#include "sentinel_parse.h"
 #include "store_keys.h"
 #include "util.h"
 
@@ -73,6 +84,7 @@
 #define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
 #define MAX_KEEP_MS (UINT64_C(100) * 365 * 24 * 3600 * 1000)
 #define TOKEN_CAP 64
+#define ADDR_CAP (SENTINEL_HOST_MAX + 16) /* "[host]:port" */
 
 enum cmd_kind { K_GET, K_SET, K_GENSET, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH };
 
@@ -124,7 +136,13 @@ struct rstore {
     struct store base;           /* first: callers hold a struct store * */
     uint32_t magic;
     struct event_base *evb;
-    struct redis_url url;        /* where, and the credentials */
+    struct redis_url url;        /* where (unless Sentinel), the credentials */
+    struct redis_sentinel *sentinel; /* NULL: redis_url's host */
+    char *master;                /* Sentinel's name of the primary */
+    char primary_host[SENTINEL_HOST_MAX + 1];
+    int primary_port;            /* Sentinel's primary; 0: none named yet */
+    char primary[ADDR_CAP];      /* the server in use, "" none yet */
+    char where[ADDR_CAP + 64];   /* the same for logs: url.where, or a URL */
     unsigned timeout_ms;
     char token[TOKEN_CAP];       /* the value of our leases */
     int closing;
@@ -174,23 +192,29 @@ static void conn_up_cb(void *arg, int again)
 
     s->n.connects++;
     if (again)
-        log_info("redis: back up at %s; caching through Redis again", s->url.where);
+        log_info("redis: back up at %s; caching through Redis again", s->where);
     else
-        log_info("redis: connected to %s", s->url.where);
+        log_info("redis: connected to %s", s->where);
 }
 
 static void conn_down_cb(void *arg, const struct redis_conn_down *d)
 {
     struct rstore *s = rstore_of(arg);
 
+    if (d->retargeted) {
+        log_debug("redis: left %s for the new primary", s->where);
+        return;
+    }
+    if (s->sentinel != NULL)
+        redis_sentinel_ask(s->sentinel);
     if (!d->first) {
         log_debug("redis: reconnect to %s failed (%s), next try in %u ms",
-                  s->url.where, d->why, d->retry_ms);
+                  s->where, d->why, d->retry_ms);
         return;
     }
     s->n.disconnects++;
     log_warn("redis: down (%s: %s), retrying in the background; "
-             "requests are served from upstream", s->url.where, d->why);
+             "requests are served from upstream", s->where, d->why);
 }
 
 static void sub_up_cb(void *arg, int again)
@@ -198,7 +222,7 @@ static void sub_up_cb(void *arg, int again)
     struct rstore *s = rstore_of(arg);
 
     s->n.sub_connects++;
-    log_info("redis: subscribed to %s events at %s", STORE_EVENTS_CHANNEL, s->url.where);
+    log_info("redis: subscribed to %s events at %s", STORE_EVENTS_CHANNEL, s->where);
 }
 
 /* Tell the caller once per outage (from note_ev). */
@@ -206,16 +230,19 @@ static void sub_down_cb(void *arg, const struct redis_conn_down *d)
 {
     struct rstore *s = rstore_of(arg);
 
-    if (d->was_up) {
+    if (d->retargeted) {
+        s->n.sub_losses++;
+        log_debug("redis: event subscription moves to the new primary");
+    } else if (d->was_up) {
         s->n.sub_losses++;
         log_warn("redis: event subscription lost (%s: %s); reconnecting, "
-                 "events may be missed meanwhile", s->url.where, d->why);
+                 "events may be missed meanwhile", s->where, d->why);
     } else if (d->first && ratelog_take(&s->rl_sub)) {
         log_warn("redis: event subscription to %s failed (%s); retrying "
-                 "in the background%s", s->url.where, d->why, s->rl_sub.more);
+                 "in the background%s", s->where, d->why, s->rl_sub.more);
     } else {
         log_debug("redis: event subscription to %s failed (%s), next try "
-                  "in %u ms", s->url.where, d->why, d->retry_ms);
+                  "in %u ms", s->where, d->why, d->retry_ms);
     }
     if (d->first && s->sub_cb != NULL)
         event_active(s->note_ev, EV_TIMEOUT, 1);
@@ -437,6 +464,65 @@ static void on_reply(void *arg, const redisReply *reply)
     cmd_free(c);
 }
 
+/* ---- Sentinel ---- */
+
+/* A connection of the store under Sentinel: at the primary (none named
+ * yet: nowhere), and up only on a master. */
+static int follow_primary(struct rstore *s, struct redis_conn *c)
+{
+    redis_conn_require_master(c);
+    return redis_conn_retarget(c, s->primary_port ? s->primary_host : NULL, s->primary_port);
+}
+
+static void set_where(struct rstore *s)
+{
+    if (s->primary_port == 0)
+        snprintf(s->where, sizeof(s->where), "the primary of %s (not named yet)", s->master);
+    else
+        snprintf(s->where, sizeof(s->where), "redis://%s/%ld", s->primary, s->url.db);
+}
+
+/* Sentinel named a new primary: both connections move there. */
+static void on_primary(void *arg, const char *host, int port)
+{
+    struct rstore *s = rstore_of(arg);
+    char was[ADDR_CAP];
+
+    snprintf(was, sizeof(was), "%s", s->primary_port ? s->primary : "none");
+    snprintf(s->primary_host, sizeof(s->primary_host), "%s", host);
+    s->primary_port = port;
+    snprintf(s->primary, sizeof(s->primary), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+             port);
+    set_where(s);
+    log_info("redis: primary %s is now %s (was %s)", s->master, s->primary, was);
+    if (s->sub != NULL && redis_conn_retarget(s->sub, host, port) != 0)
+        log_warn("redis: cannot move the event subscription (out of memory)");
+    /* last use of s: the commands in flight are answered NULL (misses) */
+    if (redis_conn_retarget(s->conn, host, port) != 0)
+        log_warn("redis: cannot move to the new primary (out of memory)");
+}
+
+static int sentinel_start(struct rstore *s, const struct redis_sentinel_conf *sc, char *err,
+                          size_t errlen)
+{
+    if (s->url.host == NULL) {
+        snprintf(err, errlen, "sentinels: redis_url must be redis:// (its password and "
+                 "database are used)");
+        return -1;
+    }
+    if ((s->master = strdup(sc->master)) == NULL) {
+        snprintf(err, errlen, "redis: out of memory");
+        return -1;
+    }
+    set_where(s);
+    if (follow_primary(s, s->conn) != 0) {
+        snprintf(err, errlen, "redis: out of memory");
+        return -1;
+    }
+    s->sentinel = redis_sentinel_new(s->evb, sc, s->timeout_ms, on_primary, s, err, errlen);
+    return s->sentinel != NULL ? 0 : -1;
+}
+
 /* ---- subscribe ---- */
 
 /* Close the subscribed connection; no callback of the caller runs. */
@@ -469,8 +555,12 @@ static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
     if (s->sub != NULL)
         return;                  /* the same connection, a new callback */
     s->sub = redis_conn_new(s->evb, &s->url, s->timeout_ms, STORE_EVENTS_CHANNEL, &sub_cbs, s);
+    if (s->sub != NULL && s->sentinel != NULL && follow_primary(s, s->sub) != 0) {
+        redis_conn_free(s->sub);
+        s->sub = NULL;
+    }
     if (s->sub == NULL) {
-        log_warn("redis: event subscription to %s failed (out of memory)", s->url.where);
+        log_warn("redis: event subscription to %s failed (out of memory)", s->where);
         event_active(s->note_ev, EV_TIMEOUT, 1);
     }
 }
@@ -765,8 +855,16 @@ static void rs_purge(struct store *st, const char *prefix)
     redis_purge(&s->purges, s->conn, prefix);
 }
 
+static const char *rs_primary(struct store *st)
+{
+    struct rstore *s = rstore_of(st);
+
+    return s->primary[0] != '\0' ? s->primary : NULL;
+}
+
 static void rstore_release(struct rstore *s)
 {
+    free(s->master);
     if (s->note_ev != NULL)
         event_free(s->note_ev);
     redis_url_clear(&s->url);
@@ -789,6 +887,8 @@ static void rs_free(struct store *st)
      * at once and subscribe() no longer opens anything */
     s->closing = 1;
     s->purges.abandon = 1;
+    if (s->sentinel != NULL)
+        redis_sentinel_free(s->sentinel);
     sub_stop(s);
     log_debug("redis: closed; gets %" PRIu64 " (hits %" PRIu64
               ", misses %" PRIu64 ", errors %" PRIu64 ", bad generations %"
@@ -819,7 +919,7 @@ static void rs_free(struct store *st)
 }
 
 static const struct store_ops redis_ops = {
-    .name = "redis", .shared = 1, .state = rs_state, .free = rs_free,
+    .name = "redis", .shared = 1, .state = rs_state, .primary = rs_primary, .free = rs_free,
     /* entries and their generations */
     .get = rs_get, .set = rs_set, .gen_set = rs_gen_set, .purge = rs_purge,
     /* one fetch for every instance */
@@ -848,8 +948,10 @@ static int make_token(char *tok, size_t cap)
     return 0;
 }
 
-struct store *store_redis_new(struct event_base *base, const char *url,
-                              unsigned timeout_ms, char *err, size_t errlen)
+struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
+                                       unsigned timeout_ms,
+                                       const struct redis_sentinel_conf *sc, char *err,
+                                       size_t errlen)
 {
     struct rstore *s;
     const char *why;
@@ -878,6 +980,11 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
+    snprintf(s->where, sizeof(s->where), "%s", s->url.where);
+    if (sc == NULL)
+        snprintf(s->primary, sizeof(s->primary), s->url.host == NULL ? "%s" :
+                 strchr(s->url.host, ':') ? "[%s]:%d" : "%s:%d",
+                 s->url.host ? s->url.host : s->url.path, s->url.port);
     redis_gcra_init(&s->gcra, &s->url);
     s->purges.url = &s->url;
     s->note_ev = event_new(base, -1, 0, on_note, s);
@@ -887,5 +994,16 @@ struct store *store_redis_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
+    if (sc != NULL && sentinel_start(s, sc, err, errlen) != 0) {
+        redis_conn_free(s->conn);
+        rstore_release(s);
+        return NULL;
+    }
     return &s->base;
+}
+
+struct store *store_redis_new(struct event_base *base, const char *url,
+                              unsigned timeout_ms, char *err, size_t errlen)
+{
+    return store_redis_sentinel_new(base, url, timeout_ms, NULL, err, errlen);
 }

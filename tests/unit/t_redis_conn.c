@@ -6,7 +6,9 @@
  * dropping the connection at its deadline, its callback answered NULL once,
  * and the reconnect after the backoff; a refused AUTH; free with commands
  * in flight and free from inside a reply callback; the subscribed mode
- * (SUBSCRIBE, messages, the heartbeat, a missed heartbeat). Redis itself
+ * (SUBSCRIBE, messages, the heartbeat, a missed heartbeat); Sentinel's two
+ * hooks (retarget to another address or to nowhere, the ROLE step that
+ * requires a master). Redis itself
  * is t_store_redis's (tests/integration/store_redis.py). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,6 +42,7 @@ struct fake {
     int accepts;
     int silent;                  /* read commands, answer nothing */
     int refuse_auth;
+    const char *role;            /* ROLE's first element */
     char log[4096];              /* every command, "ARG ARG|..." */
 };
 
@@ -80,6 +83,8 @@ static void fake_answer(const char *cmd)
                                                 : "+OK\r\n");
     else if (strncmp(cmd, "SELECT", 6) == 0)
         evbuffer_add_printf(out, "+OK\r\n");
+    else if (strcmp(cmd, "ROLE") == 0)
+        evbuffer_add_printf(out, "*1\r\n$%zu\r\n%s\r\n", strlen(fk.role), fk.role);
     else if (strcmp(cmd, "PING") == 0)
         evbuffer_add_printf(out, "+PONG\r\n");
     else if (strncmp(cmd, "SUBSCRIBE ", 10) == 0)
@@ -401,6 +406,43 @@ static void check_subscribed(void)
     fake_stop();
 }
 
+static void check_retarget_role(void)
+{
+    struct owner o = {0};
+    struct redis_url u;
+    struct redis_conn *c;
+
+    fake_start();
+    fk.role = "slave";
+    url_for(&u, "redis://:pw@127.0.0.1:1/3");
+    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    redis_conn_require_master(c);
+    redis_conn_retarget(c, NULL, 0);
+    run_ms(300);
+    tap_ok(o.ups == 0 && o.downs == 0 && fk.accepts == 0 && redis_conn_state(c) == RC_CONNECTING,
+           "retargeted to nowhere: it connects nowhere, and says nothing");
+    redis_conn_retarget(c, "127.0.0.1", fk.port);
+    tap_ok(wait_for(&o.downs, 1, 2000) && o.ups == 0 && fk.accepts == 1 &&
+               strstr(o.last_why, "ROLE says slave, not master") != NULL,
+           "retargeted to host:port: it connects there, and a replica is refused (%s)",
+           o.last_why);
+    tap_ok(strncmp(fk.log, "AUTH pw|ROLE|", 13) == 0,
+           "the URL's password is kept, then ROLE (%s)", fk.log);
+    fk.role = "master";
+    tap_ok(wait_for(&o.ups, 1, 2000) && redis_conn_state(c) == RC_UP,
+           "once ROLE says master, it is up");
+    tap_ok(strstr(fk.log, "AUTH pw|ROLE|SELECT 3|PING|") != NULL,
+           "the handshake: AUTH, ROLE, SELECT, PING");
+    fk.log[0] = '\0';
+    redis_conn_retarget(c, "127.0.0.1", fk.port);
+    tap_ok(o.downs == 2 && redis_conn_state(c) == RC_DOWN,
+           "retargeting an up connection drops it at once");
+    tap_ok(wait_for(&o.ups, 2, 2000) && fk.accepts == 3, "and it comes up at the new address");
+    redis_conn_free(c);
+    redis_url_clear(&u);
+    fake_stop();
+}
+
 int main(void)
 {
     struct timeval two_ms = {0, 2000};
@@ -415,6 +457,7 @@ int main(void)
     check_free_in_reply();
     check_refused_auth();
     check_subscribed();
+    check_retarget_role();
     event_free(tick);
     event_base_free(base);
     return tap_done();
