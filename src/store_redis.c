@@ -63,6 +63,7 @@
 #include "redis_conn.h"
 #include "redis_gcra.h"
 #include "redis_purge.h"
+#include "redis_tls.h"
 #include "redis_url.h"
 #include "store_keys.h"
 #include "util.h"
@@ -125,6 +126,7 @@ struct rstore {
     uint32_t magic;
     struct event_base *evb;
     struct redis_url url;        /* where, and the credentials */
+    struct redis_tls *tls;       /* rediss://: the certificates; else NULL */
     unsigned timeout_ms;
     char token[TOKEN_CAP];       /* the value of our leases */
     int closing;
@@ -468,7 +470,8 @@ static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
     s->sub_arg = arg;
     if (s->sub != NULL)
         return;                  /* the same connection, a new callback */
-    s->sub = redis_conn_new(s->evb, &s->url, s->timeout_ms, STORE_EVENTS_CHANNEL, &sub_cbs, s);
+    s->sub = redis_conn_new(s->evb, &s->url, s->tls, s->timeout_ms, STORE_EVENTS_CHANNEL,
+                            &sub_cbs, s);
     if (s->sub == NULL) {
         log_warn("redis: event subscription to %s failed (out of memory)", s->url.where);
         event_active(s->note_ev, EV_TIMEOUT, 1);
@@ -770,6 +773,7 @@ static void rstore_release(struct rstore *s)
     if (s->note_ev != NULL)
         event_free(s->note_ev);
     redis_url_clear(&s->url);
+    redis_tls_free(s->tls);
     s->magic = 0;
     free(s);
 }
@@ -849,8 +853,10 @@ static int make_token(char *tok, size_t cap)
 }
 
 struct store *store_redis_new(struct event_base *base, const char *url,
-                              unsigned timeout_ms, char *err, size_t errlen)
+                              const struct redis_tls_conf *tls, unsigned timeout_ms, char *err,
+                              size_t errlen)
 {
+    static const struct redis_tls_conf tls_defaults;
     struct rstore *s;
     const char *why;
 
@@ -864,6 +870,11 @@ struct store *store_redis_new(struct event_base *base, const char *url,
     s->timeout_ms = timeout_ms;
     if (url == NULL || redis_url_parse(url, &s->url, &why) != 0) {
         snprintf(err, errlen, "redis_url: %s", url == NULL ? "missing" : why);
+        rstore_release(s);
+        return NULL;
+    }
+    if (s->url.tls &&
+        (s->tls = redis_tls_new(tls != NULL ? tls : &tls_defaults, err, errlen)) == NULL) {
         rstore_release(s);
         return NULL;
     }
@@ -882,7 +893,8 @@ struct store *store_redis_new(struct event_base *base, const char *url,
     s->purges.url = &s->url;
     s->note_ev = event_new(base, -1, 0, on_note, s);
     if (s->note_ev == NULL ||
-        (s->conn = redis_conn_new(base, &s->url, timeout_ms, NULL, &conn_cbs, s)) == NULL) {
+        (s->conn = redis_conn_new(base, &s->url, s->tls, timeout_ms, NULL, &conn_cbs, s)) ==
+            NULL) {
         snprintf(err, errlen, "redis: out of memory");
         rstore_release(s);
         return NULL;

@@ -274,7 +274,7 @@ static void check_commands(void)
 
     fake_start();
     url_for(&u, "redis://lcgate:pw-s3cret@127.0.0.1:%d/3");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     tap_ok(c != NULL && redis_conn_state(c) == RC_CONNECTING && o.ups == 0 && o.downs == 0,
            "a new connection is connecting, and has said nothing yet");
     tap_ok(echo(c, "early", &a) == -1 && a.calls == 0,
@@ -327,7 +327,7 @@ static void check_free_in_reply(void)
 
     fake_start();
     url_for(&u, "redis://127.0.0.1:%d");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     wait_for(&o.ups, 1, 2000);
     tap_is_str(fk.log, "PING|", "no password, database 0: PING alone");
     a.free_me = &c;
@@ -352,7 +352,7 @@ static void check_refused_auth(void)
     fake_start();
     fk.refuse_auth = 1;
     url_for(&u, "redis://:pw-s3cret@127.0.0.1:%d");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     tap_ok(wait_for(&o.downs, 1, 2000) && o.ups == 0 && o.firsts == 1 && o.was_ups == 0 &&
                redis_conn_state(c) == RC_DOWN,
            "a refused AUTH: down, never up");
@@ -379,7 +379,7 @@ static void check_subscribed(void)
 
     fake_start();
     url_for(&u, "redis://:pw@127.0.0.1:%d/5");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, "lcg:e", &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, "lcg:e", &cbs, &o);
     tap_ok(wait_for(&o.ups, 1, 2000) && redis_conn_state(c) == RC_UP,
            "subscribed: up once the SUBSCRIBE is confirmed");
     tap_is_str(fk.log, "AUTH pw|SUBSCRIBE lcg:e|", "AUTH, then SUBSCRIBE (no SELECT, no PING)");
