@@ -75,7 +75,7 @@ static void dump_key(FILE *out, const struct conf *c, const struct conf_key *k)
     if (getenv(var))
         fprintf(out, "; from %s\n", var);
     switch (k->type) {
-    case CT_PATH: case CT_ADDR: case CT_URL: case CT_LEVEL: case CT_PROXY:
+    case CT_PATH: case CT_NAME: case CT_ADDR: case CT_URL: case CT_LEVEL: case CT_PROXY:
         s = *(char *const *)p;
         if (s == NULL) {
             fprintf(out, "; %s = (unset)\n", k->name);

@@ -84,7 +84,7 @@ const struct conf_key conf_keys[] = {
         0, 0, NULL, "rediss://: a client certificate (PEM chain), with redis_tls_key"),
     KEY("cache", "redis_tls_key", CT_PATH, NULL, redis_tls_key, RESTART,
         0, 0, NULL, "rediss://: the client certificate's key (PEM)"),
-    KEY("cache", "redis_tls_server_name", CT_PATH, NULL, redis_tls_server_name, RESTART,
+    KEY("cache", "redis_tls_server_name", CT_NAME, NULL, redis_tls_server_name, RESTART,
         0, 0, NULL, "rediss://: the name (or IP) Redis's certificate must bear (unset: the host)"),
     KEY("cache", "redis_timeout", CT_DURATION, "250ms", redis_timeout_ms, RESTART,
         1, 0, NULL, "the deadline of every Redis command"),

@@ -314,6 +314,7 @@ static const struct ctype {
     int is_string;
 } ctypes[] = {
     {CT_PATH, "path", "a value", valid_path, NULL, 1},
+    {CT_NAME, "name", "a host name or an IP address", valid_path, NULL, 1},
     {CT_ADDR, "address", "host:port, [v6]:port or unix:/path", valid_addr, NULL, 1},
     {CT_URL, "URL", "an http:// or https:// URL", valid_url, NULL, 1},
     {CT_PROXY, "URL", "an http://host:port URL", valid_proxy, NULL, 1},

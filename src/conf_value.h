@@ -27,6 +27,7 @@ struct strlist {
 /* The field each type fills, as its comment says. */
 enum conf_type {
     CT_PATH,        /* char *: any non-empty string (a file) */
+    CT_NAME,        /* char *: any non-empty string (a host name or address) */
     CT_ADDR,        /* char *: host:port, [v6]:port or unix:/path */
     CT_URL,         /* char *: http:// or https://, trailing '/' dropped */
     CT_PROXY,       /* char *: http://host:port, trailing '/' dropped */

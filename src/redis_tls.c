@@ -14,14 +14,17 @@ struct redis_tls {
     char *server_name;           /* NULL: the host connected to */
 };
 
-/* OpenSSL's reason for the last error, the queue cleared: "no detail" when
- * it holds none. */
+/* OpenSSL's reason for what failed, the queue cleared: its first error is
+ * the cause (a file that cannot be opened: errno's message), the later
+ * ones what it made fail. "no detail" when the queue is empty. */
 static const char *last_reason(char *buf, size_t n)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error();
     const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
 
-    if (r != NULL)
+    if (e != 0 && ERR_SYSTEM_ERROR(e))
+        snprintf(buf, n, "%s", strerror(ERR_GET_REASON(e)));
+    else if (r != NULL)
         snprintf(buf, n, "%s", r);
     else if (e != 0)
         ERR_error_string_n(e, buf, n);
@@ -60,10 +63,9 @@ static int load_files(SSL_CTX *ctx, const struct redis_tls_conf *tc, char *err, 
         return 0;
     if (SSL_CTX_use_certificate_chain_file(ctx, tc->cert) != 1)
         return fail(err, errlen, "redis_tls_cert", tc->cert);
+    /* also checks that it is the certificate's key ("key values mismatch") */
     if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1)
         return fail(err, errlen, "redis_tls_key", tc->key);
-    if (SSL_CTX_check_private_key(ctx) != 1)
-        return fail(err, errlen, "redis_tls_key does not match redis_tls_cert", tc->key);
     return 0;
 }
 
