@@ -11,7 +11,8 @@
 
 struct redis_tls {
     SSL_CTX *ctx;
-    char *server_name;           /* NULL: the host connected to */
+    const char *server_name;     /* NULL: the host connected to; else name */
+    char name[];
 };
 
 /* OpenSSL's reason for what failed, the queue cleared: its first error is
@@ -71,14 +72,16 @@ static int load_files(SSL_CTX *ctx, const struct redis_tls_conf *tc, char *err, 
 
 struct redis_tls *redis_tls_new(const struct redis_tls_conf *tc, char *err, size_t errlen)
 {
-    struct redis_tls *t = calloc(1, sizeof(*t));
+    size_t n = tc->server_name != NULL ? strlen(tc->server_name) + 1 : 0;
+    struct redis_tls *t = calloc(1, sizeof(*t) + n);
 
-    if (t == NULL || (t->ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
-        (tc->server_name != NULL && (t->server_name = strdup(tc->server_name)) == NULL)) {
+    if (t == NULL || (t->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
         snprintf(err, errlen, "redis TLS: out of memory");
         redis_tls_free(t);
         return NULL;
     }
+    if (n > 0)
+        t->server_name = memcpy(t->name, tc->server_name, n);
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
     /* redis_io writes from a buffer that grows between the retries of a
@@ -94,10 +97,8 @@ struct redis_tls *redis_tls_new(const struct redis_tls_conf *tc, char *err, size
 
 void redis_tls_free(struct redis_tls *t)
 {
-    if (t == NULL)
-        return;
-    SSL_CTX_free(t->ctx);
-    free(t->server_name);
+    if (t != NULL)
+        SSL_CTX_free(t->ctx);
     free(t);
 }
 
