@@ -21,6 +21,7 @@
 #include "gw.h"
 #include "metrics.h"
 #include "upstream.h"
+#include "util.h"
 #include "config.h"
 #include "process.h"
 #include "query_norm.h"
@@ -29,6 +30,7 @@
 static struct hs_server *admin_hs;
 
 static void reply(struct hs_req *req, int status, const char *body);
+static void reply_detail(struct hs_req *req, int status, const char *text);
 
 static void on_upstream_done(void *arg, const struct up_resp *r)
 {
@@ -268,7 +270,7 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
     struct proc_stats ps;
 
     if (buf == NULL) {
-        reply(req, 500, "{\"detail\":\"Out of memory\"}");
+        reply_detail(req, 500, "Out of memory");
         return;
     }
     metrics_set(m->collapsed, (double)cs->collapsed, NULL, NULL, NULL);
@@ -313,6 +315,16 @@ static void reply(struct hs_req *req, int status, const char *body)
         evbuffer_free(buf);
 }
 
+/* Every error body: {"detail": text}. */
+static void reply_detail(struct hs_req *req, int status, const char *text)
+{
+    char body[256];
+    size_t n = util_json_detail(body, sizeof(body) - 1, text);
+
+    body[n] = '\0';
+    reply(req, status, body);
+}
+
 /* POST /admin/purge[?project_id=P]: that project's lists, or all. The
  * query is read as every other (request_read.h), the project canonical. */
 static void purge(struct gw *gw, struct hs_req *req)
@@ -327,22 +339,22 @@ static void purge(struct gw *gw, struct hs_req *req)
 
     if (req->method != HS_POST) {
         hs_add_header(req, "Allow", "POST");
-        reply(req, 405, "{\"detail\":\"Method Not Allowed\"}");
+        reply_detail(req, 405, "Method Not Allowed");
         return;
     }
     if (rr_query_parse(req->query, 64, &q, &why) != RR_OK) {
-        reply(req, 400, "{\"detail\":\"Malformed query string\"}");
+        reply_detail(req, 400, "Malformed query string");
         return;
     }
     if ((p = rr_query_last(&q, "project_id")) != NULL) {
         if (p->vlen == 0) {
             rr_query_free(&q);
-            reply(req, 400, "{\"detail\":\"project_id is empty\"}");
+            reply_detail(req, 400, "project_id is empty");
             return;
         }
         if ((project = rr_project_canon(p->value, p->vlen)) == NULL) {
             rr_query_free(&q);
-            reply(req, 500, "{\"detail\":\"Out of memory\"}");
+            reply_detail(req, 500, "Out of memory");
             return;
         }
     }
@@ -379,17 +391,15 @@ static int admin_refuse(struct gw *gw, struct hs_req *req)
     const struct conf *c = gw->conf;
     enum door d = door_check(c, admin_local, hs_header(req, "Host"), hs_header(req, "Origin"),
                              hs_header(req, "Sec-Fetch-Site"));
-    char body[160];
 
     if (d != DOOR_OPEN) {
-        snprintf(body, sizeof(body), "{\"detail\":\"%s\"}", door_detail(d));
-        reply(req, (int)d, body);
+        reply_detail(req, (int)d, door_detail(d));
         return 1;
     }
     if (c->has_admin_token && req->path && strncmp(req->path, "/admin/", 7) == 0 &&
         !client_token_matches(hs_header(req, "Authorization"), c->admin_token_sha256)) {
         hs_add_header(req, "WWW-Authenticate", "Bearer realm=\"lcgate admin\"");
-        reply(req, 401, "{\"detail\":\"Missing or invalid admin token\"}");
+        reply_detail(req, 401, "Missing or invalid admin token");
         return 1;
     }
     return 0;
@@ -428,7 +438,7 @@ static void on_admin(struct hs_req *req, void *arg)
     } else if (path && strcmp(path, "/admin/purge") == 0) {
         purge(gw, req);
     } else {
-        reply(req, 404, "{\"detail\":\"Not Found\"}");
+        reply_detail(req, 404, "Not Found");
     }
 }
 

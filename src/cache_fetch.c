@@ -208,25 +208,16 @@ static void on_fetched(void *arg, struct up_resp *r)
 static struct curl_slist *list_request(const struct flight *f, const struct conf *conf,
                                        char **url)
 {
-    struct curl_slist *h = NULL;
-    const char *path = qn_routes[f->route].path;
-    char *auth = NULL;
+    struct curl_slist *h;
 
-    if (f->credlen)
-        auth = f->injected ? cache_cat("Bearer ", f->cred) : strdup(f->cred);
-    *url = malloc(strlen(conf->base_url) + strlen(path) + strlen(f->canonical) + 2);
-    if (*url)
-        sprintf(*url, "%s%s%s%s", conf->base_url, path, *f->canonical ? "?" : "",
-                f->canonical);
-    if (*url == NULL || (f->credlen && auth == NULL) ||
-        (auth && (h = up_header(h, "Authorization", auth)) == NULL) ||
-        (h = up_header(h, "Accept", "application/json")) == NULL ||
-        (h = up_header(h, "X-Request-Id", f->rid)) == NULL ||
-        (h = up_header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION)) == NULL) {
+    *url = up_url(conf->base_url, qn_routes[f->route].path, f->canonical);
+    h = up_identity(NULL, f->credlen ? f->cred : NULL, f->injected, f->rid);
+    if (h != NULL && (h = up_header(h, "Accept", "application/json")) != NULL)
+        h = up_header(h, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION);
+    if (*url == NULL && h != NULL) {
         curl_slist_free_all(h);
         h = NULL;
     }
-    free(auth);
     return h;
 }
 
@@ -234,8 +225,7 @@ void fetch_send(struct flight *f)
 {
     struct cache *c = f->c;
     const struct conf *conf = cache_conf(c);
-    struct up_opts opts = {conf->timeout_ms, conf->connect_timeout_ms, MAX_RESPONSE,
-                           conf->proxy};
+    struct up_opts opts = up_opts_of(conf);
     char *url = NULL;
     struct curl_slist *h = list_request(f, conf, &url);
 

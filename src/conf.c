@@ -409,6 +409,9 @@ static int check_across(struct loader *l)
     if (c->max_header_size < c->max_request_line)
         return fail_at(l, line_of(l, "server", "max_header_size"), "%s",
                        conf_keys[conf_key_index("server", "max_request_line")].bound_msg);
+    if (!c->tls_cert != !c->tls_key)
+        return fail_at(l, line_of(l, "server", c->tls_cert ? "tls_cert" : "tls_key"),
+                       "tls_cert and tls_key go together: set both (TLS) or neither");
     c->has_admin_token = line_of(l, "server", "admin_token_sha256") != 0;
     c->has_key_rate = line_of(l, "upstream", "rate") != 0;
     if (c->has_key_rate && burst_line == 0)

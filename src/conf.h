@@ -40,6 +40,8 @@ struct conf {
     /* [server] */
     char *listen;
     char *admin_listen;
+    char *tls_cert;              /* both or neither (conf_load checks): the */
+    char *tls_key;               /* client listener speaks TLS (tls.h) */
     uint64_t drain_timeout_ms;
     size_t max_body;
     size_t max_request_line;     /* 414 beyond */

@@ -47,12 +47,6 @@ static int named_by_connection(const char *name, const char *conn)
     return 0;
 }
 
-static struct up_opts up_opts(const struct conf *c)
-{
-    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE, c->proxy};
-    return o;
-}
-
 /* ---- pass-through ---- */
 
 /* The route whose lists a write to path (decoded) changes, or -1. */
@@ -171,8 +165,8 @@ static void send_pass(struct greq *g)
     unsigned i;
     size_t blen = evbuffer_get_length(body);
     int has_ctype = 0;
-    char *bearer = NULL, *path = NULL;
-    struct up_opts opts;
+    char *path;
+    struct up_opts opts = up_opts_of(g->gw->conf);
 
     if (method == NULL) {
         greq_fail(g, 405, "Method Not Allowed");
@@ -183,42 +177,31 @@ static void send_pass(struct greq *g)
      * read as the upstream reads it). */
     if ((path = rr_path_encode(g->dpath)) == NULL)
         goto oom;
-    g->url = malloc(strlen(g->gw->conf->base_url) + strlen(path) +
-                    (g->req->query ? strlen(g->req->query) + 1 : 0) + 1);
+    g->url = up_url(g->gw->conf->base_url, path, g->req->query);
+    free(path);
     if (g->url == NULL)
         goto oom;
-    sprintf(g->url, "%s%s%s%s", g->gw->conf->base_url, path,
-            g->req->query && *g->req->query ? "?" : "",
-            g->req->query && *g->req->query ? g->req->query : "");
+    /* The client's fields, but the hop-by-hop ones and those lcgate sets:
+     * the credential it decided on (the key, or the client's
+     * Authorization, once) and the request id. */
     for (i = 0; i < g->req->nheaders; i++) {
         const struct hs_header *kv = &g->req->headers[i];
         if (in_list(kv->name, hop_by_hop) || named_by_connection(kv->name, conn) ||
             strcasecmp(kv->name, "X-Request-Id") == 0 ||
-            (g->injected && strcasecmp(kv->name, "Authorization") == 0))
+            strcasecmp(kv->name, "Authorization") == 0)
             continue;
         if (strcasecmp(kv->name, "Content-Type") == 0)
             has_ctype = 1;
         if ((h = up_header(h, kv->name, kv->value)) == NULL)
             goto oom;
     }
-    if (g->injected) {
-        if ((bearer = malloc(strlen(g->cred) + 8)) == NULL)
-            goto oom;
-        sprintf(bearer, "Bearer %s", g->cred);
-        if ((h = up_header(h, "Authorization", bearer)) == NULL)
-            goto oom;
-    }
     /* curl would add its own defaults for these; the client's (or none) win. */
     if ((h = curl_slist_append(h, "Expect:")) == NULL ||
         (!has_ctype && (h = curl_slist_append(h, "Content-Type:")) == NULL) ||
-        (h = up_header(h, "X-Request-Id", g->rid)) == NULL)
+        (h = up_identity(h, g->cred, g->injected, g->rid)) == NULL)
         goto oom;
-    opts = up_opts(g->gw->conf);
     g->xfer = up_start(g->gw->up, method, g->url, h, evbuffer_pullup(body, -1), blen,
                        &opts, on_pass_upstream, g);
-    h = NULL;
-    free(bearer);
-    free(path);
     if (g->xfer == NULL) {
         greq_fail(g, 502, "Upstream request could not be started");
         return;
@@ -228,8 +211,6 @@ static void send_pass(struct greq *g)
     return;
 oom:
     curl_slist_free_all(h);
-    free(bearer);
-    free(path);
     greq_fail(g, 500, "Out of memory");
 }
 

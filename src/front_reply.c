@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_gen.h>
 
 #include "accesslog.h"
 #include "admin.h"
@@ -156,23 +155,17 @@ void greq_finish(struct greq *g, int status, struct evbuffer *body)
 
 struct evbuffer *front_detail_body(const char *text)
 {
-    yajl_gen gen = yajl_gen_alloc(NULL);
     struct evbuffer *buf = evbuffer_new();
-    const unsigned char *out;
-    size_t len;
+    struct evbuffer_iovec v;
 
-    if (gen == NULL || buf == NULL) {
-        if (gen)
-            yajl_gen_free(gen);
-        return buf;
+    if (buf == NULL)
+        return NULL;
+    if (evbuffer_reserve_space(buf, (ev_ssize_t)UTIL_JSON_DETAIL_CAP(strlen(text)), &v, 1) != 1) {
+        evbuffer_free(buf);
+        return NULL;
     }
-    yajl_gen_map_open(gen);
-    yajl_gen_string(gen, (const unsigned char *)"detail", 6);
-    yajl_gen_string(gen, (const unsigned char *)text, strlen(text));
-    yajl_gen_map_close(gen);
-    yajl_gen_get_buf(gen, &out, &len);
-    evbuffer_add(buf, out, len);
-    yajl_gen_free(gen);
+    v.iov_len = util_json_detail(v.iov_base, v.iov_len, text);
+    evbuffer_commit_space(buf, &v, 1);
     return buf;
 }
 

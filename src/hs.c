@@ -54,6 +54,8 @@ void hs_server_release(struct hs_server *s)
 {
     assert(s->busy == 0 && list_empty(&s->conns));
     s->magic = 0;
+    if (s->tls_out)
+        evbuffer_free(s->tls_out);
     free(s);
 }
 
@@ -76,9 +78,16 @@ void hs_conn_close(struct hs_conn *c)
 {
     struct hs_server *s = c->s;
 
-    if (c->bev) {
-        bufferevent_free(c->bev);
-        c->bev = NULL;
+    assert(c->bev == NULL || c->peek == NULL);
+    if (c->bev || c->peek) {
+        if (c->peek) {           /* TLS, before its first byte: the bare socket */
+            close(event_get_fd(c->peek));
+            event_free(c->peek);
+            c->peek = NULL;
+        } else {
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+        }
         event_free(c->timer);
         c->timer = NULL;
         list_unlink(&c->link);
@@ -127,6 +136,13 @@ static void linger(struct hs_conn *c)
     hs_arm(c, LINGER_MS);
 }
 
+/* Input to go on with: in the input buffer, or (TLS) still inside OpenSSL
+ * (hs_tls_pull). */
+static int have_input(struct hs_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || (c->tls && hs_tls_pull(c));
+}
+
 static void after_write(struct hs_conn *c)
 {
     bufferevent_disable(c->bev, EV_WRITE);
@@ -136,7 +152,7 @@ static void after_write(struct hs_conn *c)
     }
     hs_reset_request(c);
     c->state = CS_IDLE;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !c->peer_eof) {
+    if (!c->peer_eof && !have_input(c)) {
         hs_arm(c, c->s->lim.idle_timeout_ms);
         return;
     }
@@ -150,7 +166,7 @@ void hs_written_at_once(struct hs_conn *c)
 {
     hs_reset_request(c);
     c->state = CS_IDLE;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !c->peer_eof) {
+    if (!c->peer_eof && !have_input(c)) {
         hs_arm(c, c->s->lim.idle_timeout_ms);
         return;
     }
@@ -168,22 +184,28 @@ static void dispatch(struct hs_conn *c)
     s->handler(&c->req, s->arg);
 }
 
+/* The input is used up: 1 to go on with more that OpenSSL held (TLS);
+ * else 0, and a client that has closed is closed. */
+static int input_used_up(struct hs_conn *c)
+{
+    if (c->tls && hs_tls_pull(c))
+        return 1;
+    if (c->peer_eof)
+        hs_conn_close(c);
+    return 0;
+}
+
 /* Run the connection as far as its input allows. */
 static void advance(struct hs_conn *c)
 {
-    struct evbuffer *in;
     enum step st;
     int was;
 
     for (;;) {
         switch (c->state) {
         case CS_IDLE:
-            in = bufferevent_get_input(c->bev);
-            if (evbuffer_get_length(in) == 0) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
+            if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !input_used_up(c))
                 return;
-            }
             /* The first request's head is timed from accept. */
             if (c->started)
                 hs_arm(c, c->s->lim.header_timeout_ms);
@@ -194,17 +216,15 @@ static void advance(struct hs_conn *c)
         case CS_HEAD:
         case CS_BODY:
             /* The head, then the body (if any): each may need more input
-             * (a client that stops sending is closed), or end the
-             * connection's turn (answered, or closed). */
+             * (OpenSSL may hold more already; a client that stops sending
+             * is closed), or end the connection's turn (answered, or
+             * closed). */
             was = c->state;
             st = was == CS_HEAD ? hs_read_head(c) : hs_read_body(c);
-            if (st == ST_DONE)
+            if (st == ST_DONE || (st == ST_WAIT && !input_used_up(c)))
                 return;
-            if (st == ST_WAIT) {
-                if (c->peer_eof)
-                    hs_conn_close(c);
-                return;
-            }
+            if (st == ST_WAIT)
+                break;           /* more came out of OpenSSL */
             if (was == CS_BODY) {
                 dispatch(c);
                 return;
@@ -258,6 +278,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct hs_conn *c = hs_conn_arg(arg);
 
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaken = 1;       /* TLS: requests may come */
+        return;
+    }
+    if (c->tls && !c->handshaken)
+        hs_tls_failed(c);
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->peer_eof = 1;
         /* A half-closed client may still read its answer. */
@@ -328,37 +354,9 @@ static void format_peer(char *buf, size_t cap, const struct sockaddr *sa)
     }
 }
 
-void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                  void *arg)
+void hs_conn_start(struct hs_conn *c, struct bufferevent *bev)
 {
-    struct hs_server *s = hs_server_arg(arg);
-    struct hs_conn *c = calloc(1, sizeof(*c));
-    int one = 1;
-
-    if (c == NULL || (c->body = evbuffer_new()) == NULL ||
-        (c->out = malloc(c->out_cap = 512)) == NULL ||
-        (c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
-        (c->timer = evtimer_new(s->base, on_timer, c)) == NULL) {
-        log_warn("hs: out of memory accepting a connection");
-        if (c && c->bev)
-            bufferevent_free(c->bev);
-        else
-            close(fd);
-        if (c) {
-            if (c->body)
-                evbuffer_free(c->body);
-            free(c->out);
-            free(c);
-        }
-        return;
-    }
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->magic = HS_CONN_MAGIC;
-    c->s = s;
-    format_peer(c->peer, sizeof(c->peer), sa);
-    hs_reset_request(c);
-    c->state = CS_IDLE;
+    c->bev = bev;
     set_watermark(c);
     /* libevent writes 16 KiB per loop turn by default: a 1 MiB answer
      * would take 64 turns (and as many writev calls). */
@@ -369,6 +367,56 @@ void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
      * the socket (queue_answer). */
     bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_enable(c->bev, EV_READ);
+}
+
+/* A plain connection's bufferevent now; a TLS one's after its first byte. */
+static int start_io(struct hs_conn *c, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+
+    if (c->s->new_ssl)
+        return hs_tls_wait(c, fd);
+    if ((bev = bufferevent_socket_new(c->s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+        return -1;
+    hs_conn_start(c, bev);
+    return 0;
+}
+
+void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                  void *arg)
+{
+    struct hs_server *s = hs_server_arg(arg);
+    struct hs_conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL || (c->body = evbuffer_new()) == NULL ||
+        (c->out = malloc(c->out_cap = 512)) == NULL ||
+        (c->timer = evtimer_new(s->base, on_timer, c)) == NULL) {
+        log_warn("hs: out of memory accepting a connection");
+        close(fd);
+        if (c) {
+            if (c->body)
+                evbuffer_free(c->body);
+            free(c->out);
+            free(c);
+        }
+        return;
+    }
+    c->magic = HS_CONN_MAGIC;
+    c->s = s;
+    if (start_io(c, fd) != 0) {
+        log_warn("hs: out of memory accepting a connection");
+        close(fd);
+        event_free(c->timer);
+        c->timer = NULL;
+        hs_conn_release(c);
+        return;
+    }
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    format_peer(c->peer, sizeof(c->peer), sa);
+    hs_reset_request(c);
+    c->state = CS_IDLE;
     hs_arm(c, s->lim.header_timeout_ms);
     list_push_front(&s->conns, &c->link);
     __atomic_add_fetch(&s->nconns, 1, __ATOMIC_RELAXED);
@@ -395,6 +443,14 @@ struct hs_server *hs_new(struct event_base *base, const struct hs_limits *lim, h
     s->arg = arg;
     s->accepting = 1;
     return s;
+}
+
+int hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl)
+{
+    if (s->tls_out == NULL && (s->tls_out = evbuffer_new()) == NULL)
+        return -1;
+    s->new_ssl = new_ssl;
+    return 0;
 }
 
 void hs_set_limits(struct hs_server *s, const struct hs_limits *lim)

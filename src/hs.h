@@ -21,6 +21,11 @@
  * Methods other than the seven of enum hs_method reach the handler as
  * HS_OTHER (it answers 405).
  *
+ * With TLS (hs_set_tls), a connection whose first byte is not that of a TLS
+ * handshake record gets a 400 (a plain HTTP request sent to the TLS port)
+ * and is closed; the handshake counts in the first head's header timeout
+ * (a client that opens a connection and says nothing is closed alike).
+ *
  * Single-threaded: every call on the event base's thread. The process must
  * ignore SIGPIPE (bufferevents write with writev). Not to be called from
  * inside the reject callback, except hs_connections/hs_busy. */
@@ -32,6 +37,7 @@
 
 struct event_base;
 struct evbuffer;
+struct ssl_st;
 
 /* A field left 0 takes its default. */
 struct hs_limits {
@@ -88,6 +94,12 @@ struct hs_server;
 /* lim may be NULL (all defaults); rej may be NULL. NULL on out of memory. */
 struct hs_server *hs_new(struct event_base *base, const struct hs_limits *lim, hs_handler h,
                          hs_reject_cb rej, void *arg);
+/* Gives each TLS connection its SSL (the caller's context); NULL: the
+ * connection is closed. May be called from any server's thread. */
+typedef struct ssl_st *(*hs_tls_fn)(void);
+/* Every connection accepted afterwards speaks TLS (server side), each with
+ * an SSL from new_ssl. Before hs_listen. 0, or -1 when out of memory. */
+int hs_set_tls(struct hs_server *s, hs_tls_fn new_ssl);
 /* A config reload: applies to requests and connections begun afterwards
  * (max_connections at once). */
 void hs_set_limits(struct hs_server *s, const struct hs_limits *lim);

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "hs_int.h"
+#include "util.h"
 #include "http_parse.h"
 #include "log.h"
 
@@ -143,14 +144,27 @@ static int write_now(struct hs_conn *c)
     return evbuffer_get_length(out) == 0;
 }
 
+/* Where an answer is built. A TLS answer that may be written at once goes
+ * apart first: bufferevent_openssl would arm its write event as soon as a
+ * byte reached its output (two epoll_ctl calls and a loop turn per answer),
+ * and write each chunk as a TLS record of its own. */
+static struct evbuffer *answer_buffer(struct hs_conn *c, int now)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->tls && now && !c->close_after && !c->s->closed && evbuffer_get_length(out) == 0)
+        return c->s->tls_out;
+    return out;
+}
+
 /* The head is built in one piece straight in the output buffer, then the
  * body moved behind it; an answer of the handler's may be written at once
- * (see write_now). */
+ * (see write_now, and answer_buffer for TLS). */
 void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const char *text,
                      size_t tlen, int now, const uint64_t *head_len)
 {
     struct hs_server *s = c->s;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out;
     const char *why = reason_phrase(status);
     size_t blen = body ? evbuffer_get_length(body) : tlen, wlen = strlen(why), total, n = 0;
     uint64_t clen = head_len && c->head_method ? *head_len : blen;
@@ -160,6 +174,7 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
 
     if (status < 200)
         c->close_after = 1;
+    out = answer_buffer(c, now);
     update_date(s);
     total = 9 + 3 + 1 + wlen + 2 + c->out_len + 2;
     if (!c->out_date)
@@ -215,39 +230,20 @@ void hs_queue_answer(struct hs_conn *c, int status, struct evbuffer *body, const
     c->out_date = 0;
     c->state = CS_WRITE;
     c->last_write_ms = mono_ms();
-    /* A closing answer goes the bufferevent's way: linger() follows it. */
-    if (now && !c->close_after && !s->closed &&
-        !(bufferevent_get_enabled(c->bev) & EV_WRITE) && write_now(c)) {
+    if (out == s->tls_out) {
+        if (hs_tls_write(c, out)) {
+            hs_written_at_once(c);
+            return;
+        }
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    } else if (now && !c->close_after && !s->closed && !c->tls &&
+               !(bufferevent_get_enabled(c->bev) & EV_WRITE) && write_now(c)) {
+        /* (A closing answer goes the bufferevent's way: linger() follows it.) */
         hs_written_at_once(c);
         return;
     }
     bufferevent_enable(c->bev, EV_WRITE);
     hs_arm(c, s->lim.write_timeout_ms);
-}
-
-/* {"detail":"<why>"}, escaped: the reasons are fixed strings, but a JSON
- * body must stay JSON whatever they become. */
-static size_t detail_json(char *buf, size_t cap, const char *why)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-
-    n += LIT(buf, "{\"detail\":\"");
-    for (; *why && n + 8 < cap; why++) {
-        unsigned char ch = (unsigned char)*why;
-        if (ch == '"' || ch == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            n += LIT(buf + n, "\\u00");
-            buf[n++] = hex[ch >> 4];
-            buf[n++] = hex[ch & 15];
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    n += LIT(buf + n, "\"}");
-    return n;
 }
 
 static void copy_trunc(char *dst, size_t cap, const char *src, size_t n)
@@ -304,7 +300,7 @@ void hs_reject_as(struct hs_conn *c, int status, const char *why, const char *m,
     c->out_date = 0;
     c->close_after = 1;
     c->ka10 = 0;
-    n = detail_json(body, sizeof(body), why);
+    n = util_json_detail(body, sizeof(body), why);
     memcpy(c->out, "Content-Type: application/json\r\n", 32);
     c->out_len = 32;
     hs_queue_answer(c, status, NULL, body, n, 0, NULL);

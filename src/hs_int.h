@@ -4,6 +4,8 @@
  *   hs.c          connection I/O: accept, the state machine, timers, close;
  *   hs_listen.c   listening sockets and when to accept;
  *   hs_request.c  request framing: head, Content-Length and chunked bodies;
+ *   hs_tls.c      a TLS connection's start: its first byte, then the
+ *                 handshake or the 400 to a plain request;
  *   hs_answer.c   answers: the status line and fields, the server's own
  *                 {"detail":...} rejections, hs_send.
  * Every callback that gets a connection or a server back as void * checks
@@ -57,7 +59,11 @@ struct hs_conn {
     unsigned magic;               /* HS_CONN_MAGIC until released */
     struct hs_server *s;
     struct list link;             /* s->conns, while the I/O lives */
-    struct bufferevent *bev;      /* NULL once closed */
+    struct bufferevent *bev;      /* NULL once closed, or not yet made */
+    struct event *peek;           /* TLS: waiting for the first byte, before
+                                     bev is made (the socket is its fd) */
+    int tls;                      /* bev is a bufferevent_openssl */
+    int handshaken;               /* TLS: the handshake is done */
     struct event *timer;
     enum cstate state;
     int started;                  /* a request was begun here */
@@ -102,6 +108,10 @@ struct hs_server {
     hs_handler handler;
     hs_reject_cb reject;
     void *arg;
+    hs_tls_fn new_ssl;            /* NULL: plain HTTP */
+    struct evbuffer *tls_out;     /* TLS: an answer is built here, then
+                                     written whole (hs_tls_write); empty
+                                     between answers */
     struct hs_listener *listeners;
     struct event *pause;          /* after an accept error */
     int accepting, paused, closed, freed;
@@ -140,6 +150,8 @@ static inline struct hs_server *hs_server_arg(void *arg)
 /* hs.c */
 void hs_arm(struct hs_conn *c, int64_t ms);
 void hs_conn_close(struct hs_conn *c);
+/* The connection's I/O from now on: callbacks, watermarks, reading. */
+void hs_conn_start(struct hs_conn *c, struct bufferevent *bev);
 void hs_conn_release(struct hs_conn *c);
 void hs_server_release(struct hs_server *s);
 void hs_written_at_once(struct hs_conn *c);
@@ -149,6 +161,23 @@ void hs_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
 /* hs_listen.c */
 void hs_update_accepting(struct hs_server *s);
 void hs_on_pause_end(evutil_socket_t fd, short what, void *arg);
+
+/* hs_tls.c */
+/* Wait for the first byte on fd (the connection's until closed); 0, or -1
+ * when out of memory (fd left to the caller). */
+int hs_tls_wait(struct hs_conn *c, evutil_socket_t fd);
+/* Write answer (all of it, a handler's answer that may go at once) with
+ * one SSL_write: 1 if it went (answer drained); 0 if not (too long for one
+ * record, or the socket would block or failed): answer is left as it was,
+ * for the bufferevent, which must retry with those very bytes. */
+int hs_tls_write(struct hs_conn *c, struct evbuffer *answer);
+/* Move to the input what OpenSSL decrypted and holds: 1 if there was some.
+ * bufferevent_openssl stops reading mid-record at the read watermark, and
+ * no socket event comes for bytes already read: a pipelined request would
+ * wait there until its header timeout. */
+int hs_tls_pull(struct hs_conn *c);
+/* The connection failed: if in its handshake, say why (debug). */
+void hs_tls_failed(struct hs_conn *c);
 
 /* hs_request.c */
 void hs_reset_request(struct hs_conn *c);

@@ -24,6 +24,7 @@
 #include "process.h"
 #include "ratelimit.h"
 #include "redis_tls.h"
+#include "tls.h"
 #include "upstream.h"
 
 #ifdef HAVE_SYSTEMD
@@ -158,6 +159,33 @@ static void check_nofile(const struct conf *c)
                  "or lower max_connections", r.soft, r.hard, r.need, c->max_connections);
 }
 
+/* The listener's certificate, when tls_cert is set: before the listener
+ * starts (and for -t), so that a bad file stops lcgate with its reason. */
+static int load_tls(const struct conf *c, char *err, size_t errlen)
+{
+    if (c->tls_cert == NULL)
+        return 0;
+    return tls_listener_load(c->tls_cert, c->tls_key, err, errlen);
+}
+
+/* SIGHUP reads the certificate files again (renewed in place, or new
+ * paths): new connections get the new context, open ones keep theirs.
+ * TLS on or off is how the listener was made: that needs a restart. */
+static int reload_tls(const struct conf *next, char *err, size_t errlen)
+{
+    if (!next->tls_cert != !tls_listener_on()) {
+        log_warn("reload: turning TLS on or off (tls_cert, tls_key) takes effect only after "
+                 "a restart");
+        return 0;
+    }
+    if (next->tls_cert == NULL)
+        return 0;
+    if (tls_listener_load(next->tls_cert, next->tls_key, err, errlen) != 0)
+        return -1;
+    log_info("reload: TLS certificate %s loaded for new connections", next->tls_cert);
+    return 0;
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     char err[1024], changed[512];
@@ -167,6 +195,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     notify("RELOADING=1");
     if (next == NULL) {
         log_error("reload rejected, keeping the running configuration: %s", err);
+        admin_reloaded(&gw, 0);
+        notify("READY=1");
+        return;
+    }
+    if (reload_tls(next, err, sizeof(err)) != 0) {
+        log_error("reload rejected, keeping the running configuration and certificate: %s",
+                  err);
+        conf_free(next);
         admin_reloaded(&gw, 0);
         notify("READY=1");
         return;
@@ -294,6 +330,7 @@ static void stop(void)
     rl_free(gw.rl);
     cache_free(gw.cache);
     front_free(&gw);
+    tls_listener_free();
     admin_free(&gw);
     up_client_free(gw.up);
     alog_close();                /* after every answer, workers' included */
@@ -332,8 +369,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    if (test_only)
-        return check_only(path, test_only);
+    if (load_tls(gw.conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        conf_free(gw.conf);
+        return 1;
+    }
+    if (test_only) {
+        rc = check_only(path, test_only);
+        tls_listener_free();
+        return rc;
+    }
     if (log_level_parse(gw.conf->log_level, &lvl) == 0)
         log_set_level(lvl);
     check_nofile(gw.conf);

@@ -290,20 +290,13 @@ static void mem_usage(struct store *s, size_t *entries, size_t *bytes)
 }
 
 static const struct store_ops memory_ops = {
-    .name = "memory",
-    .threadsafe = 1,
-    .get = mem_get,
-    .set = mem_set,
-    .gen_set = mem_gen_set,
-    .lease = mem_lease,
-    .lease_renew = mem_lease_renew,
-    .lease_release = mem_lease_release,
-    .publish = mem_publish,
-    .subscribe = mem_subscribe,
-    .purge = mem_purge,
+    .name = "memory", .threadsafe = 1, .state = mem_state, .free = mem_free,
+    /* entries and their generations */
+    .get = mem_get, .set = mem_set, .gen_set = mem_gen_set, .purge = mem_purge,
     .usage = mem_usage,
-    .state = mem_state,
-    .free = mem_free,
+    /* one process: its leases and events stay in it */
+    .lease = mem_lease, .lease_renew = mem_lease_renew, .lease_release = mem_lease_release,
+    .publish = mem_publish, .subscribe = mem_subscribe,
 };
 
 struct store *store_memory_new(size_t max_bytes)

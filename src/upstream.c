@@ -1,5 +1,6 @@
 #include "upstream.h"
 
+
 #include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -9,6 +10,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "conf.h"
 #include "list.h"
 #include "log.h"
 
@@ -421,4 +423,44 @@ struct curl_slist *up_header(struct curl_slist *l, const char *name, const char 
     if (r == NULL)
         curl_slist_free_all(l);
     return r;
+}
+
+char *up_url(const char *base, const char *path, const char *query)
+{
+    int q = query != NULL && *query != '\0';
+    size_t n = strlen(base) + strlen(path) + (q ? strlen(query) + 1 : 0) + 1;
+    char *url = malloc(n);
+
+    if (url != NULL)
+        snprintf(url, n, "%s%s%s%s", base, path, q ? "?" : "", q ? query : "");
+    return url;
+}
+
+struct curl_slist *up_identity(struct curl_slist *h, const char *cred, int injected,
+                               const char *rid)
+{
+    /* (h may be NULL: an empty list; up_header's NULL is a failure.) */
+    if (cred != NULL && injected) {
+        size_t n = strlen(cred) + 8;
+        char *bearer = malloc(n);
+        if (bearer == NULL) {
+            curl_slist_free_all(h);
+            return NULL;
+        }
+        snprintf(bearer, n, "Bearer %s", cred);
+        h = up_header(h, "Authorization", bearer);
+        free(bearer);
+        if (h == NULL)
+            return NULL;
+    } else if (cred != NULL && (h = up_header(h, "Authorization", cred)) == NULL) {
+        return NULL;
+    }
+    return up_header(h, "X-Request-Id", rid);
+}
+
+struct up_opts up_opts_of(const struct conf *c)
+{
+    struct up_opts o = {c->timeout_ms, c->connect_timeout_ms, MAX_RESPONSE, c->proxy};
+
+    return o;
 }

@@ -81,6 +81,20 @@ struct up_xfer *up_start(struct up_client *c, const char *method, const char *ur
  * and NULL returned, so calls can be chained. */
 struct curl_slist *up_header(struct curl_slist *l, const char *name, const char *value);
 
+/* What every request lcgate sends upstream is built from, for a list the
+ * cache fetches and for pass-through alike. */
+struct conf;
+/* base + path + "?" + query (no "?" when query is NULL or empty);
+ * malloc'd, NULL on ENOMEM. path is encoded already. */
+char *up_url(const char *base, const char *path, const char *query);
+/* h plus Authorization (cred: "Bearer <cred>" when injected is lcgate's
+ * key, else the client's own value as it is; none without a cred) and
+ * X-Request-Id: rid. NULL on ENOMEM, h freed. */
+struct curl_slist *up_identity(struct curl_slist *h, const char *cred, int injected,
+                               const char *rid);
+/* The options of every request under c's [upstream]. */
+struct up_opts up_opts_of(const struct conf *c);
+
 /* Stop a transfer in flight; its callback will not be called. */
 void up_cancel(struct up_xfer *x);
 

@@ -143,3 +143,40 @@ size_t utf8_seq_len(const unsigned char *s, size_t n)
         return 0;
     return k;
 }
+
+size_t util_json_detail(char *buf, size_t cap, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    static const char head[] = "{\"detail\":\"";
+    size_t n = sizeof(head) - 1;
+    const unsigned char *t = (const unsigned char *)text;
+
+    memcpy(buf, head, n);
+    for (; *t && n + 6 + 2 <= cap; t++) {
+        const char *esc = NULL;
+        switch (*t) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default: break;
+        }
+        if (esc != NULL) {
+            buf[n++] = esc[0];
+            buf[n++] = esc[1];
+        } else if (*t < 0x20) {
+            memcpy(buf + n, "\\u00", 4);
+            buf[n + 4] = hex[*t >> 4];
+            buf[n + 5] = hex[*t & 15];
+            n += 6;
+        } else {
+            buf[n++] = (char)*t;
+        }
+    }
+    buf[n++] = '"';
+    buf[n++] = '}';
+    return n;
+}

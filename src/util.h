@@ -33,6 +33,14 @@ static inline int util_hexval(int c)
     return -1;
 }
 
+/* Every error body lcgate makes: {"detail":"<text>"}, text escaped as
+ * yajl_gen escapes a string ('"', '\\', \b \f \n \r \t, other control
+ * bytes as \u00XX; the rest as it is), into buf of cap bytes (at least 16).
+ * The text is cut where it would not fit: UTIL_JSON_DETAIL_CAP(n) bytes
+ * hold any text of n bytes. The body's length (no NUL is added). */
+size_t util_json_detail(char *buf, size_t cap, const char *text);
+#define UTIL_JSON_DETAIL_CAP(n) (6 * (n) + 16)
+
 /* The length of the strict UTF-8 sequence at s[0..n) (no overlongs,
  * surrogates or code points past U+10FFFF), or 0 if none starts there. */
 size_t utf8_seq_len(const unsigned char *s, size_t n);

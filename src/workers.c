@@ -1,6 +1,7 @@
 #define _GNU_SOURCE             /* pthread_setname_np */
 #include "workers.h"
 
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -16,6 +17,8 @@
 
 #include "alog.h"
 #include "log.h"
+#include "tls.h"
+#include "util.h"
 
 /* What the threads tell each other. A request's M_REQ becomes its M_SEND:
  * one allocation carries it there and back. */
@@ -256,6 +259,13 @@ static void share_limits(const struct hs_limits *lim, unsigned n, struct hs_limi
         out->max_connections = (out->max_connections + n - 1) / n;
 }
 
+/* With tls_cert set, every worker's connections take the current context
+ * (tls.h) when accepted. */
+static int use_tls(struct hs_server *hs)
+{
+    return tls_listener_on() ? hs_set_tls(hs, tls_listener_ssl) : 0;
+}
+
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
                             hs_handler h, workers_fast_fn fast, hs_reject_cb rej, void *arg)
 {
@@ -271,7 +281,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
     ws->arg = arg;
     ws->in.efd = -1;
     if (n <= 1) {
-        if ((ws->hs = hs_new(main, lim, h, rej, arg)) == NULL)
+        if ((ws->hs = hs_new(main, lim, h, rej, arg)) == NULL || use_tls(ws->hs) != 0)
             goto fail;
         return ws;
     }
@@ -287,7 +297,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
         if ((w->base = event_base_new()) == NULL ||
             inbox_init(&w->in, w->base, on_worker_inbox, w) != 0 ||
             (w->hs = hs_new(w->base, &share, on_worker_request, on_worker_reject, w)) == NULL ||
-            (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
+            use_tls(w->hs) != 0 || (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
             goto fail;
         w->stop->kind = M_STOP;
     }
@@ -470,7 +480,8 @@ unsigned workers_queued(const struct workers *ws)
  * frees. */
 static void refuse_queued(struct workers *ws, int threads_stopped)
 {
-    static const char detail[] = "{\"detail\":\"Shutting down\"}";
+    char detail[64];
+    size_t dlen = util_json_detail(detail, sizeof(detail), "Shutting down");
     struct msg *m = ws->in.ev ? inbox_take(&ws->in) : NULL, *next;
     struct evbuffer *body;
 
@@ -487,7 +498,7 @@ static void refuse_queued(struct workers *ws, int threads_stopped)
         }
         hs_add_header(m->req, "Content-Type", "application/json");
         if ((body = evbuffer_new()) != NULL)
-            evbuffer_add(body, detail, sizeof(detail) - 1);
+            evbuffer_add(body, detail, dlen);
         workers_send(ws, m->req, 503, body);
         if (body)
             evbuffer_free(body);

@@ -11,6 +11,9 @@
  * TCP: each thread listens on its own SO_REUSEPORT socket, so that the
  * kernel spreads connections; a Unix socket is one socket that all share.
  *
+ * TLS: when the listener's context is loaded (tls.h) before workers_new,
+ * every worker's connections speak TLS.
+ *
  * A worker may first try to answer by itself (the fast callback: a cached
  * answer that needs nothing of the main loop), so that the common case
  * does not cross threads at all.

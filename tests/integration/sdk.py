@@ -1,6 +1,7 @@
 """The official TypeScript SDK (@llamaindex/llama-cloud 2.13.0), pointed at
 lcgate with no key of its own, pages through both list routes and gets
-exactly the items it gets from the upstream directly.
+exactly the items it gets from the upstream directly; and again through a
+TLS listener, trusting the test CA by NODE_EXTRA_CA_CERTS.
 
 The SDK comes from the npm registry, once per build tree. Where npm cannot
 reach it (or node and npm are missing), the test fails, as in CI, unless
@@ -16,6 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import lcgtest as t  # noqa: E402
+import tlskit  # noqa: E402
 
 tap = t.Tap()
 env = t.Env("lcgate-sdk")
@@ -66,12 +68,13 @@ g = env.lcgate({"upstream": {"base_url": mock.url}, "cache": {"ttl": "60s"}},
                env={"LLAMA_CLOUD_API_KEY": t.KEY_A})
 
 
-def page_through(base, key, route, size, params=None):
+def page_through(base, key, route, size, params=None, extra_env=None):
+    run_env = {k: v for k, v in os.environ.items()
+               if k not in ("LLAMA_CLOUD_API_KEY", "LLAMA_CLOUD_BASE_URL")}
+    run_env.update(extra_env or {})
     p = subprocess.run(["node", os.path.join(cache, "paging.mjs"), base, key, route, str(size),
                         json.dumps(params or {})],
-                       capture_output=True, text=True, timeout=120, cwd=cache,
-                       env={k: v for k, v in os.environ.items()
-                            if k not in ("LLAMA_CLOUD_API_KEY", "LLAMA_CLOUD_BASE_URL")})
+                       capture_output=True, text=True, timeout=120, cwd=cache, env=run_env)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-2000:])
     return json.loads(p.stdout)
@@ -93,4 +96,23 @@ for route, size, params in (("v1", 20, {}), ("v1", 7, {"status": "completed"}),
     tap.ok(got == want, "SDK %s %s: through lcgate it gets exactly the upstream's items"
            % (route, params), (got["pages"], len(got["ids"]), want["pages"], len(want["ids"])))
     tap.ok(again == want, "SDK %s %s: and again from the cache" % (route, params))
+
+# Through a TLS listener ([server] tls_cert): the SDK trusts the test CA by
+# NODE_EXTRA_CA_CERTS, as a deployment with a private CA would.
+ca = tlskit.CA(env.path("pki"))
+cert = ca.server("gate")
+tg = env.lcgate({"upstream": {"base_url": mock.url}, "cache": {"ttl": "60s"},
+                 "server": {"tls_cert": cert.chain, "tls_key": cert.key}},
+                env={"LLAMA_CLOUD_API_KEY": t.KEY_A}, name="lcgate-tls")
+trust = {"NODE_EXTRA_CA_CERTS": ca.cert}
+for route, size, params in (("v1", 20, {}), ("v2", 10, {})):
+    try:
+        want = page_through(mock.url, t.KEY_A, route, size, params)
+        got = page_through("https://localhost:%d" % tg.port, "no-key-of-its-own", route, size,
+                           params, trust)
+    except Exception as e:
+        tap.ok(False, "SDK %s pages through lcgate over TLS" % route, e)
+        continue
+    tap.ok(got == want, "SDK %s over TLS (NODE_EXTRA_CA_CERTS): exactly the upstream's items"
+           % route, (got["pages"], len(got["ids"]), want["pages"], len(want["ids"])))
 tap.done(env)

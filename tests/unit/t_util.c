@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <yajl/yajl_gen.h>
+
 #include "tap.h"
 #include "util.h"
 
@@ -60,6 +62,50 @@ static void *draw(void *arg)
 
 #define NKEYS 64
 #define NB 256
+
+/* util_json_detail against yajl_gen (which built the front end's bodies
+ * before): every byte 1..255 at the start, the middle and the end of a
+ * text; and a text cut where the buffer ends is still one JSON object. */
+static void json_detail(void)
+{
+    char text[8], ours[64], *cut;
+    const unsigned char *want;
+    size_t n, wlen;
+    int b, pos, bad = 0;
+
+    for (b = 1; b < 256; b++) {
+        for (pos = 0; pos < 3; pos++) {
+            yajl_gen g = yajl_gen_alloc(NULL);
+            memcpy(text, "ab", 3);
+            if (pos < 2)
+                text[pos] = (char)b;
+            else
+                text[2] = (char)b, text[3] = '\0';
+            n = util_json_detail(ours, sizeof(ours), text);
+            yajl_gen_map_open(g);
+            yajl_gen_string(g, (const unsigned char *)"detail", 6);
+            yajl_gen_string(g, (const unsigned char *)text, strlen(text));
+            yajl_gen_map_close(g);
+            yajl_gen_get_buf(g, &want, &wlen);
+            if (n != wlen || memcmp(ours, want, n) != 0) {
+                if (bad++ == 0)
+                    printf("#   byte 0x%02x at %d: %.*s against yajl's %.*s\n", b, pos, (int)n,
+                           ours, (int)wlen, want);
+            }
+            yajl_gen_free(g);
+        }
+    }
+    tap_ok(bad == 0, "util_json_detail escapes every byte as yajl_gen does");
+    cut = malloc(UTIL_JSON_DETAIL_CAP(100));
+    memset(cut, '"', 100);
+    cut[100] = '\0';
+    n = util_json_detail(ours, 32, cut);
+    tap_ok(n <= 32 && memcmp(ours, "{\"detail\":\"", 11) == 0 && memcmp(ours + n - 2, "\"}", 2) == 0 &&
+           ours[n - 3] == '"' && ours[n - 4] == '\\',
+           "a text cut to fit ends with a whole escape and the closing \"}");
+    tap_ok(util_json_detail(cut + 0, UTIL_JSON_DETAIL_CAP(0), "") == 13, "an empty text: {\"detail\":\"\"}");
+    free(cut);
+}
 
 int main(void)
 {
@@ -158,5 +204,6 @@ int main(void)
             ok &= seen[i] != a && seen[i] != b;
         tap_ok(ok, "util_random64 in two other threads: draws of their own");
     }
+    json_detail();
     return tap_done();
 }
