@@ -439,14 +439,18 @@ static void dispatch_all(struct redis_conn *c, unsigned gen)
 static int flush(struct redis_conn *c)
 {
     enum redis_io_want want = RIO_ERR;
+    unsigned char *p;
     char why[200];
     size_t len;
     ssize_t n;
 
     while ((len = evbuffer_get_length(c->out)) > 0) {
         len = len > WRITE_CHUNK ? WRITE_CHUNK : len;
-        n = redis_io_write(&c->io, evbuffer_pullup(c->out, (ev_ssize_t)len), len, &want, why,
-                           sizeof(why));
+        if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL) {
+            drop(c, "out of memory");
+            return -1;
+        }
+        n = redis_io_write(&c->io, p, len, &want, why, sizeof(why));
         if (n > 0) {
             evbuffer_drain(c->out, (size_t)n);
             continue;
