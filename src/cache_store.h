@@ -143,20 +143,23 @@ size_t store_memory_bytes(struct store *s);
 size_t store_memory_count(struct store *s);
 size_t store_memory_gens(struct store *s);
 
-/* store_redis.c: hiredis async on base. url is
- * redis://[[user]:password@]host[:port][/db] or
- * unix://[[user]:password@]/path[?db=N]; timeout_ms bounds every command
- * and the connect.
- * Returns NULL with a message in err (errlen bytes) when url is invalid;
- * an unreachable server is not an error (it reconnects with backoff). */
+/* store_redis.c: Redis on base. url is
+ * redis://[[user]:password@]host[:port][/db], rediss://... (TLS, with the
+ * settings tls, NULL: the defaults) or unix://[[user]:password@]/path[?db=N];
+ * timeout_ms bounds every command and the connect.
+ * Returns NULL with a message in err (errlen bytes) when url is invalid or
+ * a TLS file cannot be used; an unreachable server is not an error (it
+ * reconnects with backoff). */
+struct redis_tls_conf;
 struct store *store_redis_new(struct event_base *base, const char *url,
-                              unsigned timeout_ms, char *err, size_t errlen);
+                              const struct redis_tls_conf *tls, unsigned timeout_ms, char *err,
+                              size_t errlen);
 /* The same, the primary found and followed through Redis Sentinel
- * (redis_sentinel.h): url's host and port are not used, its password and
- * database are. */
+ * (redis_sentinel.h): url's host and port are not used, its password,
+ * database and TLS (rediss://, with tls) are. */
 struct redis_sentinel_conf;
 struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
-                                       unsigned timeout_ms,
+                                       const struct redis_tls_conf *tls, unsigned timeout_ms,
                                        const struct redis_sentinel_conf *sc, char *err,
                                        size_t errlen);
 

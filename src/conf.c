@@ -14,6 +14,7 @@
 
 #include "conf_keys.h"
 #include "log.h"
+#include "redis_tls.h"
 #include "request_read.h"
 
 /* conf_keys has at most this many rows (checked in conf_load). */
@@ -379,9 +380,42 @@ static int check_sentinels(struct loader *l)
         return fail_at(l, ml ? ml : pl, "%s needs sentinels",
                        ml ? "sentinel_master" : "sentinel_password");
     if (sl != 0 && strncmp(l->c->redis_url, "unix:", 5) == 0)
-        return fail_at(l, sl, "sentinels needs a redis:// redis_url (its password and "
-                       "database are used, its host and port are not)");
+        return fail_at(l, sl, "sentinels needs a redis:// or rediss:// redis_url (its password, "
+                       "database and TLS are used, its host and port are not)");
     return 0;
+}
+
+/* The redis_tls_* keys: only with rediss://, and, with store = redis, their
+ * files usable now, so that lcgate -t and the start say which and why. */
+static int check_redis_tls(struct loader *l)
+{
+    static const char *const keys[] = {"redis_tls_ca", "redis_tls_cert", "redis_tls_key",
+                                       "redis_tls_server_name"};
+    const struct conf *c = l->c;
+    const struct redis_tls_conf tc = {c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key,
+                                      c->redis_tls_server_name};
+    struct redis_tls *t;
+    char err[512];
+    size_t i;
+
+    if (strncmp(c->redis_url, "rediss://", 9) != 0) {
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            if (line_of(l, "cache", keys[i]) != 0)
+                return fail_at(l, line_of(l, "cache", keys[i]),
+                               "%s needs redis_url = rediss://... (TLS to Redis)", keys[i]);
+        return 0;
+    }
+    if (c->store != STORE_KIND_REDIS)
+        return 0;
+    if ((t = redis_tls_new(&tc, err, sizeof(err))) != NULL) {
+        redis_tls_free(t);
+        return 0;
+    }
+    /* err starts with the key at fault, else it is the URL's */
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strncmp(err, keys[i], strlen(keys[i])) == 0)
+            return fail_at(l, line_of(l, "cache", keys[i]), "%s", err);
+    return fail_at(l, line_of(l, "cache", "redis_url"), "%s", err);
 }
 
 /* The checks across keys, and what follows from which keys were set. */
@@ -406,6 +440,8 @@ static int check_across(struct loader *l)
         return fail_at(l, line_of(l, "server", "max_inflight_bytes"),
                        "max_inflight_bytes must be at least max_body");
     if (check_sentinels(l) != 0)
+        return -1;
+    if (check_redis_tls(l) != 0)
         return -1;
     return check_clients(l);
 }

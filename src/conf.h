@@ -76,6 +76,10 @@ struct conf {
     /* [cache] */
     enum store_kind store;
     char *redis_url;
+    char *redis_tls_ca;          /* rediss://: NULL, the system store */
+    char *redis_tls_cert;        /* rediss://: both or neither */
+    char *redis_tls_key;
+    char *redis_tls_server_name; /* NULL: the URL's host */
     uint64_t redis_timeout_ms;
     struct strlist sentinels;    /* host:port each; none: redis_url's host */
     char *sentinel_master;       /* the name the sentinels monitor */

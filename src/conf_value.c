@@ -270,7 +270,8 @@ static int valid_url(const char *v)
 
 static int valid_redis_url(const char *v)
 {
-    return strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix:///", 8) == 0;
+    return strncmp(v, "redis://", 8) == 0 || strncmp(v, "rediss://", 9) == 0 ||
+           strncmp(v, "unix:///", 8) == 0;
 }
 
 static int valid_level(const char *v)
@@ -316,7 +317,7 @@ static const struct ctype {
     {CT_ADDR, "address", "host:port, [v6]:port or unix:/path", valid_addr, NULL, 1},
     {CT_URL, "URL", "an http:// or https:// URL", valid_url, NULL, 1},
     {CT_PROXY, "URL", "an http://host:port URL", valid_proxy, NULL, 1},
-    {CT_REDIS_URL, "URL", "redis://[:password@]host[:port][/db] or unix:///path",
+    {CT_REDIS_URL, "URL", "redis://[:password@]host[:port][/db], rediss://... or unix:///path",
      valid_redis_url, NULL, 1},
     {CT_LEVEL, "level", "error, warn, info or debug", valid_level, NULL, 1},
     {CT_ACCESS_LOG, "destination", "on, off, stderr, stdout or an absolute file path", NULL,

@@ -24,6 +24,7 @@
 #include "process.h"
 #include "ratelimit.h"
 #include "redis_sentinel.h"
+#include "redis_tls.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -229,14 +230,16 @@ static void on_reopen(evutil_socket_t sig, short what, void *arg)
 
 static struct store *open_store(const struct conf *c, char *err, size_t errlen)
 {
+    const struct redis_tls_conf tls = {c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key,
+                                       c->redis_tls_server_name};
     const struct redis_sentinel_conf sc = {c->sentinels.v, c->sentinels.n, c->sentinel_master,
                                            c->sentinel_password};
 
     if (c->store == STORE_KIND_REDIS && sc.naddrs > 0)
-        return store_redis_sentinel_new(gw.base, c->redis_url, (unsigned)c->redis_timeout_ms,
-                                        &sc, err, errlen);
+        return store_redis_sentinel_new(gw.base, c->redis_url, &tls,
+                                        (unsigned)c->redis_timeout_ms, &sc, err, errlen);
     if (c->store == STORE_KIND_REDIS)
-        return store_redis_new(gw.base, c->redis_url, (unsigned)c->redis_timeout_ms, err,
+        return store_redis_new(gw.base, c->redis_url, &tls, (unsigned)c->redis_timeout_ms, err,
                                errlen);
     snprintf(err, errlen, "out of memory");
     return store_memory_new(c->memory_max);

@@ -1,60 +1,53 @@
-/* Ownership. hiredis owns a command (struct rc_cmd, its privdata) from the
- * moment redisAsyncCommandArgv accepts it until it calls on_reply, once,
- * with the reply or with NULL when it frees the context; on_reply frees it.
- * Dropping a connection is therefore always redisAsyncFree: every pending
- * callback runs at once with NULL, and a late reply has nowhere to arrive.
- * The connection keeps its commands on a list only to cancel their timers
- * and, when it is freed, to answer them and clear their back pointer, so
- * that the later on_reply only frees. The subscription's SUBSCRIBE is the
- * exception: hiredis calls on_sub_reply with every message and confirmation
- * on its channel and keeps the command until it frees the context, when it
- * calls it once with NULL; only that call frees it. Heartbeats re-send
- * SUBSCRIBE with the same command as privdata.
+/* Ownership. The connection owns its commands (struct rc_cmd) from the
+ * moment they are queued until they are answered: a reply answers the
+ * oldest one (Redis answers in order), a drop answers every one NULL. A
+ * drop closes the transport at once, so no late reply can arrive: there
+ * is one transport at a time, and c->gen counts them.
  *
- * redisAsyncFree must not run inside a context's connect or disconnect
- * callback (hiredis still uses the context when it returns), so a
- * connection that fails its handshake there is parked in c->doomed and
- * freed from a zero-delay event (reap_ev). Inside a reply callback hiredis
- * defers the free until the callback returns, which is what lets an owner
- * free the connection from a reply or a message. */
+ * Callbacks may free the connection (a reply, a message) but run while
+ * this module is in the middle of its work, so every entry point from the
+ * loop (enter/leave) counts itself in c->depth, and redis_conn_free inside
+ * one only answers, closes and marks c closing: the outermost leave frees
+ * the memory. After anything that may call the owner, the code checks
+ * alive() before it goes on. */
 #include "redis_conn.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <hiredis/async.h>
+#include <hiredis/read.h>
 
 #include "list.h"
 #include "log.h"
 #include "ratelog.h"
-#include "redis_ev.h"
+#include "redis_io.h"
 #include "redis_url.h"
 
 #define CONN_MAGIC 0x52434f4eu   /* "RCON" */
 #define CMD_MAGIC 0x52434d44u    /* "RCMD" */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define READ_CHUNK 16384
+#define WRITE_CHUNK 16384
 
 /* The handshake's steps; STEP_NONE is the owner's command. */
-enum step { STEP_NONE, STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_PING, STEP_SUBSCRIBE };
+enum step { STEP_NONE, STEP_AUTH, STEP_SELECT, STEP_ROLE, STEP_PING };
 
 static const char *const step_name[] = {
-    [STEP_NONE] = "", [STEP_AUTH] = "AUTH", [STEP_SELECT] = "SELECT",
-    [STEP_ROLE] = "ROLE", [STEP_PING] = "PING", [STEP_SUBSCRIBE] = "SUBSCRIBE",
+    [STEP_NONE] = "", [STEP_AUTH] = "AUTH", [STEP_SELECT] = "SELECT", [STEP_ROLE] = "ROLE",
+    [STEP_PING] = "PING",
 };
 
 struct rc_cmd {
     uint32_t magic;
-    struct redis_conn *conn;     /* NULL once answered by redis_conn_free */
-    redisAsyncContext *ac;       /* the connection it was sent on */
-    struct list link;            /* in conn->pending */
+    struct redis_conn *conn;
+    struct list link;            /* in conn->pending, oldest first */
     enum step step;
     const char *what;            /* the owner's name for it, for logs */
     int timed;                   /* timer armed */
@@ -72,6 +65,7 @@ struct redis_conn {
     int parked;                  /* retargeted to nowhere: no connects */
     int require_master;          /* ROLE is a handshake step */
     int retargeting;             /* the next down is redis_conn_retarget's */
+    const struct redis_tls *tls; /* rediss:// */
     char *channel;               /* NULL: commands */
     const struct redis_conn_cbs *cbs;
     void *arg;
@@ -81,28 +75,31 @@ struct redis_conn {
     const struct timeval *cmd_tv; /* common timeout of timeout_ms */
     struct timeval hb_tv;
 
-    redisAsyncContext *ac;       /* the current attempt or connection */
-    redisAsyncContext *doomed;   /* dropped in a callback, freed by reap_ev */
+    struct redis_io io;          /* io.fd < 0: no transport */
+    int ready;                   /* io's handshake is done: bytes flow */
+    int read_wants_write;        /* TLS: a read waits for writability */
+    unsigned gen;                /* transports so far */
+    redisReader *reader;         /* replies, as they arrive */
+    struct evbuffer *out;        /* commands not yet written */
+    struct event *rev, *wev;     /* on io.fd */
+
     enum redis_conn_state state;
     int outage;                  /* down was reported since start or up */
     int hb_out;                  /* a heartbeat awaits its confirmation */
     int reporting;               /* in up or down: must not be freed */
-    int closing;                 /* in redis_conn_free */
+    int closing;                 /* redis_conn_free ran */
+    int depth;                   /* entry points running: free is deferred */
     unsigned backoff_ms;
     struct event *ev;            /* connect, handshake deadline, heartbeat */
-    struct event *reap_ev;       /* frees doomed */
 
     struct list pending;         /* commands in flight */
     size_t npending;
-    struct rc_cmd *sub;          /* the SUBSCRIBE on ac (its privdata) */
     struct ratelog rl_sub;
     struct redis_conn_stats n;
 };
 
-static void on_connect(const redisAsyncContext *ac, int status);
-static void on_disconnect(const redisAsyncContext *ac, int status);
-static void on_reply(redisAsyncContext *ac, void *r, void *priv);
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv);
+static void on_io(evutil_socket_t fd, short what, void *arg);
+static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg);
 
 static struct redis_conn *conn_of(const void *p)
 {
@@ -120,20 +117,66 @@ static struct rc_cmd *cmd_of(void *p)
     return cmd;
 }
 
-static void cmd_free(struct rc_cmd *cmd)
+static void conn_release(struct redis_conn *c)
 {
-    cmd->magic = 0;
-    free(cmd);
+    free(c->channel);
+    free(c->moved.host);
+    c->magic = 0;
+    free(c);
 }
 
-/* The owner's callback, exactly once. */
-static void answer(struct rc_cmd *cmd, const redisReply *reply)
+static void enter(struct redis_conn *c)
+{
+    c->depth++;
+}
+
+/* The end of an entry point; c may be gone after it. */
+static void leave(struct redis_conn *c)
+{
+    assert(c->depth > 0);
+    if (--c->depth == 0 && c->closing)
+        conn_release(c);
+}
+
+/* Still the same transport, and not freed by a callback. */
+static int alive(const struct redis_conn *c, unsigned gen)
+{
+    return !c->closing && c->gen == gen;
+}
+
+static void cmd_unlink(struct redis_conn *c, struct rc_cmd *cmd)
+{
+    list_unlink(&cmd->link);
+    assert(c->npending > 0);
+    c->npending--;
+    if (cmd->timed) {
+        evtimer_del(&cmd->timer);
+        cmd->timed = 0;
+    }
+}
+
+/* Unlink cmd, run the owner's callback with reply (exactly once; none for a
+ * handshake step), free cmd. The callback may free c. */
+static void cmd_finish(struct redis_conn *c, struct rc_cmd *cmd, const redisReply *reply)
 {
     redis_conn_reply_cb cb = cmd->cb;
 
-    assert(cb != NULL);
+    cmd_unlink(c, cmd);
     cmd->cb = NULL;
-    cb(cmd->arg, reply);
+    cmd->magic = 0;
+    if (cb != NULL)
+        cb(cmd->arg, reply);
+    free(cmd);
+}
+
+/* Every command in flight answers NULL, the oldest first. An answer may
+ * free c, whose free answers the rest. */
+static void answer_all(struct redis_conn *c)
+{
+    struct list *l;
+
+    while ((l = list_first(&c->pending)) != NULL)
+        cmd_finish(c, list_entry(l, struct rc_cmd, link), NULL);
 }
 
 static void report_down(struct redis_conn *c, const char *why)
@@ -168,106 +211,57 @@ static void report_up(struct redis_conn *c)
     c->reporting = 0;
 }
 
-/* The current context is no longer ours to use. */
-static redisAsyncContext *detach(struct redis_conn *c)
+static void transport_close(struct redis_conn *c)
 {
-    redisAsyncContext *ac = c->ac;
-
-    c->ac = NULL;
-    c->sub = NULL;               /* hiredis frees it with ac */
-    return ac;
+    if (c->rev != NULL)
+        event_free(c->rev);
+    if (c->wev != NULL)
+        event_free(c->wev);
+    c->rev = c->wev = NULL;
+    if (c->reader != NULL)
+        redisReaderFree(c->reader);
+    c->reader = NULL;
+    if (c->out != NULL)
+        evbuffer_free(c->out);
+    c->out = NULL;
+    redis_io_close(&c->io);
+    c->ready = 0;
+    c->read_wants_write = 0;
+    c->gen++;
 }
 
-/* Drop ac from outside its callbacks: every pending command answers now
- * with NULL. An answer may free c: the caller must not touch c after. */
-static void drop_now(struct redis_conn *c, redisAsyncContext *ac, const char *why)
+/* Give the transport up: down is reported, then every command in flight
+ * answers NULL. Only from inside an entry point (an answer may free c). */
+static void drop(struct redis_conn *c, const char *why)
 {
-    if (ac == c->ac) {
-        detach(c);
-        report_down(c, why);
-    } else if (ac == c->doomed) {
-        c->doomed = NULL;
-    }
-    ac->data = NULL;
-    redisAsyncFree(ac);
-}
-
-/* Drop the current context from inside one of its callbacks. */
-static void drop_later(struct redis_conn *c, const char *why)
-{
-    /* At most one: connect_start reaps before it makes a new context, and
-     * only the current one is ever doomed. */
-    assert(c->doomed == NULL);
-    c->doomed = detach(c);
+    assert(c->depth > 0);
+    transport_close(c);
     report_down(c, why);
-    event_active(c->reap_ev, EV_TIMEOUT, 1);
+    answer_all(c);
 }
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
+/* Queue a command (its bytes in c->out, written when the transport is
+ * ready): the owner's (cb, with the deadline tv, NULL: none) or a
+ * handshake step (cb NULL). The command, or NULL (not queued). */
+static struct rc_cmd *cmd_queue(struct redis_conn *c, enum step step, int argc,
+                                const char **argv, const size_t *lens,
+                                const struct timeval *tv)
 {
-    struct redis_conn *c = conn_of(arg);
+    struct rc_cmd *cmd;
+    char *bytes;
+    long long len;
 
-    /* a doomed context never carries an owner's command (those are sent
-     * only once up), so no owner callback runs and c stays valid */
-    if (c->doomed != NULL)
-        drop_now(c, c->doomed, "");
-}
-
-/* hiredis is freeing ac (an I/O error, EOF, or a failed connect). */
-static void conn_lost(struct redis_conn *c, redisAsyncContext *ac)
-{
-    ac->data = NULL;             /* its disconnect callback must not look */
-    if (ac == c->doomed) {
-        c->doomed = NULL;
-    } else if (ac == c->ac) {
-        detach(c);
-        report_down(c, ac->c.err ? ac->c.errstr : "connection closed");
-    }
-}
-
-static void cmd_unlink(struct redis_conn *c, struct rc_cmd *cmd)
-{
-    list_unlink(&cmd->link);
-    assert(c->npending > 0);
-    c->npending--;
-    if (cmd->timed) {
-        evtimer_del(&cmd->timer);
-        cmd->timed = 0;
-    }
-}
-
-static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct rc_cmd *cmd = cmd_of(arg);
-    struct redis_conn *c = conn_of(cmd->conn);
-    char why[96];
-
-    cmd->timed = 0;
-    c->n.timeouts++;
-    snprintf(why, sizeof(why), "%s got no answer within %u ms", cmd->what, c->timeout_ms);
-    drop_now(c, cmd->ac, why);   /* answers cmd through on_reply */
-}
-
-/* Hand a new command to hiredis on ac: the owner's (cb, with the deadline
- * tv, NULL: none) or a handshake step (cb NULL). The command, or NULL (not
- * sent). */
-static struct rc_cmd *cmd_send(struct redis_conn *c, redisAsyncContext *ac, enum step step,
-                               int argc, const char **argv, const size_t *lens,
-                               const struct timeval *tv)
-{
-    struct rc_cmd *cmd = calloc(1, sizeof(*cmd));
-
-    if (cmd == NULL)
+    if ((len = redisFormatCommandArgv(&bytes, argc, argv, lens)) < 0)
         return NULL;
+    if ((cmd = calloc(1, sizeof(*cmd))) == NULL || evbuffer_add(c->out, bytes, (size_t)len) != 0) {
+        free(cmd);
+        redisFreeCommand(bytes);
+        return NULL;
+    }
+    redisFreeCommand(bytes);
     cmd->magic = CMD_MAGIC;
-    cmd->step = step;
-    if (redisAsyncCommandArgv(ac, step == STEP_SUBSCRIBE ? on_sub_reply : on_reply, cmd,
-                              argc, argv, lens) != REDIS_OK) {
-        cmd_free(cmd);
-        return NULL;
-    }
     cmd->conn = c;
-    cmd->ac = ac;
+    cmd->step = step;
     list_push_back(&c->pending, &cmd->link);
     c->npending++;
     if (tv != NULL) {
@@ -275,20 +269,28 @@ static struct rc_cmd *cmd_send(struct redis_conn *c, redisAsyncContext *ac, enum
         evtimer_add(&cmd->timer, tv);
         cmd->timed = 1;
     }
+    if (c->ready)
+        event_add(c->wev, NULL);
     return cmd;
 }
 
-/* SUBSCRIBE <channel> with c->sub as privdata: the first, and each
- * heartbeat (hiredis keeps one callback per channel: the same command). */
+/* SUBSCRIBE <channel>: the first, and each heartbeat. Not a command in
+ * flight: its confirmation arrives like a message (sub_event). */
 static int send_subscribe(struct redis_conn *c)
 {
     const char *argv[2] = {"SUBSCRIBE", c->channel};
     size_t lens[2] = {9, strlen(c->channel)};
+    char *bytes;
+    long long len;
+    int rc;
 
-    if (c->sub == NULL)
-        return (c->sub = cmd_send(c, c->ac, STEP_SUBSCRIBE, 2, argv, lens, NULL)) ? 0 : -1;
-    return redisAsyncCommandArgv(c->ac, on_sub_reply, c->sub, 2, argv, lens) == REDIS_OK ? 0
-                                                                                        : -1;
+    if ((len = redisFormatCommandArgv(&bytes, 2, argv, lens)) < 0)
+        return -1;
+    rc = evbuffer_add(c->out, bytes, (size_t)len);
+    redisFreeCommand(bytes);
+    if (rc == 0 && c->ready)
+        event_add(c->wev, NULL);
+    return rc;
 }
 
 /* AUTH [user] password when there is a password, ROLE when a master is
@@ -309,12 +311,12 @@ static int send_handshake(struct redis_conn *c)
         argv[argc++] = u->pass;
         for (i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
-        if (cmd_send(c, c->ac, STEP_AUTH, argc, argv, lens, NULL) == NULL)
+        if (cmd_queue(c, STEP_AUTH, argc, argv, lens, NULL) == NULL)
             return -1;
     }
     if (c->require_master) {
         argv[0] = "ROLE", lens[0] = 4;
-        if (cmd_send(c, c->ac, STEP_ROLE, 1, argv, lens, NULL) == NULL)
+        if (cmd_queue(c, STEP_ROLE, 1, argv, lens, NULL) == NULL)
             return -1;
     }
     if (c->channel != NULL)
@@ -323,77 +325,37 @@ static int send_handshake(struct redis_conn *c)
         snprintf(db, sizeof(db), "%ld", u->db);
         argv[0] = "SELECT", lens[0] = 6;
         argv[1] = db, lens[1] = strlen(db);
-        if (cmd_send(c, c->ac, STEP_SELECT, 2, argv, lens, NULL) == NULL)
+        if (cmd_queue(c, STEP_SELECT, 2, argv, lens, NULL) == NULL)
             return -1;
     }
     argv[0] = "PING", lens[0] = 4;
-    return cmd_send(c, c->ac, STEP_PING, 1, argv, lens, NULL) ? 0 : -1;
+    return cmd_queue(c, STEP_PING, 1, argv, lens, NULL) ? 0 : -1;
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
-{
-    struct redis_conn *c = cac->data;
-
-    if (c == NULL)
-        return;
-    c = conn_of(c);
-    if (cac != c->ac)
-        return;
-    if (status != REDIS_OK) {
-        conn_lost(c, c->ac);     /* hiredis frees it when this returns */
-        return;
-    }
-    if (c->url->host != NULL)
-        redisEnableKeepAlive(&c->ac->c);
-    if (send_handshake(c) != 0)
-        drop_later(c, "cannot send the handshake");
-}
-
-static void on_disconnect(const redisAsyncContext *cac, int status)
-{
-    if (cac->data != NULL)
-        conn_lost(conn_of(cac->data), (redisAsyncContext *)cac);
-}
-
-/* The transport: a TCP or unix-socket connection, as the URL says. NULL
- * with why filled when it cannot even start. */
-static redisAsyncContext *transport_open(const struct redis_url *u, char *why, size_t n)
-{
-    redisAsyncContext *ac;
-
-    ac = u->path != NULL ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(u->host, u->port);
-    if (ac == NULL) {
-        snprintf(why, n, "out of memory");
-        return NULL;
-    }
-    if (ac->err) {
-        snprintf(why, n, "%s", ac->c.errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    return ac;
-}
-
+/* A new transport to the URL's server (or the last retarget's: the one
+ * place the address is chosen), the handshake queued on it, within the
+ * connect deadline. With TLS the certificate is checked against that host
+ * unless redis_tls_server_name names another. */
 static void connect_start(struct redis_conn *c)
 {
-    redisAsyncContext *ac;
-    char why[160];
+    const struct redis_url *u = c->url;
+    char why[200];
 
-    if (c->doomed != NULL)
-        drop_now(c, c->doomed, "");
-    if ((ac = transport_open(c->url, why, sizeof(why))) == NULL) {
+    if (redis_io_open(&c->io, u->host, u->port, u->path, u->tls ? c->tls : NULL, why,
+                      sizeof(why)) != 0) {
         report_down(c, why);
         return;
     }
-    if (redis_ev_attach(ac, c->evb) != 0) {
-        redisAsyncFree(ac);
-        report_down(c, "out of memory");
+    c->reader = redisReaderCreate();
+    c->out = evbuffer_new();
+    c->rev = event_new(c->evb, c->io.fd, EV_READ | EV_PERSIST, on_io, c);
+    c->wev = event_new(c->evb, c->io.fd, EV_WRITE, on_io, c);
+    if (c->reader == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL ||
+        send_handshake(c) != 0) {
+        drop(c, "out of memory");
         return;
     }
-    ac->data = c;
-    c->ac = ac;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    event_add(c->wev, NULL);     /* the connect ends */
     evtimer_add(c->ev, &c->timeout_tv);
 }
 
@@ -408,21 +370,19 @@ static const char *role_wrong(const redisReply *reply)
     return strcmp(role->str, "master") == 0 ? NULL : role->str;
 }
 
-/* A handshake step's answer: +OK, or +PONG for the PING. */
-static void step_done(struct redis_conn *c, redisAsyncContext *ac, enum step step,
-                      const redisReply *reply)
+/* A handshake step's answer: +OK, +PONG for the PING, an array starting
+ * with "master" for the ROLE. */
+static void step_done(struct redis_conn *c, enum step step, const redisReply *reply)
 {
     const char *role;
     char why[200];
 
-    if (ac != c->ac || reply == NULL)
-        return;                  /* an old context, or already lost */
     if (step == STEP_ROLE) {
         if ((role = role_wrong(reply)) == NULL)
             return;
         snprintf(why, sizeof(why), "ROLE says %s, not master",
                  redis_url_safe_msg(c->url, role));
-        drop_later(c, why);
+        drop(c, why);
         return;
     }
     if (reply->type == REDIS_REPLY_STATUS &&
@@ -436,24 +396,7 @@ static void step_done(struct redis_conn *c, redisAsyncContext *ac, enum step ste
                                                 reply->type == REDIS_REPLY_STATUS
                                             ? reply->str
                                             : "unexpected reply"));
-    drop_later(c, why);
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    struct rc_cmd *cmd = cmd_of(priv);
-    struct redis_conn *c = cmd->conn;
-
-    if (c != NULL) {
-        cmd_unlink(c, cmd);
-        if (r == NULL)
-            conn_lost(c, ac);
-        if (cmd->step != STEP_NONE)
-            step_done(c, ac, cmd->step, r);
-        else
-            answer(cmd, r);      /* may free c */
-    }
-    cmd_free(cmd);
+    drop(c, why);
 }
 
 /* A reply on the channel: a message, or the confirmation of the first
@@ -484,34 +427,177 @@ static void sub_event(struct redis_conn *c, const redisReply *reply)
         c->cbs->message(c->arg, payload->str, payload->len); /* may free c */
 }
 
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+/* One reply: it answers the oldest command in flight; subscribed, with none
+ * in flight (the AUTH is the only one), it is an event on the channel. */
+static void dispatch(struct redis_conn *c, const redisReply *reply)
 {
-    struct rc_cmd *cmd = cmd_of(priv);
-    struct redis_conn *c = cmd->conn;
+    struct list *l = list_first(&c->pending);
+    struct rc_cmd *cmd;
 
-    if (r == NULL) {
-        /* hiredis is freeing ac: the last call with cmd */
-        if (c != NULL) {
-            cmd_unlink(c, cmd);
-            if (c->sub == cmd)
-                c->sub = NULL;
-            conn_lost(c, ac);
-        }
-        cmd_free(cmd);
+    if (l == NULL) {
+        if (c->channel != NULL)
+            sub_event(c, reply);
+        else
+            drop(c, "a reply to no command");
         return;
     }
-    if (c != NULL && ac == c->ac)
-        sub_event(c, r);
+    cmd = list_entry(l, struct rc_cmd, link);
+    if (cmd->step != STEP_NONE) {
+        enum step step = cmd->step;
+
+        cmd_finish(c, cmd, reply);
+        step_done(c, step, reply);
+    } else {
+        cmd_finish(c, cmd, reply); /* may free c */
+    }
 }
 
-/* ev: the next connect (no context), the handshake deadline (a context,
- * not up), or the heartbeat and its deadline (up, subscribed). */
+/* Every complete reply read so far, while the transport lasts. */
+static void dispatch_all(struct redis_conn *c, unsigned gen)
+{
+    void *reply;
+    char why[160];
+
+    while (alive(c, gen)) {
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            snprintf(why, sizeof(why), "protocol error: %s", c->reader->errstr);
+            drop(c, why);
+            return;
+        }
+        if (reply == NULL)
+            return;
+        dispatch(c, reply);
+        freeReplyObject(reply);
+    }
+}
+
+/* Write what c->out holds until the socket is full: 0, or -1 when that
+ * dropped the transport. */
+static int flush(struct redis_conn *c)
+{
+    enum redis_io_want want = RIO_ERR;
+    unsigned char *p;
+    char why[200];
+    size_t len;
+    ssize_t n;
+
+    while ((len = evbuffer_get_length(c->out)) > 0) {
+        len = len > WRITE_CHUNK ? WRITE_CHUNK : len;
+        if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL) {
+            drop(c, "out of memory");
+            return -1;
+        }
+        n = redis_io_write(&c->io, p, len, &want, why, sizeof(why));
+        if (n > 0) {
+            evbuffer_drain(c->out, (size_t)n);
+            continue;
+        }
+        if (want == RIO_ERR) {
+            drop(c, why);
+            return -1;
+        }
+        /* RIO_READ (TLS): the read event, always on, calls flush again */
+        if (want == RIO_WRITE)
+            event_add(c->wev, NULL);
+        return 0;
+    }
+    return 0;
+}
+
+/* Read what waits on the transport, and answer each complete reply as it
+ * comes, until a read would block or the transport is gone. */
+static void fill(struct redis_conn *c)
+{
+    enum redis_io_want want = RIO_ERR;
+    unsigned gen = c->gen;
+    char buf[READ_CHUNK], why[200];
+    ssize_t n;
+
+    c->read_wants_write = 0;
+    while (alive(c, gen)) {
+        n = redis_io_read(&c->io, buf, sizeof(buf), &want, why, sizeof(why));
+        if (n == 0) {
+            drop(c, "connection closed");
+        } else if (n < 0 && want == RIO_ERR) {
+            drop(c, why);
+        } else if (n < 0) {
+            if (want == RIO_WRITE) {
+                c->read_wants_write = 1;
+                event_add(c->wev, NULL);
+            }
+            return;
+        } else if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+            drop(c, "out of memory");
+        } else {
+            dispatch_all(c, gen);
+        }
+    }
+}
+
+/* The transport is ready: from now on the read event is on. */
+static void handshake(struct redis_conn *c)
+{
+    char why[200];
+
+    switch (redis_io_handshake(&c->io, why, sizeof(why))) {
+    case RIO_DONE:
+        c->ready = 1;
+        event_add(c->rev, NULL);
+        break;
+    case RIO_READ:
+        event_add(c->rev, NULL);
+        break;
+    case RIO_WRITE:
+        event_add(c->wev, NULL);
+        break;
+    case RIO_ERR:
+        drop(c, why);
+        break;
+    }
+}
+
+/* The socket is readable or writable: carry the handshake on, then write
+ * what is queued and read what arrived. */
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_conn *c = conn_of(arg);
+    unsigned gen = c->gen;
+
+    enter(c);
+    if (!c->ready) {
+        /* read events are on during the TLS handshake only when it asked */
+        if (c->rev != NULL)
+            event_del(c->rev);
+        handshake(c);
+    }
+    if (alive(c, gen) && c->ready && flush(c) == 0 && ((what & EV_READ) || c->read_wants_write))
+        fill(c);
+    leave(c);
+}
+
+static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct rc_cmd *cmd = cmd_of(arg);
+    struct redis_conn *c = conn_of(cmd->conn);
+    char why[96];
+
+    cmd->timed = 0;
+    c->n.timeouts++;
+    snprintf(why, sizeof(why), "%s got no answer within %u ms", cmd->what, c->timeout_ms);
+    enter(c);
+    drop(c, why);                /* answers cmd */
+    leave(c);
+}
+
+/* ev: the next connect (no transport), the handshake deadline (a
+ * transport, not up), or the heartbeat and its deadline (up, subscribed). */
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_conn *c = conn_of(arg);
     char why[96];
 
-    if (c->ac == NULL) {
+    enter(c);
+    if (c->io.fd < 0) {
         if (!c->parked)
             connect_start(c);
     } else if (c->state != RC_UP) {
@@ -519,17 +605,18 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                  c->channel ? "no subscription within %u ms of connecting"
                             : "connect timed out after %u ms",
                  c->timeout_ms);
-        drop_now(c, c->ac, why);
+        drop(c, why);
     } else if (c->hb_out) {
         snprintf(why, sizeof(why), "heartbeat got no answer within %u ms", c->timeout_ms);
-        drop_now(c, c->ac, why);
+        drop(c, why);
     } else if (send_subscribe(c) != 0) {
-        drop_now(c, c->ac, "cannot send the heartbeat");
+        drop(c, "cannot send the heartbeat");
     } else {
         c->n.heartbeats++;
         c->hb_out = 1;
         evtimer_add(c->ev, &c->timeout_tv);
     }
+    leave(c);
 }
 
 static void ms_tv(unsigned ms, struct timeval *tv)
@@ -539,25 +626,27 @@ static void ms_tv(unsigned ms, struct timeval *tv)
 }
 
 struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_url *url,
-                                  unsigned timeout_ms, const char *channel,
-                                  const struct redis_conn_cbs *cbs, void *arg)
+                                  const struct redis_tls *tls, unsigned timeout_ms,
+                                  const char *channel, const struct redis_conn_cbs *cbs,
+                                  void *arg)
 {
     struct redis_conn *c = malloc(sizeof(*c));
     struct timeval now = {0, 0};
 
+    assert(!url->tls || tls != NULL);
     if (c == NULL)
         return NULL;
-    *c = (struct redis_conn){.magic = CONN_MAGIC, .evb = base, .url = url, .cbs = cbs,
-                             .arg = arg, .timeout_ms = timeout_ms, .state = RC_CONNECTING,
-                             .backoff_ms = BACKOFF_MIN_MS};
+    *c = (struct redis_conn){.magic = CONN_MAGIC, .evb = base, .url = url, .tls = tls,
+                             .cbs = cbs, .arg = arg, .timeout_ms = timeout_ms,
+                             .state = RC_CONNECTING, .backoff_ms = BACKOFF_MIN_MS};
+    c->io.fd = -1;
     list_init(&c->pending);
     ms_tv(timeout_ms, &c->timeout_tv);
     ms_tv(REDIS_CONN_HEARTBEAT_MS, &c->hb_tv);
     c->cmd_tv = event_base_init_common_timeout(base, &c->timeout_tv);
     c->ev = evtimer_new(base, on_timer, c);
-    c->reap_ev = event_new(base, -1, 0, on_reap, c);
     if ((channel != NULL && (c->channel = strdup(channel)) == NULL) || c->cmd_tv == NULL ||
-        c->ev == NULL || c->reap_ev == NULL) {
+        c->ev == NULL) {
         redis_conn_free(c);
         return NULL;
     }
@@ -567,35 +656,16 @@ struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_ur
 
 void redis_conn_free(struct redis_conn *c)
 {
-    struct rc_cmd *cmd;
-    struct list *l;
-
     conn_of(c);
     assert(!c->reporting && !c->closing);
     c->closing = 1;
     if (c->ev != NULL)
         event_free(c->ev);
-    if (c->reap_ev != NULL)
-        event_free(c->reap_ev);
-    while ((l = list_first(&c->pending)) != NULL) {
-        cmd = list_entry(l, struct rc_cmd, link);
-        cmd_unlink(c, cmd);
-        cmd->conn = NULL;        /* on_reply will only free it */
-        if (cmd->cb != NULL)
-            answer(cmd, NULL);
-    }
-    if (c->doomed != NULL) {
-        c->doomed->data = NULL;
-        redisAsyncFree(c->doomed);
-    }
-    if (c->ac != NULL) {
-        c->ac->data = NULL;
-        redisAsyncFree(c->ac);   /* deferred by hiredis inside its callback */
-    }
-    free(c->channel);
-    free(c->moved.host);
-    c->magic = 0;
-    free(c);
+    c->ev = NULL;
+    enter(c);                    /* an answer must not release c under us */
+    answer_all(c);
+    transport_close(c);
+    leave(c);                    /* releases c, unless inside an entry point */
 }
 
 void redis_conn_require_master(struct redis_conn *c)
@@ -613,7 +683,7 @@ int redis_conn_retarget(struct redis_conn *c, const char *host, int port)
     if (host != NULL && (h = strdup(host)) == NULL)
         return -1;
     if (c->url != &c->moved) {
-        c->moved = *c->url;      /* borrows all but the host */
+        c->moved = *c->url;      /* borrows all but the host: tls, password, db */
         c->moved.host = NULL;
         c->url = &c->moved;
     }
@@ -623,9 +693,11 @@ int redis_conn_retarget(struct redis_conn *c, const char *host, int port)
     c->moved.path = NULL;
     c->parked = h == NULL;
     c->backoff_ms = BACKOFF_MIN_MS;
-    if (c->ac != NULL) {
+    if (c->io.fd >= 0) {
         c->retargeting = 1;
-        drop_now(c, c->ac, "moving to another server"); /* may free c */
+        enter(c);
+        drop(c, "moving to another server"); /* an answer may free c */
+        leave(c);
         return 0;
     }
     evtimer_del(c->ev);
@@ -654,7 +726,7 @@ int redis_conn_send(struct redis_conn *c, const char *what, int argc, const char
     assert(c->channel == NULL && cb != NULL);
     if (c->state != RC_UP || c->closing)
         return -1;
-    if ((cmd = cmd_send(c, c->ac, STEP_NONE, argc, argv, lens, tv ? tv : c->cmd_tv)) == NULL)
+    if ((cmd = cmd_queue(c, STEP_NONE, argc, argv, lens, tv ? tv : c->cmd_tv)) == NULL)
         return -1;
     cmd->what = what;
     cmd->cb = cb;
@@ -664,15 +736,12 @@ int redis_conn_send(struct redis_conn *c, const char *what, int argc, const char
 
 void redis_conn_poll(struct redis_conn *c)
 {
-    char byte;
-    ssize_t n;
-
     conn_of(c);
-    if (c->ac == NULL || c->state != RC_UP)
+    if (!c->ready || c->state != RC_UP)
         return;
-    n = recv(c->ac->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-        redisAsyncHandleRead(c->ac);
+    enter(c);
+    fill(c);
+    leave(c);
 }
 
 const struct redis_conn_stats *redis_conn_stats(const struct redis_conn *c)

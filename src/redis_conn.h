@@ -1,24 +1,40 @@
-/* redis_conn: one connection to a Redis server, kept up by itself, through
- * hiredis's async API on a libevent base (redis_ev.h). The store opens two:
- * one for commands and one subscribed to its event channel.
+/* redis_conn: one connection to a Redis server, kept up by itself, on a
+ * libevent base. The store opens two: one for commands and one subscribed
+ * to its event channel.
  *
- * Coming up. A connection connects, sends AUTH (when the URL has a
- * password) and then, for commands, SELECT (when the database is not 0) and
- * PING, or, subscribed, SUBSCRIBE <channel> (no SELECT: channels are
- * global). It is up only once the PING or the SUBSCRIBE is answered (a
- * stopped Redis still completes TCP handshakes from its listen backlog),
- * within timeout_ms of the connect; else it is dropped. A connection that
- * is down retries after a backoff that doubles from BACKOFF_MIN_MS to
- * BACKOFF_MAX_MS and starts again from the minimum once it is up. TCP
- * keepalive is on, but it only notices a dead peer, not a live one that
- * does not answer: that is what the deadlines are for.
+ * The transport. The bytes go through redis_io.h: TCP, TLS on TCP
+ * (rediss://, the settings in redis_tls.h) or a unix socket, as the URL
+ * says, over one code path: the same events, buffers, deadlines, backoff
+ * and heartbeat whatever carries the bytes. Commands are encoded with
+ * hiredis's redisFormatCommandArgv and replies parsed with its redisReader,
+ * which work with any transport; hiredis's async context is not used,
+ * because hiredis 0.14 (Debian 12) cannot speak TLS, and a second path
+ * beside it for TLS would give rediss:// its own deadlines, reconnects and
+ * failure modes to keep equal to plain TCP's by hand. Nor is libevent's
+ * bufferevent_openssl: redis_conn_poll must read what already waits on the
+ * socket now, which a bufferevent cannot be asked to do. Redis answers in
+ * order, so the commands in flight are one FIFO; subscribed, the
+ * confirmations and the messages are pushes that answer no command.
  *
- * Deadlines. hiredis 0.14 has neither connect nor command timeouts, so every
- * command carries its own evtimer (as h2o's lib/common/redis.c does). A
- * command that gets no answer in time drops the whole connection: a Redis
- * that did not answer one command is not trusted with the next, and while
- * the connection is down nothing can be sent, so a hung Redis costs the
- * commands in flight at most their deadline and then nothing.
+ * Coming up. A connection connects (the TLS handshake, certificate checked,
+ * included), sends AUTH (when the URL has a password), ROLE (when a master
+ * is required: see Sentinel below) and then, for commands, SELECT (when
+ * the database is not 0) and PING, or, subscribed, SUBSCRIBE <channel> (no
+ * SELECT: channels are global). It is up only once
+ * the PING or the SUBSCRIBE is answered (a stopped Redis still completes
+ * TCP handshakes from its listen backlog), within timeout_ms of the
+ * connect; else it is dropped. A connection that is down retries after a
+ * backoff that doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS and starts
+ * again from the minimum once it is up. TCP keepalive is on, but it only
+ * notices a dead peer, not a live one that does not answer: that is what
+ * the deadlines are for.
+ *
+ * Deadlines. Every command carries its own evtimer (as h2o's
+ * lib/common/redis.c does). A command that gets no answer in time drops the
+ * whole connection: a Redis that did not answer one command is not trusted
+ * with the next, and while the connection is down nothing can be sent, so a
+ * hung Redis costs the commands in flight at most their deadline and then
+ * nothing.
  *
  * Subscribed, a hung server (SIGSTOPped, CLIENT PAUSE, a half-open TCP
  * connection) is noticed by a heartbeat: REDIS_CONN_HEARTBEAT_MS after the
@@ -26,29 +42,25 @@
  * expects its confirmation within timeout_ms, else it is dropped. Redis
  * answers a SUBSCRIBE to a channel already subscribed with one more
  * ["subscribe", channel, 1] and nothing else, on every version, in RESP2
- * subscriber mode, and hiredis 0.14 hands it to the channel's callback like
- * the first. PING is not used: Redis < 6 refuses it in subscriber mode,
- * and hiredis 0.14 routes Redis 6's ["pong", ""] to a stale copy of the
- * last callback it ran (it would look like a message) while the PING's own
- * callback stays queued until the context is freed, one more per heartbeat.
- * Messages do not count as the heartbeat's answer.
+ * subscriber mode. PING is not used: Redis < 6 refuses it in subscriber
+ * mode. Messages do not count as the heartbeat's answer.
  *
- * The transport (how the bytes get to the server) is this module's alone:
- * today TCP or a unix socket, as the URL says. TLS would go in here (and in
- * redis_url), never in the store.
+ * Which server a connection reaches, and how, is this module's alone (and
+ * redis_url's, redis_io's and redis_tls's), never the store's.
  *
  * Sentinel (redis_sentinel.h) needs two things of a connection: to be moved
  * to another server (retarget: the URL's host and port replaced, its
- * credentials and database kept), and, on the primary it was told of, a
- * ROLE step in the handshake, so that a server that is no longer the
- * master (a stale answer, a demoted primary) never counts as up.
+ * credentials, database and TLS settings kept; with TLS the certificate
+ * must name the new host, unless redis_tls_server_name says otherwise),
+ * and, on the primary it was told of, a ROLE step in the handshake, so
+ * that a server that is no longer the master (a stale answer, a demoted
+ * primary) never counts as up.
  *
  * Callbacks. Each command sent answers exactly once: with the reply, or with
  * NULL when the connection is lost, dropped (its deadline, another's) or
  * freed. Inside a reply callback (and a message) the owner may do anything,
  * free the connection included. up and down only report: they must not free
- * the connection (they may run inside hiredis's connect and disconnect
- * callbacks, where the context cannot be freed). */
+ * the connection. */
 #ifndef LCGATE_REDIS_CONN_H
 #define LCGATE_REDIS_CONN_H
 
@@ -59,6 +71,7 @@
 #include <hiredis/hiredis.h>
 
 struct event_base;
+struct redis_tls;
 struct redis_url;
 struct redis_conn;
 
@@ -88,13 +101,15 @@ struct redis_conn_cbs {
 /* reply is NULL when the command was not answered (see Callbacks). */
 typedef void (*redis_conn_reply_cb)(void *arg, const redisReply *reply);
 
-/* A connection to url (borrowed: it must outlive the connection) on base.
+/* A connection to url on base, with tls when url is rediss:// (both
+ * borrowed: they must outlive the connection; tls is ignored otherwise).
  * channel NULL: for commands; else subscribed to channel (copied). The
  * first connect is made on the loop's next turn, so no callback runs
  * before this returns. NULL when out of memory. */
 struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_url *url,
-                                  unsigned timeout_ms, const char *channel,
-                                  const struct redis_conn_cbs *cbs, void *arg);
+                                  const struct redis_tls *tls, unsigned timeout_ms,
+                                  const char *channel, const struct redis_conn_cbs *cbs,
+                                  void *arg);
 
 /* ROLE must say master before the connection is up (a step between AUTH
  * and SELECT, or SUBSCRIBE). Call it before the loop runs. */

@@ -334,8 +334,9 @@ struct redis_sentinel *redis_sentinel_new(struct event_base *base,
     set_current(s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     s->kick = event_new(base, -1, 0, on_kick, s);
-    s->q = redis_conn_new(base, &s->url, timeout_ms, NULL, &q_cbs, s);
-    s->sub = redis_conn_new(base, &s->url, timeout_ms, SWITCH_CHANNEL, &sub_cbs, s);
+    s->q = redis_conn_new(base, &s->url, NULL, timeout_ms, NULL, &q_cbs, s);
+    s->sub = redis_conn_new(base, &s->url, NULL, timeout_ms, SWITCH_CHANNEL, &sub_cbs,
+                            s);
     if (s->tick == NULL || s->kick == NULL || s->q == NULL || s->sub == NULL ||
         event_add(s->tick, &poll) != 0) {
         snprintf(err, errlen, "redis: out of memory");

@@ -82,7 +82,7 @@ static int host_char(int ch, int bracketed)
     return bracketed ? ch == ':' || ch == '%' : ch == '_';
 }
 
-/* After "redis://". */
+/* After "redis://" or "rediss://". */
 static const char *parse_tcp(struct redis_url *u, const char *p)
 {
     const char *at = strrchr(p, '@'), *h, *e, *err;
@@ -169,9 +169,8 @@ static const char *describe(struct redis_url *u)
     if ((u->where = malloc(n)) == NULL)
         return "out of memory";
     if (u->host != NULL)
-        snprintf(u->where, n, strchr(u->host, ':') ? "redis://[%s]:%d/%ld"
-                                                    : "redis://%s:%d/%ld",
-                 u->host, u->port, u->db);
+        snprintf(u->where, n, strchr(u->host, ':') ? "%s://[%s]:%d/%ld" : "%s://%s:%d/%ld",
+                 u->tls ? "rediss" : "redis", u->host, u->port, u->db);
     else if (u->db != 0)
         snprintf(u->where, n, "unix://%s?db=%ld", u->path, u->db);
     else
@@ -188,10 +187,11 @@ int redis_url_parse(const char *url, struct redis_url *u, const char **why)
         err = parse_tcp(u, url + 8);
     else if (strncmp(url, "unix://", 7) == 0)
         err = parse_unix(u, url + 7);
-    else if (strncmp(url, "rediss://", 9) == 0)
-        err = "rediss:// (TLS) is not supported";
-    else
-        err = "expected redis://[[user]:password@]host[:port][/db] or "
+    else if (strncmp(url, "rediss://", 9) == 0) {
+        u->tls = 1;
+        err = parse_tcp(u, url + 9);
+    } else
+        err = "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
               "unix:///path[?db=N]";
     if (err == NULL)
         err = describe(u);

@@ -1,19 +1,21 @@
 /* redis_url: the redis_url setting, parsed. Pure.
  *
  *   redis://[[user]:password@]host[:port][/db]
+ *   rediss://[[user]:password@]host[:port][/db]     (TLS: redis_io.h)
  *   unix://[[user]:password@]/path[?db=N]
  *
  * Without a ':' before the '@' all of the userinfo is the password, as
  * redis-cli reads it; an empty password sends no AUTH. The user and the
  * password are percent-decoded (a %00 is refused). A host in brackets is an
- * IPv6 address. rediss:// (TLS) is refused for now: the connection
- * (redis_conn.h) would take it from here. */
+ * IPv6 address. rediss:// only says that the connection speaks TLS: its
+ * certificates are settings of their own (redis_tls.h). */
 #ifndef LCGATE_REDIS_URL_H
 #define LCGATE_REDIS_URL_H
 
 struct redis_url {
     char *host;                  /* TCP (without brackets), or NULL */
     int port;                    /* 6379 unless given */
+    int tls;                     /* rediss:// */
     char *path;                  /* unix socket, or NULL */
     char *user;                  /* NULL: AUTH <password> alone */
     char *pass;                  /* NULL: no AUTH; a secret, never logged */

@@ -42,10 +42,10 @@
  * (NULL, 0) once for that outage. That call is made from a zero-delay
  * event, on a clean stack, so it may free the store or (un)subscribe.
  *
- * Sentinel (store_redis_sentinel_new). The two connections start with no
- * address; redis_sentinel.h names the primary, and each names after a
- * failover: both connections are moved there (redis_conn_retarget), and
- * each must find ROLE master before it is up. Meanwhile, and while they
+ * Sentinel (store_redis_sentinel_new, store_redis_primary.h). The two
+ * connections start with no address; redis_sentinel.h names the primary,
+ * and each names after a failover: both connections are moved there
+ * (redis_conn_retarget), and each must find ROLE master before it is up. Meanwhile, and while they
  * move, the store is down as above: requests are answered as misses. The
  * subscription's move is a loss like any other (the (NULL, 0) call, a new
  * events_epoch), so the L1 is dropped. When the command connection goes
@@ -72,10 +72,10 @@
 #include "redis_conn.h"
 #include "redis_gcra.h"
 #include "redis_purge.h"
-#include "redis_sentinel.h"
+#include "redis_tls.h"
 #include "redis_url.h"
-#include "sentinel_parse.h"
 #include "store_keys.h"
+#include "store_redis_primary.h"
 #include "util.h"
 
 #define STORE_MAGIC 0x5253544fu  /* "RSTO" */
@@ -84,7 +84,6 @@
 #define MAX_PENDING_CTL (2 * MAX_PENDING) /* ... control commands */
 #define MAX_KEEP_MS (UINT64_C(100) * 365 * 24 * 3600 * 1000)
 #define TOKEN_CAP 64
-#define ADDR_CAP (SENTINEL_HOST_MAX + 16) /* "[host]:port" */
 
 enum cmd_kind { K_GET, K_SET, K_GENSET, K_LEASE, K_RENEW, K_RELEASE, K_PUBLISH };
 
@@ -137,12 +136,8 @@ struct rstore {
     uint32_t magic;
     struct event_base *evb;
     struct redis_url url;        /* where (unless Sentinel), the credentials */
-    struct redis_sentinel *sentinel; /* NULL: redis_url's host */
-    char *master;                /* Sentinel's name of the primary */
-    char primary_host[SENTINEL_HOST_MAX + 1];
-    int primary_port;            /* Sentinel's primary; 0: none named yet */
-    char primary[ADDR_CAP];      /* the server in use, "" none yet */
-    char where[ADDR_CAP + 64];   /* the same for logs: url.where, or a URL */
+    struct store_primary pr;     /* the server in use, Sentinel's or url's */
+    struct redis_tls *tls;       /* rediss://: the certificates; else NULL */
     unsigned timeout_ms;
     char token[TOKEN_CAP];       /* the value of our leases */
     int closing;
@@ -192,9 +187,9 @@ static void conn_up_cb(void *arg, int again)
 
     s->n.connects++;
     if (again)
-        log_info("redis: back up at %s; caching through Redis again", s->where);
+        log_info("redis: back up at %s; caching through Redis again", s->pr.where);
     else
-        log_info("redis: connected to %s", s->where);
+        log_info("redis: connected to %s", s->pr.where);
 }
 
 static void conn_down_cb(void *arg, const struct redis_conn_down *d)
@@ -202,19 +197,18 @@ static void conn_down_cb(void *arg, const struct redis_conn_down *d)
     struct rstore *s = rstore_of(arg);
 
     if (d->retargeted) {
-        log_debug("redis: left %s for the new primary", s->where);
+        log_debug("redis: left %s for the new primary", s->pr.where);
         return;
     }
-    if (s->sentinel != NULL)
-        redis_sentinel_ask(s->sentinel);
+    store_primary_lost(&s->pr);
     if (!d->first) {
         log_debug("redis: reconnect to %s failed (%s), next try in %u ms",
-                  s->where, d->why, d->retry_ms);
+                  s->pr.where, d->why, d->retry_ms);
         return;
     }
     s->n.disconnects++;
     log_warn("redis: down (%s: %s), retrying in the background; "
-             "requests are served from upstream", s->where, d->why);
+             "requests are served from upstream", s->pr.where, d->why);
 }
 
 static void sub_up_cb(void *arg, int again)
@@ -222,7 +216,7 @@ static void sub_up_cb(void *arg, int again)
     struct rstore *s = rstore_of(arg);
 
     s->n.sub_connects++;
-    log_info("redis: subscribed to %s events at %s", STORE_EVENTS_CHANNEL, s->where);
+    log_info("redis: subscribed to %s events at %s", STORE_EVENTS_CHANNEL, s->pr.where);
 }
 
 /* Tell the caller once per outage (from note_ev). */
@@ -236,13 +230,13 @@ static void sub_down_cb(void *arg, const struct redis_conn_down *d)
     } else if (d->was_up) {
         s->n.sub_losses++;
         log_warn("redis: event subscription lost (%s: %s); reconnecting, "
-                 "events may be missed meanwhile", s->where, d->why);
+                 "events may be missed meanwhile", s->pr.where, d->why);
     } else if (d->first && ratelog_take(&s->rl_sub)) {
         log_warn("redis: event subscription to %s failed (%s); retrying "
-                 "in the background%s", s->where, d->why, s->rl_sub.more);
+                 "in the background%s", s->pr.where, d->why, s->rl_sub.more);
     } else {
         log_debug("redis: event subscription to %s failed (%s), next try "
-                  "in %u ms", s->where, d->why, d->retry_ms);
+                  "in %u ms", s->pr.where, d->why, d->retry_ms);
     }
     if (d->first && s->sub_cb != NULL)
         event_active(s->note_ev, EV_TIMEOUT, 1);
@@ -464,65 +458,6 @@ static void on_reply(void *arg, const redisReply *reply)
     cmd_free(c);
 }
 
-/* ---- Sentinel ---- */
-
-/* A connection of the store under Sentinel: at the primary (none named
- * yet: nowhere), and up only on a master. */
-static int follow_primary(struct rstore *s, struct redis_conn *c)
-{
-    redis_conn_require_master(c);
-    return redis_conn_retarget(c, s->primary_port ? s->primary_host : NULL, s->primary_port);
-}
-
-static void set_where(struct rstore *s)
-{
-    if (s->primary_port == 0)
-        snprintf(s->where, sizeof(s->where), "the primary of %s (not named yet)", s->master);
-    else
-        snprintf(s->where, sizeof(s->where), "redis://%s/%ld", s->primary, s->url.db);
-}
-
-/* Sentinel named a new primary: both connections move there. */
-static void on_primary(void *arg, const char *host, int port)
-{
-    struct rstore *s = rstore_of(arg);
-    char was[ADDR_CAP];
-
-    snprintf(was, sizeof(was), "%s", s->primary_port ? s->primary : "none");
-    snprintf(s->primary_host, sizeof(s->primary_host), "%s", host);
-    s->primary_port = port;
-    snprintf(s->primary, sizeof(s->primary), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
-             port);
-    set_where(s);
-    log_info("redis: primary %s is now %s (was %s)", s->master, s->primary, was);
-    if (s->sub != NULL && redis_conn_retarget(s->sub, host, port) != 0)
-        log_warn("redis: cannot move the event subscription (out of memory)");
-    /* last use of s: the commands in flight are answered NULL (misses) */
-    if (redis_conn_retarget(s->conn, host, port) != 0)
-        log_warn("redis: cannot move to the new primary (out of memory)");
-}
-
-static int sentinel_start(struct rstore *s, const struct redis_sentinel_conf *sc, char *err,
-                          size_t errlen)
-{
-    if (s->url.host == NULL) {
-        snprintf(err, errlen, "sentinels: redis_url must be redis:// (its password and "
-                 "database are used)");
-        return -1;
-    }
-    if ((s->master = strdup(sc->master)) == NULL) {
-        snprintf(err, errlen, "redis: out of memory");
-        return -1;
-    }
-    set_where(s);
-    if (follow_primary(s, s->conn) != 0) {
-        snprintf(err, errlen, "redis: out of memory");
-        return -1;
-    }
-    s->sentinel = redis_sentinel_new(s->evb, sc, s->timeout_ms, on_primary, s, err, errlen);
-    return s->sentinel != NULL ? 0 : -1;
-}
-
 /* ---- subscribe ---- */
 
 /* Close the subscribed connection; no callback of the caller runs. */
@@ -554,13 +489,14 @@ static void rs_subscribe(struct store *st, store_event_cb cb, void *arg)
     s->sub_arg = arg;
     if (s->sub != NULL)
         return;                  /* the same connection, a new callback */
-    s->sub = redis_conn_new(s->evb, &s->url, s->timeout_ms, STORE_EVENTS_CHANNEL, &sub_cbs, s);
-    if (s->sub != NULL && s->sentinel != NULL && follow_primary(s, s->sub) != 0) {
+    s->sub = redis_conn_new(s->evb, &s->url, s->tls, s->timeout_ms, STORE_EVENTS_CHANNEL,
+                            &sub_cbs, s);
+    if (s->sub != NULL && store_primary_attach(&s->pr, s->sub) != 0) {
         redis_conn_free(s->sub);
         s->sub = NULL;
     }
     if (s->sub == NULL) {
-        log_warn("redis: event subscription to %s failed (out of memory)", s->where);
+        log_warn("redis: event subscription to %s failed (out of memory)", s->pr.where);
         event_active(s->note_ev, EV_TIMEOUT, 1);
     }
 }
@@ -859,15 +795,16 @@ static const char *rs_primary(struct store *st)
 {
     struct rstore *s = rstore_of(st);
 
-    return s->primary[0] != '\0' ? s->primary : NULL;
+    return s->pr.addr[0] != '\0' ? s->pr.addr : NULL;
 }
 
 static void rstore_release(struct rstore *s)
 {
-    free(s->master);
+    store_primary_clear(&s->pr);
     if (s->note_ev != NULL)
         event_free(s->note_ev);
     redis_url_clear(&s->url);
+    redis_tls_free(s->tls);
     s->magic = 0;
     free(s);
 }
@@ -887,8 +824,7 @@ static void rs_free(struct store *st)
      * at once and subscribe() no longer opens anything */
     s->closing = 1;
     s->purges.abandon = 1;
-    if (s->sentinel != NULL)
-        redis_sentinel_free(s->sentinel);
+    store_primary_clear(&s->pr);
     sub_stop(s);
     log_debug("redis: closed; gets %" PRIu64 " (hits %" PRIu64
               ", misses %" PRIu64 ", errors %" PRIu64 ", bad generations %"
@@ -949,10 +885,11 @@ static int make_token(char *tok, size_t cap)
 }
 
 struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
-                                       unsigned timeout_ms,
+                                       const struct redis_tls_conf *tls, unsigned timeout_ms,
                                        const struct redis_sentinel_conf *sc, char *err,
                                        size_t errlen)
 {
+    static const struct redis_tls_conf tls_defaults;
     struct rstore *s;
     const char *why;
 
@@ -969,6 +906,11 @@ struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
+    if (s->url.tls &&
+        (s->tls = redis_tls_new(tls != NULL ? tls : &tls_defaults, err, errlen)) == NULL) {
+        rstore_release(s);
+        return NULL;
+    }
     if (timeout_ms == 0) {
         snprintf(err, errlen, "redis timeout: must be more than 0 ms");
         rstore_release(s);
@@ -980,21 +922,19 @@ struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
         rstore_release(s);
         return NULL;
     }
-    snprintf(s->where, sizeof(s->where), "%s", s->url.where);
-    if (sc == NULL)
-        snprintf(s->primary, sizeof(s->primary), s->url.host == NULL ? "%s" :
-                 strchr(s->url.host, ':') ? "[%s]:%d" : "%s:%d",
-                 s->url.host ? s->url.host : s->url.path, s->url.port);
+    store_primary_init(&s->pr, &s->url, &s->conn, &s->sub);
     redis_gcra_init(&s->gcra, &s->url);
     s->purges.url = &s->url;
     s->note_ev = event_new(base, -1, 0, on_note, s);
     if (s->note_ev == NULL ||
-        (s->conn = redis_conn_new(base, &s->url, timeout_ms, NULL, &conn_cbs, s)) == NULL) {
+        (s->conn = redis_conn_new(base, &s->url, s->tls, timeout_ms, NULL, &conn_cbs, s)) ==
+            NULL) {
         snprintf(err, errlen, "redis: out of memory");
         rstore_release(s);
         return NULL;
     }
-    if (sc != NULL && sentinel_start(s, sc, err, errlen) != 0) {
+    if (sc != NULL &&
+        store_primary_follow(&s->pr, base, &s->url, sc, timeout_ms, err, errlen) != 0) {
         redis_conn_free(s->conn);
         rstore_release(s);
         return NULL;
@@ -1003,7 +943,8 @@ struct store *store_redis_sentinel_new(struct event_base *base, const char *url,
 }
 
 struct store *store_redis_new(struct event_base *base, const char *url,
-                              unsigned timeout_ms, char *err, size_t errlen)
+                              const struct redis_tls_conf *tls, unsigned timeout_ms, char *err,
+                              size_t errlen)
 {
-    return store_redis_sentinel_new(base, url, timeout_ms, NULL, err, errlen);
+    return store_redis_sentinel_new(base, url, tls, timeout_ms, NULL, err, errlen);
 }

@@ -65,7 +65,7 @@ tap.ok(rc != 0 and "FILE:4: sentinels must be host:port addresses" in err,
        "a sentinel on port 0: refused", err)
 rc, err = conf_error("redis_url = unix:///tmp/r.sock\nsentinel_master = lcg\n"
                      "sentinels = 127.0.0.1:26379\n")
-tap.ok(rc != 0 and "FILE:5: sentinels needs a redis:// redis_url" in err,
+tap.ok(rc != 0 and "FILE:5: sentinels needs a redis:// or rediss:// redis_url" in err,
        "sentinels with a unix:// redis_url: refused", err)
 rc, err = conf_error("sentinel_master = lcg\nsentinels = 127.0.0.1:26379, [::1]:26380\n"
                      "sentinel_password = s3cret\n")

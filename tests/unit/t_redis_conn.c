@@ -8,8 +8,11 @@
  * in flight and free from inside a reply callback; the subscribed mode
  * (SUBSCRIBE, messages, the heartbeat, a missed heartbeat); Sentinel's two
  * hooks (retarget to another address or to nowhere, the ROLE step that
- * requires a master). Redis itself
- * is t_store_redis's (tests/integration/store_redis.py). */
+ * requires a master); the transport (many commands written in one go and
+ * answered in order, a reply read across many reads, a unix socket, a
+ * reply to no command and bytes that are not RESP dropping the
+ * connection). Redis itself is t_store_redis's
+ * (tests/integration/store_redis.py), TLS redis_tls.py's. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -74,6 +79,17 @@ static int take_command(struct evbuffer *in, char *out, size_t cap)
     return 1;
 }
 
+/* A bulk string of n bytes, 'a' to 'z' over and over. */
+static void big_reply(struct evbuffer *out, size_t n)
+{
+    size_t i;
+
+    evbuffer_add_printf(out, "$%zu\r\n", n);
+    for (i = 0; i < n; i++)
+        evbuffer_add(out, &"abcdefghijklmnopqrstuvwxyz"[i % 26], 1);
+    evbuffer_add(out, "\r\n", 2);
+}
+
 static void fake_answer(const char *cmd)
 {
     struct evbuffer *out = bufferevent_get_output(fk.bev);
@@ -92,6 +108,12 @@ static void fake_answer(const char *cmd)
                             strlen(cmd + 10), cmd + 10);
     else if (strncmp(cmd, "ECHO ", 5) == 0)
         evbuffer_add_printf(out, "$%zu\r\n%s\r\n", strlen(cmd + 5), cmd + 5);
+    else if (strncmp(cmd, "BIG ", 4) == 0)
+        big_reply(out, (size_t)atol(cmd + 4));
+    else if (strcmp(cmd, "TWICE") == 0)
+        evbuffer_add_printf(out, "+OK\r\n+OK\r\n");
+    else if (strcmp(cmd, "GARBAGE") == 0)
+        evbuffer_add_printf(out, "!not resp\r\n");
     else
         evbuffer_add_printf(out, "-ERR unknown\r\n");
 }
@@ -150,6 +172,23 @@ static void fake_start(void)
     }
     getsockname(evconnlistener_get_fd(fk.lev), (struct sockaddr *)&sin, &len);
     fk.port = ntohs(sin.sin_port);
+}
+
+static void fake_start_unix(const char *path)
+{
+    struct sockaddr_un sun;
+
+    memset(&fk, 0, sizeof(fk));
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    unlink(path);
+    fk.lev = evconnlistener_new_bind(base, fake_accept, NULL, LEV_OPT_CLOSE_ON_FREE, 16,
+                                     (struct sockaddr *)&sun, sizeof(sun));
+    if (fk.lev == NULL) {
+        printf("Bail out! cannot listen on %s\n", path);
+        exit(1);
+    }
 }
 
 static void fake_stop(void)
@@ -279,7 +318,7 @@ static void check_commands(void)
 
     fake_start();
     url_for(&u, "redis://lcgate:pw-s3cret@127.0.0.1:%d/3");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     tap_ok(c != NULL && redis_conn_state(c) == RC_CONNECTING && o.ups == 0 && o.downs == 0,
            "a new connection is connecting, and has said nothing yet");
     tap_ok(echo(c, "early", &a) == -1 && a.calls == 0,
@@ -332,7 +371,7 @@ static void check_free_in_reply(void)
 
     fake_start();
     url_for(&u, "redis://127.0.0.1:%d");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     wait_for(&o.ups, 1, 2000);
     tap_is_str(fk.log, "PING|", "no password, database 0: PING alone");
     a.free_me = &c;
@@ -357,7 +396,7 @@ static void check_refused_auth(void)
     fake_start();
     fk.refuse_auth = 1;
     url_for(&u, "redis://:pw-s3cret@127.0.0.1:%d");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     tap_ok(wait_for(&o.downs, 1, 2000) && o.ups == 0 && o.firsts == 1 && o.was_ups == 0 &&
                redis_conn_state(c) == RC_DOWN,
            "a refused AUTH: down, never up");
@@ -384,7 +423,7 @@ static void check_subscribed(void)
 
     fake_start();
     url_for(&u, "redis://:pw@127.0.0.1:%d/5");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, "lcg:e", &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, "lcg:e", &cbs, &o);
     tap_ok(wait_for(&o.ups, 1, 2000) && redis_conn_state(c) == RC_UP,
            "subscribed: up once the SUBSCRIBE is confirmed");
     tap_is_str(fk.log, "AUTH pw|SUBSCRIBE lcg:e|", "AUTH, then SUBSCRIBE (no SELECT, no PING)");
@@ -415,7 +454,7 @@ static void check_retarget_role(void)
     fake_start();
     fk.role = "slave";
     url_for(&u, "redis://:pw@127.0.0.1:1/3");
-    c = redis_conn_new(base, &u, TIMEOUT_MS, NULL, &cbs, &o);
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
     redis_conn_require_master(c);
     redis_conn_retarget(c, NULL, 0);
     run_ms(300);
@@ -443,6 +482,110 @@ static void check_retarget_role(void)
     fake_stop();
 }
 
+struct big {
+    int calls;
+    size_t len;
+    int intact;
+};
+
+static void on_big(void *arg, const redisReply *r)
+{
+    struct big *b = arg;
+    size_t i;
+
+    b->calls++;
+    b->len = r != NULL && r->type == REDIS_REPLY_STRING ? r->len : 0;
+    b->intact = b->len > 0;
+    for (i = 0; i < b->len; i++)
+        b->intact &= r->str[i] == "abcdefghijklmnopqrstuvwxyz"[i % 26];
+}
+
+static int send_word(struct redis_conn *c, const char *word, redis_conn_reply_cb cb, void *arg)
+{
+    const char *argv[1] = {word};
+    size_t lens[1] = {strlen(word)};
+
+    return redis_conn_send(c, word, 1, argv, lens, NULL, cb, arg);
+}
+
+#define MANY 3000
+
+static void check_transport(void)
+{
+    static struct answer many[MANY];
+    static char words[MANY][16];
+    struct owner o = {0};
+    struct redis_url u;
+    struct redis_conn *c;
+    struct big b = {0};
+    const char *argv[2];
+    size_t lens[2];
+    int i, sent = 0, in_order = 1, once = 1;
+
+    fake_start();
+    url_for(&u, "redis://127.0.0.1:%d");
+    c = redis_conn_new(base, &u, NULL, 2000, NULL, &cbs, &o);
+    wait_for(&o.ups, 1, 2000);
+    for (i = 0; i < MANY; i++) {
+        snprintf(words[i], sizeof(words[i]), "w%d", i);
+        sent += echo(c, words[i], &many[i]) == 0;
+    }
+    wait_for(&many[MANY - 1].calls, 1, 5000);
+    for (i = 0; i < MANY; i++) {
+        in_order &= strcmp(many[i].str, words[i]) == 0;
+        once &= many[i].calls == 1;
+    }
+    tap_ok(sent == MANY && in_order && once && o.downs == 0,
+           "%d commands sent at once (more than one write) are answered in order, each once",
+           MANY);
+    argv[0] = "BIG", lens[0] = 3;
+    argv[1] = "300000", lens[1] = 6;
+    redis_conn_send(c, "BIG", 2, argv, lens, NULL, on_big, &b);
+    wait_for(&b.calls, 1, 5000);
+    tap_ok(b.calls == 1 && b.len == 300000 && b.intact,
+           "a 300000-byte reply, read in many pieces, arrives whole (%zu)", b.len);
+    memset(many, 0, sizeof(many));
+    send_word(c, "TWICE", on_answer, &many[0]);
+    tap_ok(wait_for(&o.downs, 1, 2000) && many[0].calls == 1 && !many[0].was_null &&
+               strstr(o.last_why, "a reply to no command") != NULL,
+           "a reply to no command drops the connection (%s)", o.last_why);
+    wait_for(&o.ups, 2, 2000);
+    send_word(c, "GARBAGE", on_answer, &many[1]);
+    tap_ok(wait_for(&o.downs, 2, 2000) && many[1].calls == 1 && many[1].was_null &&
+               strstr(o.last_why, "protocol error") != NULL,
+           "bytes that are not RESP drop it, the command answered NULL (%s)", o.last_why);
+    redis_conn_free(c);
+    redis_url_clear(&u);
+    fake_stop();
+}
+
+static void check_unix(void)
+{
+    struct owner o = {0};
+    struct redis_url u;
+    struct answer a = {0};
+    struct redis_conn *c;
+    char path[64], url[96];
+    const char *why;
+
+    snprintf(path, sizeof(path), "/tmp/t_redis_conn.%ld.sock", (long)getpid());
+    snprintf(url, sizeof(url), "unix://:pw@%s?db=2", path);
+    fake_start_unix(path);
+    if (redis_url_parse(url, &u, &why) != 0) {
+        printf("Bail out! %s: %s\n", url, why);
+        exit(1);
+    }
+    c = redis_conn_new(base, &u, NULL, TIMEOUT_MS, NULL, &cbs, &o);
+    tap_ok(wait_for(&o.ups, 1, 2000) && echo(c, "over unix", &a) == 0 &&
+               wait_for(&a.calls, 1, 2000) && strcmp(a.str, "over unix") == 0,
+           "over a unix socket: up, and a command answered");
+    tap_is_str(fk.log, "AUTH pw|SELECT 2|PING|ECHO over unix|", "with the same handshake");
+    redis_conn_free(c);
+    redis_url_clear(&u);
+    fake_stop();
+    unlink(path);
+}
+
 int main(void)
 {
     struct timeval two_ms = {0, 2000};
@@ -458,6 +601,8 @@ int main(void)
     check_refused_auth();
     check_subscribed();
     check_retarget_role();
+    check_transport();
+    check_unix();
     event_free(tick);
     event_base_free(base);
     return tap_done();

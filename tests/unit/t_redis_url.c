@@ -1,5 +1,5 @@
-/* t_redis_url: every form of redis_url the store accepts, what it reads
- * from each, and the refusals, whose messages never quote the password. */
+/* t_redis_url: every form of redis_url the store accepts (rediss://
+ * included), what it reads from each, and the refusals, whose messages never quote the password. */
 #include <string.h>
 
 #include "redis_url.h"
@@ -21,7 +21,9 @@ static void check_bad(void)
         "redis://:s3cret%00@127.0.0.1",
         "redis://user:@127.0.0.1",
         "redis://:s3cret@[::1",
-        "rediss://:s3cret@127.0.0.1",
+        "rediss://:s3cret@",
+        "rediss://:s3cret@127.0.0.1:0",
+        "rediss:///tmp/r.sock",
         "unix://relative.sock",
         "unix://:s3cret@/",
         "unix:///tmp/r.sock?db=x",
@@ -49,30 +51,37 @@ struct want {
     const char *path, *user, *pass;
     long db;
     const char *where;
+    int tls;
 };
 
 static void check_good(void)
 {
     static const struct want good[] = {
         {"redis://127.0.0.1:1", "127.0.0.1", 1, NULL, NULL, NULL, 0,
-         "redis://127.0.0.1:1/0"},
+         "redis://127.0.0.1:1/0", 0},
         {"redis://localhost", "localhost", 6379, NULL, NULL, NULL, 0,
-         "redis://localhost:6379/0"},
+         "redis://localhost:6379/0", 0},
         {"redis://:s3cret@127.0.0.1:1/3", "127.0.0.1", 1, NULL, NULL, "s3cret",
-         3, "redis://127.0.0.1:1/3"},
+         3, "redis://127.0.0.1:1/3", 0},
         {"redis://s3cret@redis_1", "redis_1", 6379, NULL, NULL, "s3cret", 0,
-         "redis://redis_1:6379/0"},
+         "redis://redis_1:6379/0", 0},
         {"redis://user:s3cr%40t@localhost:1/", "localhost", 1, NULL, "user",
-         "s3cr@t", 0, "redis://localhost:1/0"},
+         "s3cr@t", 0, "redis://localhost:1/0", 0},
         {"redis://:p%3A%2F%40w@h@h2:7", "h2", 7, NULL, NULL, "p:/@w@h", 0,
-         "redis://h2:7/0"},
-        {"redis://[::1]:1/2", "::1", 1, NULL, NULL, NULL, 2, "redis://[::1]:1/2"},
+         "redis://h2:7/0", 0},
+        {"redis://[::1]:1/2", "::1", 1, NULL, NULL, NULL, 2, "redis://[::1]:1/2", 0},
+        {"rediss://redis.example", "redis.example", 6379, NULL, NULL, NULL, 0,
+         "rediss://redis.example:6379/0", 1},
+        {"rediss://:s3cret@redis.example:6380/2", "redis.example", 6380, NULL, NULL,
+         "s3cret", 2, "rediss://redis.example:6380/2", 1},
+        {"rediss://lcgate:s3cret@[::1]:7", "::1", 7, NULL, "lcgate", "s3cret", 0,
+         "rediss://[::1]:7/0", 1},
         {"unix:///nonexistent/r.sock?db=3", NULL, 0, "/nonexistent/r.sock", NULL,
-         NULL, 3, "unix:///nonexistent/r.sock?db=3"},
+         NULL, 3, "unix:///nonexistent/r.sock?db=3", 0},
         {"unix://:s3cret@/nonexistent/r.sock", NULL, 0, "/nonexistent/r.sock",
-         NULL, "s3cret", 0, "unix:///nonexistent/r.sock"},
+         NULL, "s3cret", 0, "unix:///nonexistent/r.sock", 0},
         {"unix://lcgate:s3cret@/r.sock", NULL, 0, "/r.sock", "lcgate", "s3cret",
-         0, "unix:///r.sock"},
+         0, "unix:///r.sock", 0},
     };
     struct redis_url u;
     const char *why = "";
@@ -93,6 +102,7 @@ static void check_good(void)
         tap_is_str(u.pass, w->pass, "url %zu: password, percent-decoded", i);
         tap_ok(u.db == w->db, "url %zu: database %ld (got %ld)", i, w->db, u.db);
         tap_is_str(u.where, w->where, "url %zu: shown without credentials", i);
+        tap_ok(u.tls == w->tls, "url %zu: TLS %s", i, w->tls ? "on" : "off");
         redis_url_clear(&u);
         tap_ok(u.host == NULL && u.pass == NULL && u.where == NULL,
                "url %zu: cleared", i);

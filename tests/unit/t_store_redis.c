@@ -213,7 +213,7 @@ static int tally_done(void *arg)
 static struct store *open_store(const char *url)
 {
     char err[256];
-    struct store *s = store_redis_new(base, url, timeout_ms, err, sizeof(err));
+    struct store *s = store_redis_new(base, url, NULL, timeout_ms, err, sizeof(err));
 
     if (s == NULL) {
         printf("Bail out! store_redis_new: %s\n", err);
@@ -651,7 +651,7 @@ static void check_bad_urls(void)
 {
     static const char *const bad[] = {
         "redis://:s3cret%zz@127.0.0.1",
-        "rediss://:s3cret@127.0.0.1",
+        "rediss://:s3cret@",
         "unix://:s3cret@/",
     };
     static const char *const good[] = {
@@ -664,7 +664,7 @@ static void check_bad_urls(void)
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         strcpy(err, "");
-        s = store_redis_new(base, bad[i], timeout_ms, err, sizeof(err));
+        s = store_redis_new(base, bad[i], NULL, timeout_ms, err, sizeof(err));
         tap_ok(s == NULL && strncmp(err, "redis_url: ", 11) == 0 &&
                    strstr(err, "s3cret") == NULL,
                "invalid url %zu is refused with a message that does not "
@@ -673,7 +673,7 @@ static void check_bad_urls(void)
             s->ops->free(s);
     }
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        s = store_redis_new(base, good[i], timeout_ms, err, sizeof(err));
+        s = store_redis_new(base, good[i], NULL, timeout_ms, err, sizeof(err));
         tap_ok(s != NULL, "valid url %zu is accepted", i);
         if (s != NULL) {
             tap_ok(strcmp(s->ops->state(s), "ok") != 0,
@@ -682,7 +682,7 @@ static void check_bad_urls(void)
             s->ops->free(s);
         }
     }
-    s = store_redis_new(base, "redis://127.0.0.1:1", 0, err, sizeof(err));
+    s = store_redis_new(base, "redis://127.0.0.1:1", NULL, 0, err, sizeof(err));
     tap_ok(s == NULL && err[0] != '\0', "timeout 0 is refused (%s)", err);
 }
 
