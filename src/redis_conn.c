@@ -504,6 +504,26 @@ static int flush(struct redis_conn *c)
     return 0;
 }
 
+void redis_conn_flush_now(struct redis_conn *c)
+{
+    enum redis_io_want want = RIO_ERR;
+    unsigned char *p;
+    char why[200];
+    size_t len;
+    ssize_t n;
+
+    if (!c->ready || c->closing)
+        return;
+    while ((len = evbuffer_get_length(c->out)) > 0) {
+        len = len > WRITE_CHUNK ? WRITE_CHUNK : len;
+        if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL)
+            break;
+        if ((n = redis_io_write(&c->io, p, len, &want, why, sizeof(why))) <= 0)
+            break;               /* full, or an error: the loop's write event sees it */
+        evbuffer_drain(c->out, (size_t)n);
+    }
+}
+
 /* Read what waits on the transport, and answer each complete reply as it
  * comes, until a read would block or the transport is gone. */
 static void fill(struct redis_conn *c)

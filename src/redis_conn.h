@@ -141,6 +141,13 @@ int redis_conn_send(struct redis_conn *c, const char *what, int argc, const char
                     const size_t *lens, const struct timeval *tv, redis_conn_reply_cb cb,
                     void *arg);
 
+/* Write the commands queued so far now, as far as the socket takes them
+ * without blocking (else they go at the loop's next turn, as always). For
+ * a write that other instances must be able to read before this one's
+ * client hears of it (a fresh cache entry). Never answers or drops
+ * anything itself: an error is left to the loop. */
+void redis_conn_flush_now(struct redis_conn *c);
+
 /* Read what already waits on the socket now (messages are delivered, a
  * closed connection is noticed), without blocking. The message callback
  * may free c; nothing else in it must. */

@@ -588,6 +588,10 @@ static void rs_set(struct store *st, const char *key, size_t klen,
         if (c != NULL)
             cmd_free(c);
         s->n.set_errors++;
+    } else {
+        /* Out before this instance answers its client: a client that asks
+         * another instance next finds it (Redis reads it first). */
+        redis_conn_flush_now(s->conn);
     }
     free(buf);
 }
