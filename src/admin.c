@@ -79,88 +79,81 @@ static size_t bounds_past(double from, double past, double out[NDURATIONS + 1])
     return n;
 }
 
-/* Label names. */
-static const char *const l_route_status_cache[] = {"route", "status", "cache"};
-static const char *const l_route_cache[] = {"route", "cache"};
-static const char *const l_result[] = {"result"};
-static const char *const l_status[] = {"status"};
-static const char *const l_project_budget[] = {"project", "budget"};
-static const char *const l_reason[] = {"reason"};
-static const char *const l_version[] = {"version"};
+/* Label names, each list ending in NULL. */
+static const char *const l_none[] = {NULL};
+static const char *const l_route_status_cache[] = {"route", "status", "cache", NULL};
+static const char *const l_route_cache[] = {"route", "cache", NULL};
+static const char *const l_result[] = {"result", NULL};
+static const char *const l_status[] = {"status", NULL};
+static const char *const l_project_budget[] = {"project", "budget", NULL};
+static const char *const l_reason[] = {"reason", NULL};
+static const char *const l_version[] = {"version", NULL};
 
 /* The metric families, registered (and rendered) in this order: each row
- * the gw_metrics field it fills, its name, type, labels and help. */
-#define FAMILY(field, name, type, labels, help) \
-    {offsetof(struct gw_metrics, field), name, help, type, \
-     (int)(sizeof(labels) / sizeof(labels[0])), labels, 0}
-#define PLAIN(field, name, type, help) \
-    {offsetof(struct gw_metrics, field), name, help, type, 0, NULL, 0}
+ * the gw_metrics field it fills, its name, type, labels, the first bound
+ * a histogram keeps, and its help. */
+#define ROW(field, name, type, labels, from, help) \
+    {offsetof(struct gw_metrics, field), name, help, type, labels, from}
 static const struct family_row {
     size_t off;
     const char *name, *help;
     enum mtype type;
-    int nlabels;
-    const char *const *labels;
+    const char *const *labels;   /* ending in NULL */
     double from;                 /* MT_HISTOGRAM: the first bound kept */
 } families[] = {
-    FAMILY(requests, "lcgate_requests_total", MT_COUNTER, l_route_status_cache,
-           "Requests answered, by route, status and cache result."),
-    FAMILY(upstream, "lcgate_upstream_requests_total", MT_COUNTER, l_status,
-           "Requests sent upstream, by status (or error, timeout)."),
+    ROW(requests, "lcgate_requests_total", MT_COUNTER, l_route_status_cache, 0,
+        "Requests answered, by route, status and cache result."),
+    ROW(upstream, "lcgate_upstream_requests_total", MT_COUNTER, l_status, 0,
+        "Requests sent upstream, by status (or error, timeout)."),
     /* Bounds fixed at start: a reload to a longer timeout keeps them. */
-    {offsetof(struct gw_metrics, upstream_seconds), "lcgate_upstream_request_duration_seconds",
-     "Time of upstream requests.", MT_HISTOGRAM, 0, NULL, 0.001},
-    {offsetof(struct gw_metrics, request_seconds), "lcgate_request_duration_seconds",
-     "Time from a request read to its answer, by route and cache result (0 for those "
-     "answered while it is read: refusals, 404, 422).", MT_HISTOGRAM, 2, l_route_cache, 0},
-    FAMILY(rate_limited, "lcgate_rate_limited_total", MT_COUNTER, l_project_budget,
-           "Requests refused or served stale by a budget, by project and budget (client, "
-           "upstream: the project's; token: the client's own; key: the upstream key's)."),
-    PLAIN(collapsed, "lcgate_coalesced_waits_total", MT_COUNTER,
-          "Requests answered by another request's fetch."),
-    FAMILY(stale, "lcgate_stale_answers_total", MT_COUNTER, l_reason,
-           "Stale answers served, by reason."),
-    PLAIN(prefetches, "lcgate_prefetches_total", MT_COUNTER,
-          "Next pages fetched ahead."),
-    PLAIN(refreshes, "lcgate_refreshes_total", MT_COUNTER,
-          "Background refreshes of stale entries."),
-    PLAIN(l1_hits, "lcgate_l1_hits_total", MT_COUNTER,
-          "Hits answered from the in-process copy of Redis entries (l1_ttl), without a "
-          "round trip."),
-    PLAIN(store_up, "lcgate_store_up", MT_GAUGE,
-          "1 while the cache store answers (Redis connected)."),
-    PLAIN(store_errors, "lcgate_store_errors_total", MT_COUNTER,
-          "Cache lookups the store could not answer (Redis down, slow or failing); each "
-          "went upstream."),
-    PLAIN(cache_entries, "lcgate_cache_entries", MT_GAUGE,
-          "Entries in the memory store."),
-    PLAIN(cache_bytes, "lcgate_cache_bytes", MT_GAUGE,
-          "Bytes held by the memory store."),
-    PLAIN(in_flight, "lcgate_requests_in_flight", MT_GAUGE,
-          "Client requests not yet answered."),
-    PLAIN(connections, "lcgate_client_connections", MT_GAUGE,
-          "Open client connections (max_connections bounds them)."),
-    PLAIN(alog_errors, "lcgate_access_log_errors_total", MT_COUNTER,
-          "Access log lines lost: a file or pipe that could not be written (full, ENOSPC, "
-          "EIO)."),
-    FAMILY(build, "lcgate_build_info", MT_GAUGE, l_version, "The running version."),
-    FAMILY(reloads, "lcgate_config_reloads_total", MT_COUNTER, l_result,
-           "Configuration reloads (SIGHUP), by result."),
-    PLAIN(reload_time, "lcgate_config_last_reload_success_timestamp_seconds", MT_GAUGE,
-          "When the configuration in force was loaded (at start, then by each "
-          "good reload)."),
-    PLAIN(cpu, "process_cpu_seconds_total", MT_COUNTER,
-          "User and system CPU time spent, in seconds."),
-    PLAIN(rss, "process_resident_memory_bytes", MT_GAUGE,
-          "Resident memory size in bytes."),
-    PLAIN(fds, "process_open_fds", MT_GAUGE, "Number of open file descriptors."),
-    PLAIN(max_fds, "process_max_fds", MT_GAUGE,
-          "Maximum number of open file descriptors (the soft RLIMIT_NOFILE)."),
-    PLAIN(start_time, "process_start_time_seconds", MT_GAUGE,
-          "Start time of the process since unix epoch in seconds."),
+    ROW(upstream_seconds, "lcgate_upstream_request_duration_seconds", MT_HISTOGRAM, l_none, 0.001,
+        "Time of upstream requests."),
+    ROW(request_seconds, "lcgate_request_duration_seconds", MT_HISTOGRAM, l_route_cache, 0,
+        "Time from a request read to its answer, by route and cache result (0 for those answered while it is read: refusals, 404, 422)."),
+    ROW(rate_limited, "lcgate_rate_limited_total", MT_COUNTER, l_project_budget, 0,
+        "Requests refused or served stale by a budget, by project and budget (client, upstream: the project's; token: the client's own; key: the upstream key's)."),
+    ROW(collapsed, "lcgate_coalesced_waits_total", MT_COUNTER, l_none, 0,
+        "Requests answered by another request's fetch."),
+    ROW(stale, "lcgate_stale_answers_total", MT_COUNTER, l_reason, 0,
+        "Stale answers served, by reason."),
+    ROW(prefetches, "lcgate_prefetches_total", MT_COUNTER, l_none, 0,
+        "Next pages fetched ahead."),
+    ROW(refreshes, "lcgate_refreshes_total", MT_COUNTER, l_none, 0,
+        "Background refreshes of stale entries."),
+    ROW(l1_hits, "lcgate_l1_hits_total", MT_COUNTER, l_none, 0,
+        "Hits answered from the in-process copy of Redis entries (l1_ttl), without a round trip."),
+    ROW(store_up, "lcgate_store_up", MT_GAUGE, l_none, 0,
+        "1 while the cache store answers (Redis connected)."),
+    ROW(store_errors, "lcgate_store_errors_total", MT_COUNTER, l_none, 0,
+        "Cache lookups the store could not answer (Redis down, slow or failing); each went upstream."),
+    ROW(cache_entries, "lcgate_cache_entries", MT_GAUGE, l_none, 0,
+        "Entries in the memory store."),
+    ROW(cache_bytes, "lcgate_cache_bytes", MT_GAUGE, l_none, 0,
+        "Bytes held by the memory store."),
+    ROW(in_flight, "lcgate_requests_in_flight", MT_GAUGE, l_none, 0,
+        "Client requests not yet answered."),
+    ROW(connections, "lcgate_client_connections", MT_GAUGE, l_none, 0,
+        "Open client connections (max_connections bounds them)."),
+    ROW(alog_errors, "lcgate_access_log_errors_total", MT_COUNTER, l_none, 0,
+        "Access log lines lost: a file or pipe that could not be written (full, ENOSPC, EIO)."),
+    ROW(build, "lcgate_build_info", MT_GAUGE, l_version, 0,
+        "The running version."),
+    ROW(reloads, "lcgate_config_reloads_total", MT_COUNTER, l_result, 0,
+        "Configuration reloads (SIGHUP), by result."),
+    ROW(reload_time, "lcgate_config_last_reload_success_timestamp_seconds", MT_GAUGE, l_none, 0,
+        "When the configuration in force was loaded (at start, then by each good reload)."),
+    ROW(cpu, "process_cpu_seconds_total", MT_COUNTER, l_none, 0,
+        "User and system CPU time spent, in seconds."),
+    ROW(rss, "process_resident_memory_bytes", MT_GAUGE, l_none, 0,
+        "Resident memory size in bytes."),
+    ROW(fds, "process_open_fds", MT_GAUGE, l_none, 0,
+        "Number of open file descriptors."),
+    ROW(max_fds, "process_max_fds", MT_GAUGE, l_none, 0,
+        "Maximum number of open file descriptors (the soft RLIMIT_NOFILE)."),
+    ROW(start_time, "process_start_time_seconds", MT_GAUGE, l_none, 0,
+        "Start time of the process since unix epoch in seconds."),
 };
-#undef PLAIN
-#undef FAMILY
+#undef ROW
 
 int admin_metrics_init(struct gw *gw)
 {
@@ -173,11 +166,14 @@ int admin_metrics_init(struct gw *gw)
     for (i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
         const struct family_row *f = &families[i];
         struct mfamily **slot = (struct mfamily **)((char *)m + f->off);
+        int n = 0;
+        while (f->labels[n] != NULL)
+            n++;
         if (f->type == MT_HISTOGRAM)
-            *slot = metrics_histogram(m->reg, f->name, f->help, f->nlabels, f->labels, b,
+            *slot = metrics_histogram(m->reg, f->name, f->help, n, n ? f->labels : NULL, b,
                                       bounds_past(f->from, timeout_s, b));
         else
-            *slot = metrics_family(m->reg, f->name, f->help, f->type, f->nlabels, f->labels);
+            *slot = metrics_family(m->reg, f->name, f->help, f->type, n, n ? f->labels : NULL);
         if (*slot == NULL)
             return -1;
     }
