@@ -59,18 +59,8 @@ def start_gate(tap, env, conf, name="lcgate", key=t.KEY_A):
     return None instead of raising."""
     try:
         g = env.lcgate(conf, env={"LLAMA_CLOUD_API_KEY": key}, name=name, wait=False)
-        deadline = time.monotonic() + 15
-        while True:  # like Gate.wait_ready, but gives up at once if it exits
-            if g.proc.poll() is not None:
-                raise RuntimeError("lcgate exited with %s" % g.proc.returncode)
-            try:
-                if t.request(g.admin, "GET", "/readyz", timeout=2).status == 200:
-                    return g
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("lcgate /readyz not 200 within 15 s")
-            time.sleep(0.02)
+        g.wait_ready(15)
+        return g
     except Exception as e:
         log = ""
         for p in env.gates[-1:]:

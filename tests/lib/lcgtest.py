@@ -294,12 +294,21 @@ class Gate:
         self.conf_path = conf_path
 
     def wait_ready(self, timeout=15):
-        def ready():
+        """Until /readyz answers 200. Raises RuntimeError at once if lcgate
+        exits (with its log), TimeoutError past timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("lcgate exited with %s:\n%s" % (self.proc.returncode,
                                                                     self.log()))
-            return request(self.admin, "GET", "/readyz", timeout=2).status == 200
-        wait_for(ready, timeout, "lcgate /readyz")
+            try:
+                if request(self.admin, "GET", "/readyz", timeout=2).status == 200:
+                    return
+            except Exception:
+                pass             # not listening yet
+            if time.monotonic() > deadline:
+                raise TimeoutError("lcgate /readyz not 200 within %g s" % timeout)
+            time.sleep(0.02)
 
     def get(self, path, headers=None, **kw):
         return request(self.port, "GET", path, headers=headers, **kw)

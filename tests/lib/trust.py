@@ -111,18 +111,8 @@ class Scenario:
         try:
             g = env.lcgate(conf, env={"LLAMA_CLOUD_API_KEY": key} if key else {},
                            name=name, wait=False)
-            deadline = time.monotonic() + 15
-            while True:
-                if g.proc.poll() is not None:
-                    raise RuntimeError("lcgate exited with %s" % g.proc.returncode)
-                try:
-                    if t.request(g.admin, "GET", "/readyz", timeout=2).status == 200:
-                        return g
-                except Exception:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("lcgate /readyz not 200 within 15 s")
-                time.sleep(0.02)
+            g.wait_ready(15)
+            return g
         except Exception as e:
             log = g.log()[-1500:] if g is not None else ""
             if g is not None:
