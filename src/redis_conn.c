@@ -471,57 +471,58 @@ static void dispatch_all(struct redis_conn *c, unsigned gen)
     }
 }
 
-/* Write what c->out holds until the socket is full: 0, or -1 when that
- * dropped the transport. */
-static int flush(struct redis_conn *c)
+/* Write what c->out holds until it is empty (0), the transport must wait
+ * (1, with *want), or fails (-1, with why). Drops nothing itself. */
+static int write_queued(struct redis_conn *c, enum redis_io_want *want, char *why, size_t n)
 {
-    enum redis_io_want want = RIO_ERR;
     unsigned char *p;
-    char why[200];
     size_t len;
-    ssize_t n;
+    ssize_t w;
 
     while ((len = evbuffer_get_length(c->out)) > 0) {
         len = len > WRITE_CHUNK ? WRITE_CHUNK : len;
         if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL) {
-            drop(c, "out of memory");
+            snprintf(why, n, "out of memory");
             return -1;
         }
-        n = redis_io_write(&c->io, p, len, &want, why, sizeof(why));
-        if (n > 0) {
-            evbuffer_drain(c->out, (size_t)n);
-            continue;
-        }
-        if (want == RIO_ERR) {
-            drop(c, why);
-            return -1;
-        }
-        /* RIO_READ (TLS): the read event, always on, calls flush again */
-        if (want == RIO_WRITE)
-            event_add(c->wev, NULL);
-        return 0;
+        *want = RIO_ERR;
+        if ((w = redis_io_write(&c->io, p, len, want, why, n)) <= 0)
+            return *want == RIO_ERR ? -1 : 1;
+        evbuffer_drain(c->out, (size_t)w);
     }
     return 0;
 }
 
+/* Write what c->out holds until the socket is full: 0, or -1 when that
+ * dropped the transport. */
+static int flush(struct redis_conn *c)
+{
+    enum redis_io_want want;
+    char why[200];
+
+    switch (write_queued(c, &want, why, sizeof(why))) {
+    case -1:
+        drop(c, why);
+        return -1;
+    case 1:
+        /* RIO_READ (TLS): the read event, always on, calls flush again */
+        if (want == RIO_WRITE)
+            event_add(c->wev, NULL);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 void redis_conn_flush_now(struct redis_conn *c)
 {
-    enum redis_io_want want = RIO_ERR;
-    unsigned char *p;
+    enum redis_io_want want;
     char why[200];
-    size_t len;
-    ssize_t n;
 
-    if (!c->ready || c->closing)
-        return;
-    while ((len = evbuffer_get_length(c->out)) > 0) {
-        len = len > WRITE_CHUNK ? WRITE_CHUNK : len;
-        if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL)
-            break;
-        if ((n = redis_io_write(&c->io, p, len, &want, why, sizeof(why))) <= 0)
-            break;               /* full, or an error: the loop's write event sees it */
-        evbuffer_drain(c->out, (size_t)n);
-    }
+    /* An error is left to the loop: its write event (armed by the send)
+     * drops the connection outside the caller's stack. */
+    if (c->ready && !c->closing)
+        write_queued(c, &want, why, sizeof(why));
 }
 
 /* Read what waits on the transport, and answer each complete reply as it
