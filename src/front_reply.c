@@ -121,9 +121,9 @@ void front_account(struct gw *gw, const struct conf *conf, const struct hs_req *
         r = g->route;
     route = r >= 0 ? qn_routes[r].name : g != NULL || r == -1 ? "pass" : "none";
     const char *cache = g && g->xcache ? g->xcache : "none";
+    int64_t took_us = g ? mono_us() - g->t0_us : 0;     /* one clock read */
 
-    admin_observe_request(gw, route, status, cache,
-                          g ? (double)(mono_us() - g->t0_us) / 1e6 : 0);
+    admin_observe_request(gw, route, status, cache, (double)took_us / 1e6);
     if (conf->access_log) {
         struct accesslog_entry e;
 
@@ -137,7 +137,7 @@ void front_account(struct gw *gw, const struct conf *conf, const struct hs_req *
         e.project = g && g->label[0] ? g->label : NULL;
         e.upstream_status = g ? g->up_status : 0;
         e.upstream_ms = g && g->up_status ? (double)g->up_us / 1000.0 : -1;
-        e.duration_ms = g ? (double)(mono_us() - g->t0_us) / 1000.0 : 0;
+        e.duration_ms = (double)took_us / 1000.0;
         e.bytes = bytes;
         e.client = req->peer;
         e.client_name = g ? g->client : client;
