@@ -30,13 +30,7 @@ def promtool_ok(body):
     return p.returncode == 0
 
 
-def sample(text, name, **labels):
-    want = name + ("{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
-                   if labels else "")
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return None
+sample = t.metric_sample
 
 
 # --- metrics and the access log ---

@@ -26,14 +26,7 @@ def scrape(g):
     return r.body.decode()
 
 
-def sample(text, name, **labels):
-    """The value of the one sample of name with exactly these labels."""
-    want = name + ("{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
-                   if labels else "")
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return None
+sample = t.metric_sample
 
 
 def bounds(text, name, **labels):

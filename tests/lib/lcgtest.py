@@ -89,6 +89,17 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise TimeoutError("timed out after %.1fs waiting for %s (%s)" % (timeout, what, last))
 
 
+def metric_sample(text, name, **labels):
+    """The value of the one sample of name with exactly these labels (in
+    this order) in Prometheus text, or None."""
+    want = name + ("{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
+                   if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return None
+
+
 class Resp:
     def __init__(self, status, headers, body):
         self.status = status
