@@ -134,6 +134,8 @@ static const struct family_row {
         "Client requests not yet answered."),
     ROW(connections, "lcgate_client_connections", MT_GAUGE, l_none, 0,
         "Open client connections (max_connections bounds them)."),
+    ROW(handoffs, "lcgate_worker_handoffs_total", MT_COUNTER, l_none, 0,
+        "Requests a worker handed to the main loop (misses, stale answers, writes, pass-through): a hit never is."),
     ROW(alog_errors, "lcgate_access_log_errors_total", MT_COUNTER, l_none, 0,
         "Access log lines lost: a file or pipe that could not be written (full, ENOSPC, EIO)."),
     ROW(build, "lcgate_build_info", MT_GAUGE, l_version, 0,
@@ -287,6 +289,8 @@ static void serve_metrics(struct gw *gw, struct hs_req *req)
     }
     metrics_set(m->in_flight, (double)gw->ninflight, NULL, NULL, NULL);
     metrics_set(m->connections, gw->front ? (double)workers_connections(gw->front) : 0, NULL, NULL, NULL);
+    metrics_set(m->handoffs, gw->front ? (double)workers_handoffs(gw->front) : 0, NULL, NULL,
+                NULL);
     metrics_set(m->alog_errors, (double)alog_errors(), NULL, NULL, NULL);
     proc_stats_read(&ps);
     set_known(m->cpu, ps.cpu_seconds);

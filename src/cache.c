@@ -162,7 +162,7 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
     c = l->c;
     conf = cache_conf(c);
     if (res == STORE_ERROR)
-        c->stats.store_errors++;
+        __atomic_add_fetch(&c->stats.store_errors, 1, __ATOMIC_RELAXED);
     if (c->stopping) {
         answer_error(l->cb, l->arg, CE_STOPPING, 503);
         lookup_free(l);
@@ -205,7 +205,7 @@ static int from_l1(struct lookup *l)
         /* Invalidations drop the L1: its entries are current. */
         struct gens g = {found.e->gen_proj, found.e->gen_all};
         l->from_l1 = 1;
-        c->stats.l1_hits++;
+        __atomic_add_fetch(&c->stats.l1_hits, 1, __ATOMIC_RELAXED);
         on_lookup(l, STORE_HIT, found.e, &g);
         centry_decref(found.e);
         return 1;

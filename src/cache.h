@@ -13,6 +13,7 @@
  *   cache_admit.c     upstream budgets, and holds after an upstream 429
  *   cache_prefetch.c  the next page, fetched ahead
  *   cache_l1.c        an in-process copy in front of a shared store
+ *   cache_local.c     a worker's hits from a shared store, on its own thread
  *   cache_inval.c     generations, invalidation, purge, barriers, events
  * and cache_int.h, what they share. */
 #ifndef LCGATE_CACHE_H
@@ -138,6 +139,25 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
  * cache_list on the main loop. */
 int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
                   struct answer *a);
+
+/* A worker's view of a shared store (one with events_epoch or not): its
+ * own connection st (on the worker's event base; freed with it) and its
+ * own L1 of at most l1_max bytes, kept exact by st's own subscription to
+ * the store's events and by the main loop's drops. Made, used and freed
+ * on the worker's thread; freed before the cache. NULL on ENOMEM (st is
+ * then the caller's). */
+struct cache_local;
+struct cache_local *cache_local_new(struct cache *c, struct store *st, size_t l1_max);
+/* Every lookup in flight is answered (a->e NULL) before it returns. */
+void cache_local_free(struct cache_local *cl);
+/* A fresh answer to q, through cb exactly once, possibly before it
+ * returns: a->e set (a hit, borrowed for the call), or a->e NULL: ask
+ * cache_list on the main loop (a miss, stale, a prefetch waiting on the
+ * key, a store error, no-cache or no-store). conf (the caller's held
+ * configuration) and q's project_id must last until cb; the rest of q is
+ * read before it returns. */
+void cache_local_hit(struct cache_local *cl, const struct conf *conf,
+                     const struct list_query *q, cache_done_cb cb, void *arg);
 
 /* A write of this credential for project_id (canonical; NULL: the
  * credential's default project) succeeded: every cached list of that

@@ -137,6 +137,8 @@ struct cache {
     struct store *l1;
     uint64_t l1_epoch;           /* the store's events_epoch it is valid for */
     uint64_t l1_flushes;
+    uint64_t l1_drops;           /* l1_flushes, for the workers' L1s (atomic:
+                                    each drops its own when it moves) */
     struct cache_stats stats;
 };
 
@@ -235,6 +237,7 @@ void prefetch_mark(struct cache *c, const char *key, int delta);
 void prefetch_free_all(struct cache *c);
 
 /* cache_l1.c */
+/* Drop the L1, and every worker's (cache_local.c). */
 void l1_flush(struct cache *c);
 /* May the L1 be read and written now? */
 int l1_usable(struct cache *c);

@@ -9,6 +9,7 @@
 void l1_flush(struct cache *c)
 {
     c->l1_flushes++;
+    __atomic_add_fetch(&c->l1_drops, 1, __ATOMIC_RELEASE);
     if (c->l1 != NULL && store_memory_count(c->l1) > 0)
         c->l1->ops->purge(c->l1, "");
 }

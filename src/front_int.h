@@ -22,8 +22,10 @@
 struct conf;
 struct conf_client;
 struct evbuffer;
+struct front_worker;
 struct gw;
 struct up_resp;
+struct worker;
 
 /* A request read once (request_read.h), and what that reading decided:
  * every later step uses these, never the raw bytes again. */
@@ -87,6 +89,11 @@ struct greq {
     const struct conf *fast;     /* answered on a worker's thread, with this
                                     held configuration (not in gw->inflight) */
     const struct answer *fast_hit;   /* the hit a worker found for it */
+    struct worker *worker;       /* the worker that took g, with: */
+    struct front_worker *local;  /* a worker's own, when it took g (g and
+                                    its held conf are then freed with it) */
+    struct answer hit;           /* its hit (hit.e a reference of g's) */
+    char clkey[CK_LABEL_MAX + 16];   /* its client's own budget's key, or "" */
     int answered;                /* greq_finish ran (a worker's, on its stack) */
     int has_head_length;         /* a pass-through HEAD: the upstream's */
     uint64_t head_length;        /* Content-Length, which the answer states */

@@ -50,8 +50,14 @@ void greq_free(struct greq *g)
     if (g->held_body)
         evbuffer_free(g->held_body);
     g->magic = 0;
-    if (g->fast == NULL)
-        free(g);                 /* a fast one lives on its worker's stack */
+    if (g->local != NULL) {      /* a worker took it: it owns g */
+        centry_decref(g->hit.e);
+        conf_free((struct conf *)g->fast);
+        __atomic_sub_fetch(&gw->fast_pending, 1, __ATOMIC_RELEASE);
+        free(g);
+    } else if (g->fast == NULL) {
+        free(g);                 /* else it lives on its worker's stack */
+    }
 }
 
 /* IETF httpapi ratelimit-headers draft: a policy states the burst over the

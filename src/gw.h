@@ -34,7 +34,7 @@ struct gw_metrics {
     struct mfamily *rate_limited;    /* project, budget */
     struct mfamily *collapsed, *stale, *prefetches, *refreshes, *l1_hits;
     struct mfamily *store_up, *store_errors, *cache_entries, *cache_bytes, *in_flight, *build;
-    struct mfamily *connections;
+    struct mfamily *connections, *handoffs;
     struct mfamily *alog_errors;     /* access log lines lost */
     struct mfamily *request_seconds;     /* route, cache */
     struct mfamily *reloads, *reload_time;   /* result; the last success */
@@ -47,6 +47,11 @@ struct gw {
     struct conf *conf;           /* current; replaced whole on reload
                                     (front_set_conf) */
     struct store *store;
+    /* Another connection to the running store, on a worker's base (a
+     * shared store: each worker serves hits through its own); NULL with a
+     * message in err. */
+    struct store *(*store_open)(const struct conf *c, struct event_base *base, char *err,
+                                size_t errlen);
     struct up_client *up;
     struct cache *cache;
     struct ratelimiter *rl;
@@ -57,6 +62,7 @@ struct gw {
     struct list inflight;        /* every request not yet answered (struct
                                     greq, front_int.h) */
     size_t ninflight;
+    unsigned fast_pending;       /* taken by workers, still with them (atomic) */
     struct up_memory memory;     /* held by requests in flight: bodies and
                                     upstream answers (max_inflight_bytes) */
     unsigned pass_reads;         /* pass-through reads upstream (their

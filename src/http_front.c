@@ -15,6 +15,7 @@
 #include "front_int.h"
 #include "gw.h"
 #include "http_parse.h"
+#include "log.h"
 #include "upstream.h"
 #include "workers.h"
 
@@ -31,10 +32,20 @@
  *   4. go            a list: the cache's answer; anything else: the
  *                    upstream budgets, then pass-through (front_pass.c)
  *
- * A worker keeps a request only when stage 4 is known already: a fresh hit
- * in a store any thread may read, looked up between stages 2 and 3, whose
- * budgets (the memory store's) are decided at once. Everything else goes
- * to main, which starts again from stage 1. */
+ * A worker keeps a request only when stage 4 is a fresh hit, looked up
+ * between stages 2 and 3: in the memory store (any thread may read it; its
+ * budgets are decided at once), or, with a shared store, through the
+ * worker's own connection and L1 (cache_local_hit; its budgets through the
+ * same connection). Everything else goes to main, which starts again from
+ * stage 1. */
+
+/* A worker's own, with a shared store: its connection to the store and its
+ * view of the cache through it. */
+struct front_worker {
+    struct gw *gw;
+    struct store *st;            /* the worker's connection (cl frees it) */
+    struct cache_local *cl;
+};
 
 /* The budgets a request spends: its project's client budget (g->label,
  * g->rate, g->burst; its key in g->rlkey), and the client's own
@@ -127,6 +138,8 @@ static void go(struct greq *g)
     }
 }
 
+static void take(struct greq *g, const char *key, const struct rate *rate, unsigned burst);
+
 /* Stage 3: the client's own budget (when it has one), then the project's;
  * this is rl_take's answer for each. */
 static void on_spent(void *arg, const struct rl_result *r)
@@ -146,18 +159,24 @@ static void on_spent(void *arg, const struct rl_result *r)
     else if (!r->allowed)
         refuse_budget(g, client ? B_TOKEN : B_CLIENT, r->retry_after_ms);
     else if (client)
-        rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_spent, g);
+        take(g, g->rlkey, &g->rate, g->burst);
     else
         go(g);
 }
 
-/* Every request spends its client's budget and its project's, hits too. */
+/* Every request spends its client's budget and its project's, hits too;
+ * a shared budget through its thread's own connection to the store. */
+static void take(struct greq *g, const char *key, const struct rate *rate, unsigned burst)
+{
+    rl_take_via(g->gw->rl, g->local ? g->local->st : NULL, key, rate, burst, on_spent, g);
+}
+
 static void spend(struct greq *g, const char *clkey)
 {
     if (clkey[0] != '\0')
-        rl_take(g->gw->rl, clkey, &g->client_rate, g->client_burst, on_spent, g);
+        take(g, clkey, &g->client_rate, g->client_burst);
     else
-        rl_take(g->gw->rl, g->rlkey, &g->rate, g->burst, on_spent, g);
+        take(g, g->rlkey, &g->rate, g->burst);
 }
 
 /* ---- on the main loop ---- */
@@ -251,12 +270,11 @@ void front_set_conf(struct gw *gw, struct conf *next)
 /* A worker asks before it hands a request to main: a GET of a list whose
  * fresh answer is in the (thread-safe) memory store goes through the
  * pipeline here, with the same stages as on main; so do its 429s.
- * Everything else (misses, stale answers, refusals, no-cache, Redis) goes
- * to main. What it shares is under locks of its own: the memory store, the
+ * Everything else (misses, stale answers, refusals, no-cache) goes to
+ * main. What it shares is under locks of its own: the memory store, the
  * rate limiter, the metrics, the configuration (held). 1 if answered. */
-static int on_fast(struct hs_req *req, void *arg)
+static int fast_memory(struct gw *gw, struct hs_req *req)
 {
-    struct gw *gw = arg;
     struct greq g;
     struct reading rd;
     struct conf *conf;
@@ -265,8 +283,6 @@ static int on_fast(struct hs_req *req, void *arg)
     char clkey[CK_LABEL_MAX + 16];
     int64_t t0 = mono_us();
 
-    if (req->method != HS_GET || req->path == NULL || hs_header(req, "Cache-Control"))
-        return 0;
     conf = conf_get(gw);
     read_request(conf, req, &rd);
     memset(&g, 0, sizeof(g));
@@ -292,6 +308,114 @@ main:
     reading_free(&rd);
     conf_free(conf);
     return 0;
+}
+
+/* The cache's answer to a request a worker took (cache_local_hit): a hit
+ * goes on to its budgets here, anything else to main. */
+static void on_local(void *arg, const struct answer *a)
+{
+    struct greq *g = greq_of(arg);
+
+    if (a->e == NULL) {
+        workers_hand_over(g->worker, g->req);    /* before g goes: it counts */
+        greq_free(g);
+        return;
+    }
+    g->hit = *a;
+    centry_incref(g->hit.e);
+    g->fast_hit = &g->hit;
+    spend(g, g->clkey);
+}
+
+/* The same with a shared store, through the worker's own connection: the
+ * request is read and begun here, and waits on this thread for the store
+ * (and for its budgets). g owns its held configuration. */
+static int fast_shared(struct front_worker *fw, struct worker *w, struct hs_req *req)
+{
+    struct gw *gw = fw->gw;
+    struct reading rd;
+    struct list_query q;
+    struct greq *g;
+    int64_t t0 = mono_us();
+
+    if ((g = calloc(1, sizeof(*g))) == NULL)
+        return 0;
+    g->gw = gw;
+    g->req = req;
+    g->t0_us = t0;
+    g->fast = conf_get(gw);
+    g->worker = w;
+    g->local = fw;
+    __atomic_add_fetch(&gw->fast_pending, 1, __ATOMIC_RELAXED);
+    read_request(g->fast, req, &rd);
+    if (rd.status != 0 || rd.route < 0 ||
+        greq_begin(g, g->fast, &rd, g->clkey, sizeof(g->clkey)) != 0) {
+        reading_free(&rd);
+        greq_free(g);
+        return 0;
+    }
+    reading_free(&rd);
+    list_query_of(g, g->fast, &q);
+    cache_local_hit(fw->cl, g->fast, &q, on_local, g);
+    return 1;
+}
+
+/* workers_fast.take: 1 if this worker took req. */
+static int fast_take(struct hs_req *req, void *arg, struct worker *w, void *local)
+{
+    struct gw *gw = arg;
+
+    if (req->method != HS_GET || req->path == NULL || hs_header(req, "Cache-Control"))
+        return 0;
+    if (local != NULL)
+        return fast_shared(local, w, req);
+    return gw->store->ops->threadsafe && fast_memory(gw, req);
+}
+
+/* workers_fast.start: with a shared store, the worker's own connection to
+ * it (the running store's: a reload cannot change it); without one, or if
+ * it cannot be had, the worker hands such requests to main. */
+static void *fast_start(void *arg, struct event_base *base, unsigned index)
+{
+    struct gw *gw = arg;
+    struct front_worker *fw;
+    struct conf *conf;
+    char err[512] = "out of memory";
+
+    if (gw->store->ops->threadsafe || gw->store_open == NULL)
+        return NULL;
+    conf = conf_get(gw);
+    if ((fw = calloc(1, sizeof(*fw))) != NULL) {
+        fw->gw = gw;
+        fw->st = gw->store_open(conf, base, err, sizeof(err));
+        /* Its L1 has its share of memory_max. */
+        if (fw->st != NULL &&
+            (fw->cl = cache_local_new(gw->cache, fw->st, conf->memory_max / conf->workers)) ==
+                NULL) {
+            fw->st->ops->free(fw->st);
+            fw->st = NULL;
+        }
+    }
+    conf_free(conf);
+    if (fw == NULL || fw->cl == NULL) {
+        log_error("worker %u: no connection of its own to the store (%s): the main loop "
+                  "answers all its requests", index + 1, err);
+        free(fw);
+        return NULL;
+    }
+    return fw;
+}
+
+/* workers_fast.stop: the lookups and budgets in flight are answered (the
+ * store's free answers them) before the connection goes. */
+static void fast_stop(void *arg, void *local)
+{
+    struct front_worker *fw = local;
+
+    if (fw == NULL)
+        return;
+    cache_local_free(fw->cl);
+    free(fw);
 }
 
 /* Every answer hs makes by itself (a request it refuses) is counted and
@@ -321,6 +445,7 @@ void front_limits(const struct conf *c, struct hs_limits *lim)
 
 int front_start(struct gw *gw, char *err, size_t errlen)
 {
+    static const struct workers_fast fast = {fast_take, fast_start, fast_stop};
     struct hs_limits lim;
 
     if (greq_rid_init() != 0) {
@@ -336,10 +461,8 @@ int front_start(struct gw *gw, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
     }
-    /* Workers answer hits themselves only from a store that any thread may
-     * read (the running store: a reload cannot change it). */
-    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request,
-                            gw->store->ops->threadsafe ? on_fast : NULL, on_reject, gw);
+    gw->front = workers_new(gw->base, gw->conf->workers, &lim, on_request, &fast, on_reject,
+                            gw);
     if (gw->front == NULL) {
         snprintf(err, errlen, "cannot create the HTTP server: out of memory");
         return -1;
@@ -363,7 +486,8 @@ void front_reload(struct gw *gw)
 
 size_t front_pending(const struct gw *gw)
 {
-    return gw->ninflight + (gw->front ? workers_queued(gw->front) : 0);
+    return gw->ninflight + (gw->front ? workers_queued(gw->front) : 0) +
+           __atomic_load_n(&gw->fast_pending, __ATOMIC_ACQUIRE);
 }
 
 void front_quiesce(struct gw *gw)

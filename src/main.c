@@ -228,7 +228,10 @@ static void on_reopen(evutil_socket_t sig, short what, void *arg)
     alog_rotate();
 }
 
-static struct store *open_store(const struct conf *c, char *err, size_t errlen)
+/* The configured store on base (gw.store_open: a worker's own connection
+ * to a shared store, made on the worker's thread). */
+static struct store *open_store_on(const struct conf *c, struct event_base *base, char *err,
+                                   size_t errlen)
 {
     const struct redis_tls_conf tls = {c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key,
                                        c->redis_tls_server_name};
@@ -236,10 +239,10 @@ static struct store *open_store(const struct conf *c, char *err, size_t errlen)
                                            c->sentinel_password};
 
     if (c->store == STORE_KIND_REDIS && sc.naddrs > 0)
-        return store_redis_sentinel_new(gw.base, c->redis_url, &tls,
+        return store_redis_sentinel_new(base, c->redis_url, &tls,
                                         (unsigned)c->redis_timeout_ms, &sc, err, errlen);
     if (c->store == STORE_KIND_REDIS)
-        return store_redis_new(gw.base, c->redis_url, &tls, (unsigned)c->redis_timeout_ms, err,
+        return store_redis_new(base, c->redis_url, &tls, (unsigned)c->redis_timeout_ms, err,
                                errlen);
     snprintf(err, errlen, "out of memory");
     return store_memory_new(c->memory_max);
@@ -270,7 +273,8 @@ static int start(void)
         log_error("%s", err);
         return -1;
     }
-    gw.store = open_store(gw.conf, err, sizeof(err));
+    gw.store = open_store_on(gw.conf, gw.base, err, sizeof(err));
+    gw.store_open = open_store_on;
     gw.up = up_client_new(gw.base);
     if (gw.store && gw.up) {
         gw.rl = rl_new(gw.store, 100000);

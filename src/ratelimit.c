@@ -58,6 +58,7 @@ struct call {
     unsigned magic;
     struct list link;            /* rl->calls, until answered or orphaned */
     struct ratelimiter *rl;      /* NULL once orphaned */
+    struct store *via;           /* that decides it */
     rl_cb cb;
     void *arg;
     uint64_t period_us;
@@ -361,7 +362,7 @@ static void on_gcra(void *arg, const struct store_gcra *g)
         }
     } else if (rl) {
         if (!rl->outage) {
-            const char *st = rl->store->ops->state ? rl->store->ops->state(rl->store) : NULL;
+            const char *st = c->via->ops->state ? c->via->ops->state(c->via) : NULL;
 
             rl->outage = 1;
             log_warn("ratelimit: Redis cannot decide (%s), limiting per instance until it is back",
@@ -382,6 +383,12 @@ static void on_gcra(void *arg, const struct store_gcra *g)
 void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst,
              rl_cb cb, void *arg)
 {
+    rl_take_via(rl, NULL, key, rate, burst, cb, arg);
+}
+
+void rl_take_via(struct ratelimiter *rl, struct store *via, const char *key,
+                 const struct rate *rate, unsigned burst, rl_cb cb, void *arg)
+{
     uint64_t period_us = period_of(rate);
     struct rl_result r;
 
@@ -392,8 +399,10 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
         cb(arg, &r);
         return;
     }
+    if (via == NULL)
+        via = rl->store;
     pthread_mutex_lock(&rl->mu);
-    if (rl->store && rl->store->ops->gcra) {
+    if (via && via->ops->gcra) {
         size_t klen = strlen(key);
         struct slot *s = find(rl, key);
         struct call *c;
@@ -417,6 +426,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             c->magic = CALL_MAGIC;
             memcpy(c->key, key, klen + 1);
             c->rl = rl;
+            c->via = via;
             c->cb = cb;
             c->arg = arg;
             c->period_us = period_us;
@@ -424,7 +434,7 @@ void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, u
             /* Listed before the call: the store may answer at once. */
             list_push_front(&rl->calls, &c->link);
             pthread_mutex_unlock(&rl->mu);
-            rl->store->ops->gcra(rl->store, key, period_us, burst, grant_of(burst), on_gcra, c);
+            via->ops->gcra(via, key, period_us, burst, grant_of(burst), on_gcra, c);
             return;
         }
         oom(rl);

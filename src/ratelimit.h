@@ -46,6 +46,11 @@ void rl_free(struct ratelimiter *rl);
  * before rl_take returns. */
 void rl_take(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst,
              rl_cb cb, void *arg);
+/* The same, from any thread: a shared decision goes through via (a
+ * connection of the calling thread's to the ratelimiter's store; NULL:
+ * the ratelimiter's own), and cb fires on that thread. */
+void rl_take_via(struct ratelimiter *rl, struct store *via, const char *key,
+                 const struct rate *rate, unsigned burst, rl_cb cb, void *arg);
 /* Whether one request would be allowed now, without spending it (local
  * view; for background work that only uses spare budget). */
 int rl_peek(struct ratelimiter *rl, const char *key, const struct rate *rate, unsigned burst);

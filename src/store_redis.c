@@ -884,7 +884,9 @@ static int make_token(char *tok, size_t cap)
         return -1;
     for (i = 0; i < sizeof(rnd); i++)
         snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-    snprintf(tok, cap, "%s.%ld.%u", hex, (long)getpid(), ++seq);
+    /* Workers open stores of their own on their threads. */
+    snprintf(tok, cap, "%s.%ld.%u", hex, (long)getpid(),
+             __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
     return 0;
 }
 

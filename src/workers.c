@@ -54,19 +54,22 @@ struct worker {
     struct inbox in;
     pthread_t th;
     int started;
-    struct msg *stop;            /* M_STOP, allocated up front */
+    unsigned index;              /* from 0 */
+    void *local;                 /* the fast path's (fast.start) */
+    int local_stopped;           /* fast.stop ran */
+    struct msg *stop, *sync;     /* M_STOP, M_SYNC, allocated up front */
 };
 
 struct workers {
     hs_handler handler;
-    workers_fast_fn fast;
+    struct workers_fast fast;    /* take NULL: none */
     hs_reject_cb reject;
     void *arg;
-    int quiesced;                /* atomic: fast is not called any more */
     struct hs_server *hs;        /* one worker: on main itself */
     unsigned n;                  /* threads (0: none) */
     struct inbox in;             /* to main */
     unsigned queued;             /* M_REQ posted, not yet handled (atomic) */
+    unsigned long long handoffs; /* M_REQ posted, ever (atomic) */
     struct worker *w;
 };
 
@@ -136,14 +139,10 @@ static void free_msg(struct msg *m)
 
 /* ---- on a worker's thread ---- */
 
-static void on_worker_request(struct hs_req *r, void *arg)
+void workers_hand_over(struct worker *w, struct hs_req *r)
 {
-    struct worker *w = arg;
-    struct workers *ws = w->ws;
     struct msg *m;
 
-    if (ws->fast && !__atomic_load_n(&ws->quiesced, __ATOMIC_ACQUIRE) && ws->fast(r, ws->arg))
-        return;
     if ((m = calloc(1, sizeof(*m))) == NULL) {
         log_warn("workers: out of memory handing a request over: 503");
         hs_add_header(r, "Connection", "close");
@@ -155,7 +154,32 @@ static void on_worker_request(struct hs_req *r, void *arg)
     m->req = r;
     r->udata = m;
     __atomic_add_fetch(&w->ws->queued, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->ws->handoffs, 1, __ATOMIC_RELAXED);
     inbox_post(&w->ws->in, m);
+}
+
+static void on_worker_request(struct hs_req *r, void *arg)
+{
+    struct worker *w = arg;
+    struct workers *ws = w->ws;
+
+    if (ws->fast.take && !w->local_stopped && ws->fast.take(r, ws->arg, w, w->local))
+        return;
+    workers_hand_over(w, r);
+}
+
+/* Quiesce: the fast path's requests are answered or handed over, and its
+ * local goes, on this thread. */
+static void stop_local(struct worker *w)
+{
+    struct workers *ws = w->ws;
+
+    if (w->local_stopped)
+        return;
+    w->local_stopped = 1;
+    if (ws->fast.stop)
+        ws->fast.stop(ws->arg, w->local);
+    w->local = NULL;
 }
 
 static void on_worker_reject(void *arg, int status, const char *method, const char *target,
@@ -202,8 +226,9 @@ static void on_worker_inbox(evutil_socket_t fd, short what, void *arg)
             hs_close_listeners(w->hs);
             break;
         case M_SYNC:
-            sem_post(m->done);   /* between requests: not inside fast */
-            break;
+            stop_local(w);
+            sem_post(m->done);
+            continue;            /* w->sync is freed with w */
         case M_STOP:
             /* Answers queued before this went out first. */
             hs_free(w->hs);
@@ -224,7 +249,10 @@ static void *worker_main(void *arg)
     /* The access log lines of the answers it makes itself: buffered, and
      * written by this loop. */
     alog_attach(w->base);
+    if (w->ws->fast.start)
+        w->local = w->ws->fast.start(w->ws->arg, w->base, w->index);
     event_base_dispatch(w->base);
+    stop_local(w);               /* a stop without a quiesce (a failed start) */
     alog_detach();
     return NULL;
 }
@@ -267,7 +295,8 @@ static int use_tls(struct hs_server *hs)
 }
 
 struct workers *workers_new(struct event_base *main, unsigned n, const struct hs_limits *lim,
-                            hs_handler h, workers_fast_fn fast, hs_reject_cb rej, void *arg)
+                            hs_handler h, const struct workers_fast *fast, hs_reject_cb rej,
+                            void *arg)
 {
     struct workers *ws = calloc(1, sizeof(*ws));
     struct hs_limits share;
@@ -276,7 +305,8 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
     if (ws == NULL)
         return NULL;
     ws->handler = h;
-    ws->fast = fast;
+    if (fast)
+        ws->fast = *fast;
     ws->reject = rej;
     ws->arg = arg;
     ws->in.efd = -1;
@@ -293,13 +323,16 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
         struct worker *w = &ws->w[i];
         ws->n++;
         w->ws = ws;
+        w->index = i;
         w->in.efd = -1;
         if ((w->base = event_base_new()) == NULL ||
             inbox_init(&w->in, w->base, on_worker_inbox, w) != 0 ||
             (w->hs = hs_new(w->base, &share, on_worker_request, on_worker_reject, w)) == NULL ||
-            use_tls(w->hs) != 0 || (w->stop = calloc(1, sizeof(*w->stop))) == NULL)
+            use_tls(w->hs) != 0 || (w->stop = calloc(1, sizeof(*w->stop))) == NULL ||
+            (w->sync = calloc(1, sizeof(*w->sync))) == NULL)
             goto fail;
         w->stop->kind = M_STOP;
+        w->sync->kind = M_SYNC;
     }
     return ws;
 fail:
@@ -447,27 +480,24 @@ void workers_quiesce(struct workers *ws)
     unsigned i;
     sem_t done;
 
-    __atomic_store_n(&ws->quiesced, 1, __ATOMIC_RELEASE);
     if (ws->n == 0)
         return;
     sem_init(&done, 0, 0);
     for (i = 0; i < ws->n; i++) {
-        struct msg *m;
-        if (!ws->w[i].started)
-            continue;
-        if ((m = calloc(1, sizeof(*m))) == NULL) {
-            /* Rare enough: wait out any request under way instead. */
-            log_error("workers: out of memory quiescing; waiting 100 ms instead");
-            usleep(100000);
-            continue;
-        }
-        m->kind = M_SYNC;
-        m->done = &done;
-        inbox_post(&ws->w[i].in, m);
+        struct worker *w = &ws->w[i];
+        if (!w->started || w->sync->done != NULL)
+            continue;            /* not running, or quiesced already */
+        w->sync->done = &done;
+        inbox_post(&w->in, w->sync);
         while (sem_wait(&done) != 0 && errno == EINTR)
             ;
     }
     sem_destroy(&done);
+}
+
+unsigned long long workers_handoffs(const struct workers *ws)
+{
+    return __atomic_load_n(&ws->handoffs, __ATOMIC_RELAXED);
 }
 
 unsigned workers_queued(const struct workers *ws)
@@ -515,10 +545,11 @@ static void worker_free(struct worker *w)
         next = m->next;
         if (m->kind == M_SEND)
             hs_send(m->req, m->status, m->body);
-        if (m != w->stop)
+        if (m != w->stop && m != w->sync)
             free_msg(m);
     }
     free(w->stop);
+    free(w->sync);
     if (w->hs)
         hs_free(w->hs);
     inbox_free(&w->in);

@@ -18,6 +18,7 @@ import faults_lib as fl  # noqa: E402
 import lcgtest as t  # noqa: E402
 
 V1, V2 = c.V1, c.V2
+WORKERS = int(os.environ.get("LCGATE_TEST_WORKERS") or 1)
 tap = t.Tap()
 env = t.Env("lcgate-l1")
 mock = env.mock()
@@ -55,8 +56,15 @@ if ga and gb and g0:
     tap.ok(first.status == 200 and all(h.status == 200 and c.xc(h) == "HIT" and
                                        h.body == first.body for h in hits),
            "L1: 50 hits after the miss, all HIT with the stored body", c.summary(hits))
-    tap.eq(after - before, 0, "L1: the 50 hits sent no MGET to Redis")
-    tap.eq(l1_after - l1_before, 50, "L1: lcgate_l1_hits_total counts the 50")
+    # With workers, each worker keeps an L1 of its own: its first hit of the
+    # key is its one MGET.
+    warm = 0 if WORKERS <= 1 else WORKERS
+    tap.ok(after - before <= warm,
+           "L1: the 50 hits sent no MGET to Redis beyond one per worker's L1 (%d, at most %d)"
+           % (after - before, warm))
+    tap.ok(50 - warm <= l1_after - l1_before <= 50,
+           "L1: lcgate_l1_hits_total counts the 50 (less one per worker's L1): %d"
+           % (l1_after - l1_before))
 
     path0 = V1 + "?limit=8"
     c.get(g0.port, path0)
