@@ -13,7 +13,9 @@ def rows(path):
 
 res = rows(sys.argv[1])   # round case peer conns rps p50 p99 cpu_us upstream_delta check cli_busy errors
 coal = rows(sys.argv[2])  # round peer n upstream ok p50 max min
-misc = rows(sys.argv[3])  # idle peer secs ns ticks | fill nkeys upstream secs rss0 rss1 | perf ...
+# idle peer secs ns ticks | fill nkeys upstream secs rss0 rss1 | perf ... | idlesw peer secs switches
+# | wake round case peer nreq secs cpu_us(lcgate + redis-server) cpu_us(lcgate) switches handoffs
+misc = rows(sys.argv[3])
 # round peer pages page_ms think_ms total_ms p50_ms max_ms upstream pages_ok pages_seen hits joined
 paging = rows(sys.argv[4]) if len(sys.argv) > 4 else []
 
@@ -69,11 +71,11 @@ for r in res:
                 rat = "req/s ÷ access_log=off: %.3f" % (num(rps) / num(off[4]))
                 if me and num(off[7]):
                     rat += "; per core: %.3f" % (num(off[7]) / me)
-        if peer == "lcgate-w2":
+        if peer.endswith("-w2"):
             # the workers target: CPU per request against workers = 1 (same round, case)
-            w1 = cpu(rnd, case, "lcgate", conns)
+            w1 = cpu(rnd, case, peer[:-len("-w2")], conns)
             if me is not None and w1:
-                rat += "; CPU/req ÷ workers=1: %.2f" % (me / w1)
+                rat += ("; " if rat else "") + "CPU/req ÷ workers=1: %.2f" % (me / w1)
     check = "%s, upstream +%s, wrk %s%%" % (chk, ud, cli)
     if err:
         check += ", " + err.strip("; ")
@@ -95,9 +97,16 @@ for p in paging:
 
 perf = []
 alog = []
+wake = {}    # (round, case, peer) -> wake row
+idlesw = {}  # peer -> (secs, switches)
 for m in misc:
     if m[0] == "alog":
         alog.append(m)
+    elif m[0] == "wake":
+        m = (m + ["?"] * 10)[:10]
+        wake[(m[1], m[2], m[3])] = m
+    elif m[0] == "idlesw":
+        idlesw[m[1]] = (num(m[2]), num(m[3]))
     elif m[0] == "perf":
         perf.append(m)
     elif m[0] == "idle":
@@ -116,7 +125,8 @@ print("Versions: %s" % E("VERS", "?"))
 print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on CPU %s); body 2048 B JSON; "
       "server CPU = utime+stime of the server's processes (and the lcgate-redis peers: + redis-server) per request; "
       "per-core ratio = peer µs/req ÷ lcgate µs/req in the same round and case; lcgate-w2 = "
-      "lcgate with workers = 2 (otherwise as lcgate), pinned to the same one core; wall time %s s; "
+      "lcgate with workers = 2 (otherwise as lcgate), pinned to the same one core, and likewise "
+      "lcgate-redis-w2 and lcgate-redis-nol1-w2; wall time %s s; "
       "ports still listening after stop: %s" % (
           E("DUR"), E("ROUNDS"), E("PIN"), E("SRV_CPU"), E("CLI_CPU"), E("ELAPSED"), E("LEFT")))
 for m in alog:
@@ -151,6 +161,57 @@ if len(pairs) > 1:
         cpu = "; mean CPU per request %.2f µs against %.2f µs, per core %.3f" % (con, coff, coff / con)
     print("Access log (%d rounds): mean %.0f req/s with the file against %.0f off: ratio %.3f "
           "(target >= 0.95)%s." % (n, mon, moff, mon / moff, cpu))
+
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else None
+
+
+def list_of(xs, nd=2):
+    return ", ".join(fmt(x, nd) for x in xs)
+
+
+# The Redis path on every worker: CPU per hit with workers = 2 against workers = 1
+# (lcgate alone, and with redis-server), the per-round ratios and the ratio of the
+# means over the rounds, and the main loop's wakeups during the workers = 2 runs.
+for l1 in ("L1", "no L1"):
+    case = "1 key, Redis store, " + l1
+    w1peer = "lcgate-redis" if l1 == "L1" else "lcgate-redis-nol1"
+    w2peer = w1peer + "-w2"
+    rounds = sorted({k[0] for k in wake if k[1] == case and k[2] == w2peer}, key=lambda x: (len(x), x))
+    lc, both, handoffs, switches, secs = [], [], [], [], []
+    for rnd in rounds:
+        a, b = wake.get((rnd, case, w2peer)), wake.get((rnd, case, w1peer))
+        if not (a and b):
+            continue
+        lc.append((num(a[7]), num(b[7])))
+        both.append((num(a[6]), num(b[6])))
+        handoffs.append(a[9])
+        switches.append(num(a[8]))
+        secs.append(num(a[5]))
+    if not lc:
+        continue
+
+    def ratios(pairs):
+        per = [x / y if (x is not None and y) else None for x, y in pairs]
+        ok = [p for p in pairs if p[0] is not None and p[1]]
+        mx, my = mean([p[0] for p in ok]), mean([p[1] for p in ok])
+        return per, (mx, my, mx / my if ok else None)
+
+    per_lc, (m2, m1, mr) = ratios(lc)
+    per_both, (b2, b1, br) = ratios(both)
+    idle = idlesw.get(w2peer)
+    idle_s = ""
+    if idle and idle[0]:
+        idle_s = "; idle: %.1f/s" % (idle[1] / idle[0])
+    rate = ", ".join("%.1f/s" % (w / t) if (w is not None and t) else "?" for w, t in zip(switches, secs))
+    hand = "n/a" if None in map(num, handoffs) else "%.0f" % sum(map(num, handoffs))
+    print("Redis store, 1 key, %s: CPU/hit workers=2 / workers=1 = %s (rounds %s; lcgate alone, mean %s µs "
+          "against %s µs; target <= 1.10); with redis-server %s (rounds %s; %s µs against %s µs); "
+          "main-loop wakeups w2: %s handoffs (rounds %s), %s switches (rounds %s: %s%s)." % (
+              l1, fmt(mr, 2), list_of(per_lc), fmt(m2, 1), fmt(m1, 1), fmt(br, 2), list_of(per_both),
+              fmt(b2, 1), fmt(b1, 1), hand, ", ".join(handoffs),
+              "%d" % sum(w for w in switches if w is not None), list_of(switches, 0), rate, idle_s))
 if paging:
     print("Paging loop: one python client (keep-alive connection) follows next_page_token from page 1 to the "
           "last, sleeping the think time between pages; a new list (project_id) per run, so no run can hit "
