@@ -375,7 +375,7 @@ static int fast_take(struct hs_req *req, void *arg, struct worker *w, void *loca
 /* workers_fast.start: with a shared store, the worker's own connection to
  * it (the running store's: a reload cannot change it); without one, or if
  * it cannot be had, the worker hands such requests to main. */
-static void *fast_start(void *arg, struct event_base *base, unsigned index)
+static void *fast_start(void *arg, struct event_base *base)
 {
     struct gw *gw = arg;
     struct front_worker *fw;
@@ -398,8 +398,8 @@ static void *fast_start(void *arg, struct event_base *base, unsigned index)
     }
     conf_free(conf);
     if (fw == NULL || fw->cl == NULL) {
-        log_error("worker %u: no connection of its own to the store (%s): the main loop "
-                  "answers all its requests", index + 1, err);
+        log_error("no connection of this worker's own to the store (%s): the main loop "
+                  "answers all its requests", err);
         free(fw);
         return NULL;
     }

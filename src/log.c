@@ -11,6 +11,7 @@ static enum log_level level = LOG_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};
 static const char *const priorities[] = {"<3>", "<4>", "<6>", "<7>"};
 static int journal;
+static __thread const char *thread_tag;
 
 int log_detect_journal(void)
 {
@@ -28,6 +29,11 @@ int log_detect_journal(void)
 void log_set_level(enum log_level lvl)
 {
     __atomic_store_n(&level, lvl, __ATOMIC_RELAXED);
+}
+
+void log_set_thread_tag(const char *tag)
+{
+    thread_tag = tag;
 }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -90,8 +96,9 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line, 64, "%s%s.%03ldZ lcgate[%s] ", journal ? priorities[lvl] : "", ts,
-                 now.tv_nsec / 1000000, names[lvl]);
+    k = snprintf(line, 64, "%s%s.%03ldZ lcgate[%s] %s%s", journal ? priorities[lvl] : "", ts,
+                 now.tv_nsec / 1000000, names[lvl], thread_tag ? thread_tag : "",
+                 thread_tag ? ": " : "");
     n = (size_t)k < 64 ? (size_t)k : 63;
     n += escape(line + n, msg, len);
     line[n++] = '\n';

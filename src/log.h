@@ -12,6 +12,9 @@ void log_set_level(enum log_level lvl);
  * start, before any thread; again when stderr changes. 1 if so, else 0. */
 int log_detect_journal(void);
 int log_level_parse(const char *s, enum log_level *out);
+/* Lines from the calling thread say "tag: " after the level (a worker's
+ * "w1"; NULL: nothing). tag must outlive the thread's logging. */
+void log_set_thread_tag(const char *tag);
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

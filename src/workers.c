@@ -54,7 +54,7 @@ struct worker {
     struct inbox in;
     pthread_t th;
     int started;
-    unsigned index;              /* from 0 */
+    char name[16];               /* "w1", ...: its log lines' tag */
     void *local;                 /* the fast path's (fast.start) */
     int local_stopped;           /* fast.stop ran */
     struct msg *stop, *sync;     /* M_STOP, M_SYNC, allocated up front */
@@ -249,8 +249,9 @@ static void *worker_main(void *arg)
     /* The access log lines of the answers it makes itself: buffered, and
      * written by this loop. */
     alog_attach(w->base);
+    log_set_thread_tag(w->name);
     if (w->ws->fast.start)
-        w->local = w->ws->fast.start(w->ws->arg, w->base, w->index);
+        w->local = w->ws->fast.start(w->ws->arg, w->base);
     event_base_dispatch(w->base);
     stop_local(w);               /* a stop without a quiesce (a failed start) */
     alog_detach();
@@ -323,7 +324,7 @@ struct workers *workers_new(struct event_base *main, unsigned n, const struct hs
         struct worker *w = &ws->w[i];
         ws->n++;
         w->ws = ws;
-        w->index = i;
+        snprintf(w->name, sizeof(w->name), "w%u", i + 1);
         w->in.efd = -1;
         if ((w->base = event_base_new()) == NULL ||
             inbox_init(&w->in, w->base, on_worker_inbox, w) != 0 ||

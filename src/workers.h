@@ -1,11 +1,10 @@
 /* workers: the client listener, on the main event loop (one worker) or on
  * N threads of its own. Each thread runs an event base and an hs server
  * (hs.h) that accepts, reads and parses requests and writes answers: the
- * system calls, which are most of a cached answer's cost. Every request
- * is handed to the handler on the main loop, where the cache, coalescing,
- * rate limits and metrics live, so that their state is shared by all
- * workers without locks; the answer goes back to the thread that owns the
- * connection. Hand-offs in either direction are batched: a thread is woken
+ * system calls, which are most of a cached answer's cost. A request the
+ * worker's fast path does not take is handed to the handler on the main
+ * loop, where coalescing, fetches and invalidation live; the answer goes
+ * back to the thread that owns the connection. Hand-offs in either direction are batched: a thread is woken
  * (an eventfd) only when its queue was empty.
  *
  * TCP: each thread listens on its own SO_REUSEPORT socket, so that the
@@ -39,7 +38,7 @@ struct workers_fast {
      * now. local is what start made. */
     int (*take)(struct hs_req *r, void *arg, struct worker *w, void *local);
     /* When the thread starts (may be NULL): its local (NULL is valid). */
-    void *(*start)(void *arg, struct event_base *base, unsigned index);
+    void *(*start)(void *arg, struct event_base *base);
     /* At workers_quiesce (may be NULL): every request taken is answered
      * or handed over before it returns, and local is freed. */
     void (*stop)(void *arg, void *local);
