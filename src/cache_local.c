@@ -142,8 +142,9 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
     cl = l->cl;
     assert(cl->pending > 0);
     cl->pending--;
-    if (res == STORE_ERROR)
-        __atomic_add_fetch(&cl->c->stats.store_errors, 1, __ATOMIC_RELAXED);
+    /* A store error is not counted here: main, asked next, counts it if
+     * the store fails it too (lcgate_store_errors_total: lookups that went
+     * upstream). */
     ttl = (int64_t)cache_ttl(l->conf, l->project_id);
     now = cl->c->d.now();
     if (res == STORE_HIT && cache_fresh(e, g, now, ttl)) {
