@@ -13,8 +13,12 @@
  * in grants: one script run takes up to burst/8 requests (at most 64) of
  * it, and this instance hands them out over the next second without
  * asking again. The total stays exact (every request is paid for in
- * Redis); at any moment each instance may hold up to burst/8 requests paid
- * ahead. Budgets with a burst under 16 are decided one request at a time. */
+ * Redis), and so does what passes: concurrent script runs add up their
+ * grants, and a request Redis refuses while requests paid ahead are held
+ * takes one of them. At any moment each instance may hold a few grants of
+ * burst/8 paid ahead (one per run that was in flight at once), each for
+ * at most a second. Budgets with a burst under 16 are decided one request
+ * at a time. */
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -320,6 +324,53 @@ void rl_free(struct ratelimiter *rl)
     free(rl);
 }
 
+/* Does s hold requests paid ahead for this budget, now? */
+static int has_credit(const struct slot *s, uint64_t period_us, unsigned burst, int64_t now)
+{
+    return s != NULL && s->credits > 0 && s->credit_period_us == period_us &&
+           s->credit_burst == burst && now < s->credit_until_us;
+}
+
+/* One request paid ahead, handed out: r allows it. */
+static void spend_credit(struct slot *s, struct rl_result *r, int64_t now)
+{
+    int64_t ahead = sat_sub(s->tat_us, now);
+
+    s->credits--;
+    r->allowed = 1;
+    r->remaining = s->left + s->credits;
+    r->retry_after_ms = 0;
+    r->reset_ms = ahead > 0 ? ceil_ms(ahead) : 0;
+    r->shared = 1;
+}
+
+/* The store decided c (r, from g): the requests it granted beyond this one
+ * are kept to hand out, added to those kept already (concurrent calls each
+ * bring some); a refusal takes one kept, if any, so that no request paid
+ * for in the store is lost. Under rl->mu. */
+static void shared_answer(struct ratelimiter *rl, const struct call *c,
+                          const struct store_gcra *g, struct rl_result *r)
+{
+    int64_t now = mono_us();
+    struct slot *s;
+
+    mirror(rl, c->key, c->period_us, c->burst, r->reset_ms);
+    if ((s = find(rl, c->key)) == NULL)
+        return;
+    if (r->allowed && g->granted > 1) {
+        if (!has_credit(s, c->period_us, c->burst, now))
+            s->credits = 0;      /* for another budget, or too old */
+        s->credits += (unsigned)(g->granted - 1);
+        s->credit_burst = c->burst;
+        s->credit_period_us = c->period_us;
+        s->credit_until_us = now + GRANT_LIFE_US;
+        s->left = r->remaining;
+        r->remaining += s->credits;
+    } else if (!r->allowed && has_credit(s, c->period_us, c->burst, now)) {
+        spend_credit(s, r, now);
+    }
+}
+
 static void on_gcra(void *arg, const struct store_gcra *g)
 {
     struct call *c = arg;
@@ -347,18 +398,7 @@ static void on_gcra(void *arg, const struct store_gcra *g)
                 rl->outage = 0;
                 log_info("ratelimit: Redis decides again, budgets are shared by all instances");
             }
-            mirror(rl, c->key, c->period_us, c->burst, r.reset_ms);
-            if (r.allowed && g->granted > 1) {
-                struct slot *s = find(rl, c->key);
-                if (s != NULL) {
-                    s->credits = (unsigned)(g->granted - 1);
-                    s->credit_burst = c->burst;
-                    s->credit_period_us = c->period_us;
-                    s->credit_until_us = mono_us() + GRANT_LIFE_US;
-                    s->left = r.remaining;
-                    r.remaining += s->credits;
-                }
-            }
+            shared_answer(rl, c, g, &r);
         }
     } else if (rl) {
         if (!rl->outage) {
@@ -405,17 +445,11 @@ void rl_take_via(struct ratelimiter *rl, struct store *via, const char *key,
     if (via && via->ops->gcra) {
         size_t klen = strlen(key);
         struct slot *s = find(rl, key);
+        int64_t now = mono_us();
         struct call *c;
 
-        if (s != NULL && s->credits > 0 && s->credit_period_us == period_us &&
-            s->credit_burst == burst && mono_us() < s->credit_until_us) {
-            int64_t ahead = sat_sub(s->tat_us, mono_us());
-            s->credits--;
-            r.allowed = 1;
-            r.remaining = s->left + s->credits;
-            r.retry_after_ms = 0;
-            r.reset_ms = ahead > 0 ? ceil_ms(ahead) : 0;
-            r.shared = 1;
+        if (has_credit(s, period_us, burst, now)) {
+            spend_credit(s, &r, now);
             pthread_mutex_unlock(&rl->mu);
             cb(arg, &r);
             return;

@@ -552,6 +552,43 @@ static void store_grants(void)
     rl_free(rl);
 }
 
+/* Concurrent takes of a large budget: each asks the store, grants add up,
+ * and a request the store refused takes a request paid ahead, so that
+ * exactly the requests the store granted are handed out, none lost. */
+static void store_grants_concurrent(void)
+{
+    static const struct rate per_s20 = {20, 1};
+    struct fake f = {.base = {&fake_ops}, .mode = FAKE_DEFER};
+    struct ratelimiter *rl = rl_new(&f.base, 100);
+    const struct store_gcra granted = {.allowed = 1, .granted = 5, .remaining = 0,
+                                       .reset_ms = 300},
+                            refused = {.allowed = 0, .remaining = 0, .retry_after_ms = 50,
+                                       .reset_ms = 300};
+    struct got g[4] = {{0}};
+    int i, allowed = 0, later = 0;
+
+    for (i = 0; i < 4; i++)
+        rl_take(rl, "c:herd", &per_s20, 40, on_result, &g[i]);
+    tap_ok(f.npending == 4, "4 concurrent takes: 4 store calls (%d)", f.npending);
+    fake_fire(&f, &granted);
+    fake_fire(&f, &granted);
+    fake_fire(&f, &refused);
+    fake_fire(&f, &refused);
+    for (i = 0; i < 4; i++)
+        allowed += g[i].n == 1 && g[i].r.allowed;
+    tap_ok(allowed == 4 && g[2].r.shared && g[3].r.shared,
+           "two grants of 5: the two the store refused take requests paid ahead "
+           "(allowed %d of 4)", allowed);
+    f.mode = FAKE_FIXED;
+    f.fixed = refused;
+    for (i = 0; i < 10; i++)
+        later += take(rl, "c:herd", &per_s20, 40).allowed;
+    tap_ok(later == 6 && f.calls == 8,
+           "the other 6 paid for are handed out without asking, then the store "
+           "decides (allowed %d, calls %d)", later, f.calls);
+    rl_free(rl);
+}
+
 /* A reload to a faster rate: the spent bucket carries over, the old
  * rate's debt does not. */
 static void reload_to_faster_rate(void)
@@ -582,5 +619,6 @@ int main(void)
     store_answers();
     store_defers();
     store_grants();
+    store_grants_concurrent();
     return tap_done();
 }
