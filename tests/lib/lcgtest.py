@@ -8,6 +8,7 @@ import atexit
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -98,6 +99,23 @@ def metric_sample(text, name, **labels):
         if line.startswith(want + " "):
             return float(line.split()[-1])
     return None
+
+
+# How many threads keep connections of their own to Redis: the main loop,
+# and with LCGATE_TEST_WORKERS=N each of the N workers (their log lines say
+# "wN: " after the level).
+def threads_with_redis():
+    n = int(os.environ.get("LCGATE_TEST_WORKERS") or 1)
+    return 1 if n <= 1 else 1 + n
+
+
+def by_thread(lines):
+    """{"main" or "w1", ...: the lines that thread logged}."""
+    out = {}
+    for line in lines:
+        m = re.search(r"lcgate\[[a-z]+\] (w[0-9]+): ", line)
+        out.setdefault(m.group(1) if m else "main", []).append(line)
+    return out
 
 
 class Resp:
