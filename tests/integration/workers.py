@@ -23,12 +23,12 @@ import re
 import signal
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cache_lib as c  # noqa: E402
 import lcgtest as t  # noqa: E402
 import ratelimit_lib as rlib  # noqa: E402
+import workers_lib as wl  # noqa: E402
 
 V1, V2 = c.V1, c.V2
 tap = t.Tap()
@@ -42,31 +42,6 @@ if g is None:
     tap.done(env)
 
 
-def threads(pid):
-    """{name: tid} of the process's threads."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                out.setdefault(f.read().strip(), []).append(int(tid))
-        except OSError:
-            pass
-    return out
-
-
-def run_ns(pid, tid):
-    with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
-        return int(f.read().split()[0])
-
-
-def voluntary_switches(pid, tid):
-    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    return 0
-
-
 def metric(name, labels=""):
     text = t.request(g.admin, "GET", "/metrics").body.decode()
     total = 0.0
@@ -77,7 +52,7 @@ def metric(name, labels=""):
 
 
 # --- the threads exist and both serve -------------------------------------
-names = threads(g.proc.pid)
+names = wl.threads(g.proc.pid)
 workers = [names.get("lcgate-w1", [None])[0], names.get("lcgate-w2", [None])[0]]
 tap.ok(None not in workers, "two worker threads run, named lcgate-w1 and lcgate-w2",
        sorted(names))
@@ -85,8 +60,8 @@ tap.ok(None not in workers, "two worker threads run, named lcgate-w1 and lcgate-
 if None not in workers:
     path = V1 + "?limit=9"
     c.get(g.port, path)  # stored: the rest are hits
-    before = [run_ns(g.proc.pid, tid) for tid in workers]
-    main_before = voluntary_switches(g.proc.pid, g.proc.pid)
+    before = [wl.run_ns(g.proc.pid, tid) for tid in workers]
+    main_before = wl.voluntary_switches(g.proc.pid, g.proc.pid)
     conns = [http.client.HTTPConnection("127.0.0.1", g.port, timeout=10) for _ in range(24)]
     statuses = set()
     for _ in range(20):
@@ -97,8 +72,8 @@ if None not in workers:
             statuses.add((r.status, r.getheader("X-Cache")))
     for conn in conns:
         conn.close()
-    after = [run_ns(g.proc.pid, tid) for tid in workers]
-    main_woken = voluntary_switches(g.proc.pid, g.proc.pid) - main_before
+    after = [wl.run_ns(g.proc.pid, tid) for tid in workers]
+    main_woken = wl.voluntary_switches(g.proc.pid, g.proc.pid) - main_before
     grew = [(a - b) / 1e6 for a, b in zip(after, before)]
     tap.ok(statuses == {(200, "HIT")}, "480 requests on 24 keep-alive connections: all HITs",
            statuses)
@@ -208,19 +183,5 @@ if u is not None:
     tap.eq(u.stop(), 0, "that lcgate exits 0")
 
 # --- SIGTERM drains what the workers handed over ----------------------------
-mock.fault(delay_ms=1000, match="?limit=7", count=-1)
-bg = [c.Background(g.port, V1 + "?limit=%d" % (70 + i)).start() for i in range(10)]
-time.sleep(0.4)
-os.kill(g.proc.pid, signal.SIGTERM)
-for b in bg:
-    b.join(15)
-c.clear_fault(mock)
-tap.ok(all(b.res is not None and b.res.status == 200 for b in bg),
-       "SIGTERM with 10 slow requests in flight: all 10 answered 200",
-       [b.res for b in bg])
-try:
-    g.proc.wait(15)
-except Exception:
-    pass
-tap.eq(g.proc.returncode, 0, "lcgate exits 0 after the drain")
+wl.sigterm_drain(tap, mock, g)
 tap.done(env)

@@ -35,6 +35,7 @@ import cache_lib as c  # noqa: E402
 import faults_lib as fl  # noqa: E402
 import lcgtest as t  # noqa: E402
 import ratelimit_lib as rlib  # noqa: E402
+import workers_lib as wl  # noqa: E402
 
 V1, V2 = c.V1, c.V2
 HANDOFFS = "lcgate_worker_handoffs_total"
@@ -65,28 +66,17 @@ if not (ga and gb and g0):
 
 def worker_tids(g):
     """[tid of lcgate-w1, tid of lcgate-w2] (None for a missing one)."""
-    names = {}
-    for tid in os.listdir("/proc/%d/task" % g.proc.pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (g.proc.pid, tid)) as f:
-                names.setdefault(f.read().strip(), int(tid))
-        except OSError:
-            pass
-    return [names.get("lcgate-w1"), names.get("lcgate-w2")]
+    names = wl.threads(g.proc.pid)
+    return [names.get(n, [None])[0] for n in ("lcgate-w1", "lcgate-w2")]
 
 
 def run_ns(g, tid):
-    with open("/proc/%d/task/%d/schedstat" % (g.proc.pid, tid)) as f:
-        return int(f.read().split()[0])
+    return wl.run_ns(g.proc.pid, tid)
 
 
 def main_switches(g):
     """Voluntary context switches of the main thread (each a wakeup)."""
-    with open("/proc/%d/task/%d/status" % (g.proc.pid, g.proc.pid)) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    return 0
+    return wl.voluntary_switches(g.proc.pid, g.proc.pid)
 
 
 def handoffs(g):
@@ -319,19 +309,5 @@ for g, what in ((ga, "l1_ttl on"), (g0, "l1_ttl = 0s")):
            % (what, time.monotonic() - back_t, moved(h0, h1), ok_store, tries), hits)
 
 # --- 6. SIGTERM drains what is in flight ------------------------------------
-mock.fault(delay_ms=1000, match="?limit=7", count=-1)
-bg = [c.Background(ga.port, V1 + "?limit=%d" % (70 + i)).start() for i in range(10)]
-time.sleep(0.4)
-os.kill(ga.proc.pid, signal.SIGTERM)
-for b in bg:
-    b.join(15)
-c.clear_fault(mock)
-tap.ok(all(b.res is not None and b.res.status == 200 for b in bg),
-       "SIGTERM with 10 slow requests in flight: all 10 answered 200",
-       [b.res for b in bg])
-try:
-    ga.proc.wait(15)
-except Exception:
-    pass
-tap.eq(ga.proc.returncode, 0, "lcgate exits 0 after the drain")
+wl.sigterm_drain(tap, mock, ga)
 tap.done(env)
