@@ -1,5 +1,6 @@
-/* The cache's public entry: creation and shutdown, a client's list query
- * (the L1, then the store, then a flight), and the workers' hits. */
+/* The cache's public entry: creation and shutdown, and a client's list
+ * query (the L1, then the store, then a flight). The workers' hits are
+ * cache_local.c's. */
 #include "cache.h"
 
 #include <stdlib.h>
@@ -241,39 +242,4 @@ void cache_list(struct cache *c, const struct list_query *q, cache_done_cb cb, v
         return;
     l->l1_flushes = c->l1_flushes;
     store_get(c->d.store, l->key, strlen(l->key), l->gen_name, on_lookup, l);
-}
-
-int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
-                  struct answer *a)
-{
-    struct found found = {STORE_MISS, NULL, {0, 0}};
-    char *key = NULL, *gen_name = NULL;
-    int64_t ttl, now;
-    int hit = 0;
-
-    if (q->no_cache || q->no_store || !c->d.store->ops->threadsafe ||
-        (key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL ||
-        (gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL)
-        goto out;
-    /* A prefetch waits for this page to be asked for: the main loop's. */
-    if (prefetch_marked(c, key))
-        goto out;
-    store_get(c->d.store, key, strlen(key), gen_name, cache_on_found, &found);
-    ttl = (int64_t)cache_ttl(conf, q->project_id);
-    now = c->d.now();
-    if (found.res != STORE_HIT || !cache_fresh(found.e, &found.g, now, ttl))
-        goto out;                /* stale: a refresh to start, on main */
-    memset(a, 0, sizeof(*a));
-    a->e = found.e;
-    a->stored = 1;
-    a->xcache = CX_HIT;
-    a->ttl_ms = ttl - (now - found.e->stored_ms);
-    found.e = NULL;
-    hit = 1;
-    __atomic_add_fetch(&c->stats.hits, 1, __ATOMIC_RELAXED);
-out:
-    centry_decref(found.e);
-    free(key);
-    free(gen_name);
-    return hit;
 }

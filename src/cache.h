@@ -6,14 +6,15 @@
  * Every answer is a struct answer: an entry (stored, or the upstream's
  * own non-200) or an error, with the values that describe how it came
  * about, which the front end words (cache_status.h). The cache's files:
- *   cache.c           creation, a client's lookup, the workers' hits
+ *   cache.c           creation, a client's lookup
  *   cache_stale.c     freshness, stale-while-revalidate, stale-if-error (pure)
  *   cache_flight.c    flights (one fetch per key), their waiters, leases
  *   cache_fetch.c     a flight's upstream request and what its answer becomes
  *   cache_admit.c     upstream budgets, and holds after an upstream 429
  *   cache_prefetch.c  the next page, fetched ahead
  *   cache_l1.c        an in-process copy in front of a shared store
- *   cache_local.c     a worker's hits from a shared store, on its own thread
+ *   cache_local.c     the workers' hits: a thread-safe store, or a shared one
+ *                     over the worker's own connection and L1
  *   cache_inval.c     generations, invalidation, purge, barriers, events
  * and cache_int.h, what they share. */
 #ifndef LCGATE_CACHE_H

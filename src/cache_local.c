@@ -1,5 +1,6 @@
-/* A worker's view of a shared store: its hits, on its own thread, over its
- * own connection, with its own L1 (cache.h, cache_local_*).
+/* The workers' hits (cache.h): from a thread-safe store at once
+ * (cache_try_hit), or from a shared store on the worker's own thread, over
+ * its own connection, with its own L1 (cache_local_*).
  *
  * The L1 is kept exact as the main loop's is (cache_l1.c): it is read
  * only while the worker's own subscription delivers every instance's
@@ -115,14 +116,39 @@ void cache_local_free(struct cache_local *cl)
     free(cl);
 }
 
-/* A hit: e borrowed for cb's duration. */
-static void answer_hit(struct cache *c, cache_done_cb cb, void *arg, struct centry *e,
-                       int64_t ttl_left)
+/* The key of q, or NULL when a worker must leave q to the main loop:
+ * no-cache or no-store, a prefetch waiting for this page to be asked for,
+ * or out of memory. malloc'd. */
+static char *worker_key(struct cache *c, const struct list_query *q)
 {
-    struct answer a = {.e = e, .stored = 1, .xcache = CX_HIT, .ttl_ms = ttl_left};
+    char *key;
 
+    if (q->no_cache || q->no_store ||
+        (key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL)
+        return NULL;
+    if (prefetch_marked(c, key)) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+/* e (what a store holds under the generations g) as a worker's hit in *a,
+ * counted: 1, or 0 when it is not fresh (cache_fresh). */
+static int fresh_hit(struct cache *c, const struct conf *conf, const char *project_id,
+                     struct centry *e, const struct gens *g, struct answer *a)
+{
+    int64_t ttl = (int64_t)cache_ttl(conf, project_id), now = c->d.now();
+
+    if (!cache_fresh(e, g, now, ttl))
+        return 0;
+    memset(a, 0, sizeof(*a));
+    a->e = e;
+    a->stored = 1;
+    a->xcache = CX_HIT;
+    a->ttl_ms = ttl - (now - e->stored_ms);
     __atomic_add_fetch(&c->stats.hits, 1, __ATOMIC_RELAXED);
-    cb(arg, &a);
+    return 1;
 }
 
 static void answer_main(cache_done_cb cb, void *arg)
@@ -136,7 +162,7 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
 {
     struct llookup *l = arg;
     struct cache_local *cl;
-    int64_t ttl, now;
+    struct answer a;
 
     assert(l != NULL && l->magic == LLOOKUP_MAGIC);
     cl = l->cl;
@@ -145,12 +171,10 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
     /* A store error is not counted here: main, asked next, counts it if
      * the store fails it too (lcgate_store_errors_total: lookups that went
      * upstream). */
-    ttl = (int64_t)cache_ttl(l->conf, l->project_id);
-    now = cl->c->d.now();
-    if (res == STORE_HIT && cache_fresh(e, g, now, ttl)) {
+    if (res == STORE_HIT && fresh_hit(cl->c, l->conf, l->project_id, e, g, &a)) {
         if (l->drops == cl->drops && l1_current(cl, l->conf) && l->drops == cl->drops)
             store_set(cl->l1, l->key, l->klen, e, l->conf->l1_ttl_ms);
-        answer_hit(cl->c, l->cb, l->arg, e, ttl - (now - e->stored_ms));
+        l->cb(l->arg, &a);
     } else {
         answer_main(l->cb, l->arg);
     }
@@ -163,14 +187,18 @@ static int from_l1(struct cache_local *cl, const struct conf *conf, const char *
                    const char *project_id, cache_done_cb cb, void *arg)
 {
     struct found found = {STORE_MISS, NULL, {0, 0}};
-    int64_t ttl = (int64_t)cache_ttl(conf, project_id), now = cl->c->d.now();
-    int hit = 0;
+    struct answer a;
+    int hit;
 
     store_get(cl->l1, key, strlen(key), NULL, cache_on_found, &found);
-    if (found.e != NULL && now - found.e->stored_ms < ttl) {
+    if (found.e != NULL) {
+        /* Invalidations drop the L1: its entries are current. */
+        found.g.proj = found.e->gen_proj;
+        found.g.all = found.e->gen_all;
+    }
+    if ((hit = fresh_hit(cl->c, conf, project_id, found.e, &found.g, &a))) {
         __atomic_add_fetch(&cl->c->stats.l1_hits, 1, __ATOMIC_RELAXED);
-        answer_hit(cl->c, cb, arg, found.e, ttl - (now - found.e->stored_ms));
-        hit = 1;
+        cb(arg, &a);
     }
     centry_decref(found.e);
     return hit;
@@ -184,15 +212,11 @@ void cache_local_hit(struct cache_local *cl, const struct conf *conf,
     size_t klen;
 
     assert(cl != NULL && cl->magic == LOCAL_MAGIC);
-    if (q->no_cache || q->no_store ||
-        (key = ck_build(q->route, q->cred, q->credlen, q->canonical)) == NULL) {
+    if ((key = worker_key(cl->c, q)) == NULL) {
         answer_main(cb, arg);
         return;
     }
-    /* A prefetch waits for this page to be asked for: the main loop's. */
-    if (prefetch_marked(cl->c, key)) {
-        answer_main(cb, arg);
-    } else if (l1_current(cl, conf) && from_l1(cl, conf, key, q->project_id, cb, arg)) {
+    if (l1_current(cl, conf) && from_l1(cl, conf, key, q->project_id, cb, arg)) {
         ;                        /* answered */
     } else if ((gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL ||
                (l = malloc(sizeof(*l) + (klen = strlen(key)) + 1)) == NULL) {
@@ -212,4 +236,26 @@ void cache_local_hit(struct cache_local *cl, const struct conf *conf,
     }
     free(key);
     free(gen_name);
+}
+
+int cache_try_hit(struct cache *c, const struct conf *conf, const struct list_query *q,
+                  struct answer *a)
+{
+    struct found found = {STORE_MISS, NULL, {0, 0}};
+    char *key, *gen_name = NULL;
+    int hit = 0;
+
+    if (!c->d.store->ops->threadsafe || (key = worker_key(c, q)) == NULL)
+        return 0;
+    if ((gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) != NULL) {
+        store_get(c->d.store, key, strlen(key), gen_name, cache_on_found, &found);
+        /* Not fresh: a stale entry's refresh is the main loop's. */
+        hit = found.res == STORE_HIT &&
+              fresh_hit(c, conf, q->project_id, found.e, &found.g, a);
+    }
+    if (!hit)                    /* else a->e holds the reference */
+        centry_decref(found.e);
+    free(key);
+    free(gen_name);
+    return hit;
 }
