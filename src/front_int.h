@@ -64,6 +64,7 @@ struct greq {
     int read_only;               /* GET or HEAD: cancelled when the client goes */
     char label[CK_LABEL_MAX];    /* project label: budgets, holds, logs */
     char rlkey[CK_LABEL_MAX + 16];   /* its client budget's key */
+    char clkey[CK_LABEL_MAX + 16];   /* its client's own budget's key, or "" */
     const char *xcache;          /* for the log: HIT, MISS, ... */
     const char *detail;          /* for the log: why stale or refused */
     int up_status;               /* of the upstream fetch behind the answer */
@@ -93,7 +94,6 @@ struct greq {
     struct front_worker *local;  /* a worker's own, when it took g (g and
                                     its held conf are then freed with it) */
     struct answer hit;           /* its hit (hit.e a reference of g's) */
-    char clkey[CK_LABEL_MAX + 16];   /* its client's own budget's key, or "" */
     int answered;                /* greq_finish ran (a worker's, on its stack) */
     int has_head_length;         /* a pass-through HEAD: the upstream's */
     uint64_t head_length;        /* Content-Length, which the answer states */

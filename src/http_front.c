@@ -49,9 +49,9 @@ struct front_worker {
 
 /* The budgets a request spends: its project's client budget (g->label,
  * g->rate, g->burst; its key in g->rlkey), and the client's own
- * (g->client_*; its key in clkey, "" when none). */
+ * (g->client_*; its key in g->clkey, "" when none). */
 static void budgets_of(struct greq *g, const struct conf *c, const struct conf_client *cl,
-                       const char *cred, char *clkey, size_t n)
+                       const char *cred)
 {
     const struct conf_project *p = conf_project(c, g->project);
 
@@ -60,19 +60,18 @@ static void budgets_of(struct greq *g, const struct conf *c, const struct conf_c
     g->burst = p && p->has_burst ? p->burst : c->burst;
     memcpy(g->rlkey, STORE_RL_CLIENT, sizeof(STORE_RL_CLIENT) - 1);
     memcpy(g->rlkey + sizeof(STORE_RL_CLIENT) - 1, g->label, strlen(g->label) + 1);
-    clkey[0] = '\0';
+    g->clkey[0] = '\0';
     if (cl != NULL && cl->has_rate) {
         g->client_rate = cl->rate;
         g->client_burst = cl->burst;
         g->has_client_rl = 1;
-        snprintf(clkey, n, STORE_RL_TOKEN "%s", cl->name);
+        snprintf(g->clkey, sizeof(g->clkey), STORE_RL_TOKEN "%s", cl->name);
     }
 }
 
 /* Stage 2: g takes over what rd read, and learns whom it is for. -1 on
  * ENOMEM (the caller answers 500). */
-static int greq_begin(struct greq *g, const struct conf *c, struct reading *rd, char *clkey,
-                      size_t n)
+static int greq_begin(struct greq *g, const struct conf *c, struct reading *rd)
 {
     const char *key, *cred;
 
@@ -92,7 +91,7 @@ static int greq_begin(struct greq *g, const struct conf *c, struct reading *rd, 
     if (cred != NULL && (g->cred = strdup(cred)) == NULL)
         return -1;
     ck_cred_tag(g->cred, g->cred ? strlen(g->cred) : 0, g->keytag);
-    budgets_of(g, c, rd->client, g->cred, clkey, n);
+    budgets_of(g, c, rd->client, g->cred);
     if (rd->client != NULL && (g->client = strdup(rd->client->name)) == NULL)
         return -1;
     return 0;
@@ -171,10 +170,10 @@ static void take(struct greq *g, const char *key, const struct rate *rate, unsig
     rl_take_via(g->gw->rl, g->local ? g->local->st : NULL, key, rate, burst, on_spent, g);
 }
 
-static void spend(struct greq *g, const char *clkey)
+static void spend(struct greq *g)
 {
-    if (clkey[0] != '\0')
-        take(g, clkey, &g->client_rate, g->client_burst);
+    if (g->clkey[0] != '\0')
+        take(g, g->clkey, &g->client_rate, g->client_burst);
     else
         take(g, g->rlkey, &g->rate, g->burst);
 }
@@ -212,7 +211,6 @@ static void on_request(struct hs_req *req, void *arg)
     struct gw *gw = arg;
     struct reading rd;
     struct greq *g;
-    char clkey[CK_LABEL_MAX + 16];
 
     read_request(gw->conf, req, &rd);
     if (rd.status != 0) {
@@ -231,13 +229,13 @@ static void on_request(struct hs_req *req, void *arg)
         reply_detail(gw, req, 500, "Out of memory");
         return;
     }
-    if (greq_begin(g, gw->conf, &rd, clkey, sizeof(clkey)) != 0) {
+    if (greq_begin(g, gw->conf, &rd) != 0) {
         reading_free(&rd);
         greq_fail(g, 500, "Out of memory");
         return;
     }
     reading_free(&rd);
-    spend(g, clkey);
+    spend(g);
 }
 
 /* ---- on a worker's thread ---- */
@@ -267,6 +265,26 @@ void front_set_conf(struct gw *gw, struct conf *next)
     conf_free(old);
 }
 
+/* Stages 1 and 2 on a worker's thread, into g (zeroed), with the
+ * configuration held in g->fast: 0 when g is a list query a worker may
+ * answer, else -1 (main reads the request again). */
+static int fast_begin(struct greq *g, struct gw *gw, struct hs_req *req, int64_t t0_us)
+{
+    struct reading rd;
+    int rc;
+
+    g->gw = gw;
+    g->req = req;
+    g->t0_us = t0_us;
+    g->fast = conf_get(gw);
+    read_request(g->fast, req, &rd);
+    rc = -1;
+    if (rd.status == 0 && rd.route >= 0)
+        rc = greq_begin(g, g->fast, &rd);
+    reading_free(&rd);
+    return rc;
+}
+
 /* A worker asks before it hands a request to main: a GET of a list whose
  * fresh answer is in the (thread-safe) memory store goes through the
  * pipeline here, with the same stages as on main; so do its 429s.
@@ -276,38 +294,27 @@ void front_set_conf(struct gw *gw, struct conf *next)
 static int fast_memory(struct gw *gw, struct hs_req *req)
 {
     struct greq g;
-    struct reading rd;
-    struct conf *conf;
     struct list_query q;
     struct answer a;
-    char clkey[CK_LABEL_MAX + 16];
     int64_t t0 = mono_us();
+    int answered = 0;
 
-    conf = conf_get(gw);
-    read_request(conf, req, &rd);
     memset(&g, 0, sizeof(g));
-    g.gw = gw;
-    g.req = req;
-    g.t0_us = t0;
-    g.fast = conf;
-    if (rd.status != 0 || rd.route < 0 || greq_begin(&g, conf, &rd, clkey, sizeof(clkey)) != 0)
-        goto main;
-    list_query_of(&g, conf, &q);
-    if (!cache_try_hit(gw->cache, conf, &q, &a))
-        goto main;
-    g.fast_hit = &a;
-    spend(&g, clkey);
-    /* The memory store's budgets answer at once: g is answered. */
-    assert(g.answered);
-    centry_decref(a.e);
-    reading_free(&rd);
-    conf_free(conf);
-    return 1;
-main:
-    greq_free(&g);
-    reading_free(&rd);
-    conf_free(conf);
-    return 0;
+    if (fast_begin(&g, gw, req, t0) == 0) {
+        list_query_of(&g, g.fast, &q);
+        answered = cache_try_hit(gw->cache, g.fast, &q, &a);
+    }
+    if (answered) {
+        g.fast_hit = &a;
+        spend(&g);
+        /* The memory store's budgets answer at once: g is answered. */
+        assert(g.answered);
+        centry_decref(a.e);
+    } else {
+        greq_free(&g);
+    }
+    conf_free((struct conf *)g.fast);    /* g, on this stack, does not */
+    return answered;
 }
 
 /* The cache's answer to a request a worker took (cache_local_hit): a hit
@@ -324,7 +331,7 @@ static void on_local(void *arg, const struct answer *a)
     g->hit = *a;
     centry_incref(g->hit.e);
     g->fast_hit = &g->hit;
-    spend(g, g->clkey);
+    spend(g);
 }
 
 /* The same with a shared store, through the worker's own connection: the
@@ -332,29 +339,19 @@ static void on_local(void *arg, const struct answer *a)
  * (and for its budgets). g owns its held configuration. */
 static int fast_shared(struct front_worker *fw, struct worker *w, struct hs_req *req)
 {
-    struct gw *gw = fw->gw;
-    struct reading rd;
     struct list_query q;
     struct greq *g;
     int64_t t0 = mono_us();
 
     if ((g = calloc(1, sizeof(*g))) == NULL)
         return 0;
-    g->gw = gw;
-    g->req = req;
-    g->t0_us = t0;
-    g->fast = conf_get(gw);
     g->worker = w;
-    g->local = fw;
-    __atomic_add_fetch(&gw->fast_pending, 1, __ATOMIC_RELAXED);
-    read_request(g->fast, req, &rd);
-    if (rd.status != 0 || rd.route < 0 ||
-        greq_begin(g, g->fast, &rd, g->clkey, sizeof(g->clkey)) != 0) {
-        reading_free(&rd);
+    g->local = fw;               /* g owns itself and its conf from here */
+    __atomic_add_fetch(&fw->gw->fast_pending, 1, __ATOMIC_RELAXED);
+    if (fast_begin(g, fw->gw, req, t0) != 0) {
         greq_free(g);
         return 0;
     }
-    reading_free(&rd);
     list_query_of(g, g->fast, &q);
     cache_local_hit(fw->cl, g->fast, &q, on_local, g);
     return 1;
