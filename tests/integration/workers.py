@@ -86,25 +86,10 @@ if None not in workers:
            "sequential hits (fewer than 48)" % main_woken)
 
 # --- coalescing across workers ---------------------------------------------
-path = V1 + "?limit=17"
-mock.reset()
-mock.fault(delay_ms=800, match="?limit=17", count=-1)
-res, _ = c.concurrent([(g.port, path, None)] * 100, timeout=15)
-n_up = c.upstream_gets(mock, V1)
-c.clear_fault(mock)
-tap.eq(n_up, 1, "100 concurrent identical misses over both workers: exactly 1 upstream request")
-tap.ok(set(r.status for r in res) == {200} and len(set(r.body for r in res)) == 1,
-       "all 100 clients get a 200 with the same body", c.summary(res))
+wl.coalesce_100(tap, mock, g.port)
 
 # --- one client budget across workers --------------------------------------
-path = V1 + "?project_id=%s&limit=3" % W
-c.get(g.port, path)  # the first spends one and warms the cache
-res, _ = c.concurrent([(g.port, path, None)] * 40, timeout=15)
-codes = [r.status for r in res]
-tap.ok(codes.count(200) == 19 and codes.count(429) == 21,
-       "budget burst 20 over both workers: 19 more of 40 concurrent requests pass, 21 get 429",
-       "200: %d, 429: %d, other: %s" % (codes.count(200), codes.count(429),
-                                        [x for x in codes if x not in (200, 429)]))
+wl.budget_40(tap, g.port, W, 19, "budget burst 20")
 
 # --- a write is seen at once on every connection ---------------------------
 path = V2 + "?page_size=50"

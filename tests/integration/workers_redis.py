@@ -182,16 +182,7 @@ if n is not None:
            "every hit one)" % n)
 
 # --- 2. coalescing across workers -----------------------------------------
-path = V1 + "?limit=17"
-mock.reset()
-mock.fault(delay_ms=800, match="?limit=17", count=-1)
-res, _ = c.concurrent([(ga.port, path, None)] * 100, timeout=15)
-n_up = c.upstream_gets(mock, V1)
-c.clear_fault(mock)
-tap.eq(n_up, 1, "100 concurrent identical misses over both workers: exactly 1 upstream "
-       "request")
-tap.ok(set(r.status for r in res) == {200} and len(set(r.body for r in res)) == 1,
-       "all 100 clients get a 200 with the same body", c.summary(res))
+wl.coalesce_100(tap, mock, ga.port)
 
 # --- 3. two instances on one redis-server ---------------------------------
 # (A small list: an entry over 16 KiB is still being written to Redis when
@@ -215,30 +206,11 @@ tap.ok(new_id is not None and not missing,
 
 
 # --- 4. one client budget across workers, in Redis ------------------------
-def budget(pid):
-    """One warming request (it spends one and stores the list), then 40 at
-    once on 40 connections over both workers: (warming, answers)."""
-    path = V1 + "?project_id=%s&limit=3" % pid
-    warm = c.get(ga.port, path)
-    res, _ = c.concurrent([(ga.port, path, None)] * 40, timeout=15)
-    return warm, [r.status for r in res]
-
-
-warm, codes = budget(W10)
-tap.ok(warm.status == 200 and codes.count(200) == 9 and codes.count(429) == 31,
-       "Redis budget burst 10 over both workers: after a warming request, 9 more of 40 "
-       "concurrent requests pass, 31 get 429 (got %d and %d)"
-       % (codes.count(200), codes.count(429)),
-       "warming: %r; other: %s" % (warm, [x for x in codes if x not in (200, 429)]))
+wl.budget_40(tap, ga.port, W10, 9, "Redis budget burst 10")
 # In grants: a script run pays for up to 2, and a request Redis refuses
 # while this instance holds one paid ahead takes it, so that none paid for
 # is lost: exactly as many pass as one at a time.
-warm, codes = budget(W20)
-tap.ok(warm.status == 200 and codes.count(200) == 19 and codes.count(429) == 21,
-       "Redis budget burst 20 (spent in grants of 2) over both workers: after a warming "
-       "request, 19 more of 40 concurrent requests pass, 21 get 429 (got %d and %d)"
-       % (codes.count(200), codes.count(429)),
-       "warming: %r; other: %s" % (warm, [x for x in codes if x not in (200, 429)]))
+wl.budget_40(tap, ga.port, W20, 19, "Redis budget burst 20 (spent in grants of 2)")
 
 # --- 5. fail-open: redis-server killed, then back ---------------------------
 paths = {ga: V1 + "?limit=11", g0: V1 + "?limit=12"}

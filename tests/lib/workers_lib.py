@@ -52,3 +52,35 @@ def sigterm_drain(tap, mock, g):
     except Exception:
         pass
     tap.eq(g.proc.returncode, 0, "lcgate exits 0 after the drain")
+
+
+def coalesce_100(tap, mock, port):
+    """100 concurrent identical misses (the upstream takes 800 ms) on 100
+    connections, spread over the workers: exactly 1 upstream request, and
+    every client gets a 200 with the same body."""
+    path = c.V1 + "?limit=17"
+    mock.reset()
+    mock.fault(delay_ms=800, match="?limit=17", count=-1)
+    res, _ = c.concurrent([(port, path, None)] * 100, timeout=15)
+    n_up = c.upstream_gets(mock, c.V1)
+    c.clear_fault(mock)
+    tap.eq(n_up, 1, "100 concurrent identical misses over both workers: exactly 1 upstream "
+           "request")
+    tap.ok(set(r.status for r in res) == {200} and len(set(r.body for r in res)) == 1,
+           "all 100 clients get a 200 with the same body", c.summary(res))
+
+
+def budget_40(tap, port, project, passed, what):
+    """One warming request to project's list (it spends one and stores the
+    list), then 40 at once on 40 connections over the workers: exactly
+    passed of them 200, the rest 429."""
+    path = c.V1 + "?project_id=%s&limit=3" % project
+    warm = c.get(port, path)
+    res, _ = c.concurrent([(port, path, None)] * 40, timeout=15)
+    codes = [r.status for r in res]
+    tap.ok(warm.status == 200 and codes.count(200) == passed and
+           codes.count(429) == 40 - passed,
+           "%s over both workers: after a warming request, %d more of 40 concurrent requests "
+           "pass, %d get 429 (got %d and %d)"
+           % (what, passed, 40 - passed, codes.count(200), codes.count(429)),
+           "warming: %r; other: %s" % (warm, [x for x in codes if x not in (200, 429)]))
