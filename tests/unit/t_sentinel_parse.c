@@ -40,9 +40,18 @@ static void check_addrs(void)
 
 static void check_switch(void)
 {
+    static const struct {
+        const char *msg, *what;
+    } malformed[] = {
+        {"lcg 127.0.0.1 6379 127.0.0.1", "four words are malformed"},
+        {"lcg 127.0.0.1 6379 127.0.0.1 6380 extra", "six words are malformed"},
+        {"lcg 127.0.0.1 6379 127.0.0.1 0", "a port 0 is malformed"},
+        {"lcg 127.0.0.1 6379 127.0.0.1/x 6380", "a host with a '/' is malformed"},
+    };
     char host[SENTINEL_HOST_MAX + 1] = "";
     const char *m;
     int port = 0;
+    size_t i;
 
     m = "lcg 127.0.0.1 6379 127.0.0.1 6380";
     tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == 1 &&
@@ -57,18 +66,11 @@ static void check_switch(void)
     tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == 1 &&
                strcmp(host, "::2") == 0 && port == 6390,
            "an IPv6 address is read as sentinels send it (no brackets)");
-    m = "lcg 127.0.0.1 6379 127.0.0.1";
-    tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == -1,
-           "four words are malformed");
-    m = "lcg 127.0.0.1 6379 127.0.0.1 6380 extra";
-    tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == -1,
-           "six words are malformed");
-    m = "lcg 127.0.0.1 6379 127.0.0.1 0";
-    tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == -1,
-           "a port 0 is malformed");
-    m = "lcg 127.0.0.1 6379 127.0.0.1/x 6380";
-    tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == -1,
-           "a host with a '/' is malformed");
+    for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        m = malformed[i].msg;
+        tap_ok(sentinel_parse_switch(m, strlen(m), "lcg", host, &port) == -1,
+               "%s", malformed[i].what);
+    }
     m = "lcg 127.0.0.1 6379 127.0.0.1 6380 ";
     tap_ok(sentinel_parse_switch(m, strlen(m) - 1, "lcg", host, &port) == 1 && port == 6380,
            "only the length given is read");
