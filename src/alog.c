@@ -17,7 +17,6 @@
 #include "clock.h"
 #include "log.h"
 
-#define FLUSH_AT (64 * 1024)         /* a thread's buffer is written at this */
 #define BATCH_MS 200                 /* a file's lines wait at most this */
 #define PENDING_MAX (1024 * 1024)    /* held back by a full pipe, at most */
 #define RETRY_MS 200                 /* a full pipe is tried again after */
@@ -337,13 +336,13 @@ void alog_line(const struct accesslog_entry *e)
         __atomic_add_fetch(&lost, 1, __ATOMIC_RELAXED);
         return;
     }
-    if (t->len > FLUSH_AT && before > 0) {
+    if (t->len > ALOG_FLUSH_AT && before > 0) {
         /* What was there goes now; the new line starts the next write. */
         write_out(t->buf, before);
         memmove(t->buf, t->buf + before, t->len - before);
         t->len -= before;
     }
-    if (t->len >= FLUSH_AT) {
+    if (t->len >= ALOG_FLUSH_AT) {
         flush_tbuf(t);
     } else if (!t->due) {
         static const struct timeval batch = {0, BATCH_MS * 1000};

@@ -469,28 +469,28 @@ static void big(void)
 {
     struct event_base *base = event_base_new();
     struct accesslog_entry e = full();
-    char path[128], err[256], *ua = malloc(100001);
+    char path[128], err[256], *ua = malloc(ALOG_FLUSH_AT + 1001);
     size_t bad, n = 0, line;
     char *one = accesslog_format(&e, &line);
     off_t size;
 
     snprintf(path, sizeof(path), "%s/big.log", dir);
     alog_open(base, path, err, sizeof(err));
-    while ((n + 1) * line <= 64 * 1024) {
+    while ((n + 1) * line <= ALOG_FLUSH_AT) {
         alog_line(&e);
         n++;
     }
-    tap_ok(file_size(path) == 0, "64 KiB of lines (%zu) wait", n);
+    tap_ok(file_size(path) == 0, "ALOG_FLUSH_AT (%d KiB) of lines (%zu) wait", ALOG_FLUSH_AT / 1024, n);
     alog_line(&e);
     size = file_size(path);
-    tap_ok(size == (off_t)(n * line), "the next line sends the 64 KiB out at once, without it "
+    tap_ok(size == (off_t)(n * line), "the next line sends them out at once, without it "
            "(%lld bytes)", (long long)size);
-    memset(ua, 'u', 100000);
-    ua[100000] = '\0';
+    memset(ua, 'u', ALOG_FLUSH_AT + 1000);
+    ua[ALOG_FLUSH_AT + 1000] = '\0';
     e.user_agent = ua;
     alog_line(&e);
-    tap_ok(file_size(path) > (off_t)(100000 + n * line),
-           "a line longer than 64 KiB goes out at once, after the one before it");
+    tap_ok(file_size(path) > (off_t)(ALOG_FLUSH_AT + 1000 + n * line),
+           "a line longer than ALOG_FLUSH_AT goes out at once, after the one before it");
     event_base_loop(base, EVLOOP_NONBLOCK);
     tap_ok(file_lines(path, &bad) == n + 2 && bad == 0, "every line whole");
     alog_close();
