@@ -65,12 +65,12 @@ for r in res:
             if redis:
                 rat += " (vs their 1-key hit)"
         if peer == "lcgate-alog":
-            # the access log's cost: against access_log = off (same round, case, load)
+            # the access log's cost: against access_log = off, side by side (same round, case)
             off = by.get((rnd, case, "lcgate", conns))
-            if off and num(rps) and num(off[4]):
-                rat = "req/s ÷ access_log=off: %.3f" % (num(rps) / num(off[4]))
-                if me and num(off[7]):
-                    rat += "; per core: %.3f" % (num(off[7]) / me)
+            if off and me and num(off[7]):
+                rat = "per core ÷ access_log=off: %.3f" % (num(off[7]) / me)
+                if num(rps) and num(off[4]):
+                    rat += "; req/s ÷ off, sharing the core: %.3f" % (num(rps) / num(off[4]))
         if peer.endswith("-w2"):
             # the workers target: CPU per request against workers = 1 (same round, case)
             w1 = cpu(rnd, case, peer[:-len("-w2")], conns)
@@ -129,38 +129,37 @@ print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on 
       "lcgate-redis-w2 and lcgate-redis-nol1-w2; wall time %s s; "
       "ports still listening after stop: %s" % (
           E("DUR"), E("ROUNDS"), E("PIN"), E("SRV_CPU"), E("CLI_CPU"), E("ELAPSED"), E("LEFT")))
-for m in alog:
-    _, rnd, lines, nreq = (m + ["?"] * 4)[:4]
+# The access log's cost: the two lcgates ran side by side on the server CPU (bench/run's
+# run_pair), so the figure is their per-core throughput, requests per CPU second: the ratio
+# of their CPU per request. Their req/s while sharing the core is shown too; it also carries
+# how the scheduler happened to split the core.
+def alog_rows(rnd):
     off = [r for r in res if r[0] == rnd and r[2] == "lcgate" and "access log" in r[1]]
     on = [r for r in res if r[0] == rnd and r[2] == "lcgate-alog"]
-    if off and on and num(off[0][4]) and num(on[0][4]):
-        cpu = ""
-        if num(on[0][7]) and num(off[0][7]):
-            cpu = "; CPU per request %s µs against %s µs, per core %.3f" % (
-                on[0][7], off[0][7], num(off[0][7]) / num(on[0][7]))
-        print("Access log (round %s): 1-key hits, c50, access_log = a file %s req/s against "
-              "access_log = off %s req/s: ratio %.3f (target >= 0.95)%s; the file got %s lines for "
-              "the %s requests wrk counted (and those still in flight at its end)." % (
-                  rnd, on[0][4], off[0][4], num(on[0][4]) / num(off[0][4]), cpu, lines, nreq))
-# Over every round: the ratio of the mean rates, and of the mean CPU per
-# request (each round swaps which goes first; a noisy round weighs no more
-# than a quiet one).
+    return (off[0], on[0]) if off and on and num(off[0][7]) and num(on[0][7]) else None
+
+
 pairs = []
 for m in alog:
-    rnd = (m + ["?"])[1]
-    off = [r for r in res if r[0] == rnd and r[2] == "lcgate" and "access log" in r[1]]
-    on = [r for r in res if r[0] == rnd and r[2] == "lcgate-alog"]
-    if off and on and num(off[0][4]) and num(on[0][4]):
-        pairs.append((num(on[0][4]), num(off[0][4]), num(on[0][7]), num(off[0][7])))
+    _, rnd, lines, nreq = (m + ["?"] * 4)[:4]
+    rows_ = alog_rows(rnd)
+    if rows_ is None:
+        continue
+    off, on = rows_
+    pairs.append((num(on[7]), num(off[7]), num(on[4]), num(off[4])))
+    print("Access log (round %s): 1-key hits, c50, the two lcgates side by side on the server CPU: "
+          "CPU per request %s µs with access_log = a file against %s µs off, so per-core throughput "
+          "ratio %.3f (target >= 0.95); while sharing the core %s req/s against %s (%.3f); the file "
+          "got %s lines for the %s requests wrk counted (and those still in flight at its end)." % (
+              rnd, on[7], off[7], num(off[7]) / num(on[7]), on[4], off[4],
+              (num(on[4]) or 0) / (num(off[4]) or 1), lines, nreq))
 if len(pairs) > 1:
     n = len(pairs)
-    mon, moff = sum(p[0] for p in pairs) / n, sum(p[1] for p in pairs) / n
-    cpu = ""
-    if all(p[2] and p[3] for p in pairs):
-        con, coff = sum(p[2] for p in pairs) / n, sum(p[3] for p in pairs) / n
-        cpu = "; mean CPU per request %.2f µs against %.2f µs, per core %.3f" % (con, coff, coff / con)
-    print("Access log (%d rounds): mean %.0f req/s with the file against %.0f off: ratio %.3f "
-          "(target >= 0.95)%s." % (n, mon, moff, mon / moff, cpu))
+    con, coff = sum(p[0] for p in pairs) / n, sum(p[1] for p in pairs) / n
+    rs = [p[1] / p[0] for p in pairs]
+    print("Access log (%d rounds): mean CPU per request %.3f µs with the file against %.3f µs off: "
+          "per-core throughput ratio %.3f (target >= 0.95; rounds %.3f to %.3f)." % (
+              n, con, coff, coff / con, min(rs), max(rs)))
 
 
 def mean(xs):
