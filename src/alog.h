@@ -14,7 +14,7 @@
  * to 64 KiB, and by another 40% from 64 to 256 KiB (ext4 puts the aligned
  * parts of a large write in large page-cache folios: 0.44 against 0.25 ms
  * a MiB of 400-byte lines, measured). With 64 KiB the log to a file cost
- * a hit 4.3% of its CPU; with 256 KiB, 2.4% (bench/run, side by side).
+ * a hit about 4.5% of its CPU, with 256 KiB about 3% (bench/run).
  * Past 256 KiB it falls no further. A buffer holds at most ALOG_FLUSH_AT
  * and one line (its allocation, twice that at most). The
  * writes of all threads take one lock, which also orders them against a
