@@ -123,7 +123,8 @@ for m in misc:
 print()
 print("Versions: %s" % E("VERS", "?"))
 print("Settings: DUR=%s ROUNDS=%s PIN=%s (servers on CPU %s, load generators on CPU %s); body 2048 B JSON; "
-      "server CPU = utime+stime of the server's processes (and the lcgate-redis peers: + redis-server) per request; "
+      "server CPU = utime+stime of the server's processes (and the lcgate-redis peers: + redis-server) per request "
+      "(the access log case: schedstat, the two lcgates side by side); "
       "per-core ratio = peer µs/req ÷ lcgate µs/req in the same round and case; lcgate-w2 = "
       "lcgate with workers = 2 (otherwise as lcgate), pinned to the same one core, and likewise "
       "lcgate-redis-w2 and lcgate-redis-nol1-w2; wall time %s s; "
@@ -142,10 +143,10 @@ def alog_rows(rnd):
 pairs = []
 for m in alog:
     _, rnd, lines, nreq = (m + ["?"] * 4)[:4]
-    rows_ = alog_rows(rnd)
-    if rows_ is None:
+    got = alog_rows(rnd)
+    if got is None:
         continue
-    off, on = rows_
+    off, on = got
     pairs.append((num(on[7]), num(off[7]), num(on[4]), num(off[4])))
     print("Access log (round %s): 1-key hits, c50, the two lcgates side by side on the server CPU: "
           "CPU per request %s µs with access_log = a file against %s µs off, so per-core throughput "
