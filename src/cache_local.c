@@ -43,7 +43,7 @@ struct llookup {
     void *arg;
     uint64_t drops;              /* cl->drops when the store was asked */
     size_t klen;
-    char key[];
+    char *key;                   /* malloc'd (worker_key's) */
 };
 
 static void drop(struct cache_local *cl)
@@ -179,6 +179,7 @@ static void on_lookup(void *arg, enum store_res res, struct centry *e, const str
         answer_main(l->cb, l->arg);
     }
     l->magic = 0;
+    free(l->key);
     free(l);
 }
 
@@ -209,7 +210,6 @@ void cache_local_hit(struct cache_local *cl, const struct conf *conf,
 {
     struct llookup *l = NULL;
     char *key, *gen_name = NULL;
-    size_t klen;
 
     assert(cl != NULL && cl->magic == LOCAL_MAGIC);
     if ((key = worker_key(cl->c, q)) == NULL) {
@@ -219,7 +219,7 @@ void cache_local_hit(struct cache_local *cl, const struct conf *conf,
     if (l1_current(cl, conf) && from_l1(cl, conf, key, q->project_id, cb, arg)) {
         ;                        /* answered */
     } else if ((gen_name = gen_name_of(q->project_id, q->cred, q->credlen)) == NULL ||
-               (l = malloc(sizeof(*l) + (klen = strlen(key)) + 1)) == NULL) {
+               (l = malloc(sizeof(*l))) == NULL) {
         answer_main(cb, arg);
     } else {
         l->magic = LLOOKUP_MAGIC;
@@ -229,10 +229,11 @@ void cache_local_hit(struct cache_local *cl, const struct conf *conf,
         l->cb = cb;
         l->arg = arg;
         l->drops = cl->drops;
-        l->klen = klen;
-        memcpy(l->key, key, klen + 1);
+        l->klen = strlen(key);
+        l->key = key;            /* l's from here */
+        key = NULL;
         cl->pending++;
-        store_get(cl->st, l->key, klen, gen_name, on_lookup, l);
+        store_get(cl->st, l->key, l->klen, gen_name, on_lookup, l);
     }
     free(key);
     free(gen_name);

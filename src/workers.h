@@ -4,8 +4,9 @@
  * system calls, which are most of a cached answer's cost. A request the
  * worker's fast path does not take is handed to the handler on the main
  * loop, where coalescing, fetches and invalidation live; the answer goes
- * back to the thread that owns the connection. Hand-offs in either direction are batched: a thread is woken
- * (an eventfd) only when its queue was empty.
+ * back to the thread that owns the connection. Hand-offs in either
+ * direction are batched: a thread is woken (an eventfd) only when its
+ * queue was empty.
  *
  * TCP: each thread listens on its own SO_REUSEPORT socket, so that the
  * kernel spreads connections; a Unix socket is one socket that all share.
